@@ -1,0 +1,91 @@
+"""The alert event: what streamdq publishes when a check crosses a threshold."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = ["ALERT_SCHEMA_VERSION", "SEVERITIES", "Alert", "fingerprint"]
+
+ALERT_SCHEMA_VERSION = 1
+SEVERITIES = ("info", "warning", "critical")
+
+
+def fingerprint(stream: str, feature: str | None, check: str, model: str | None = None) -> str:
+    """Stable identity of an alert condition: the same (stream, feature, check, model) always
+    maps to the same 16-hex-digit fingerprint, across workers and restarts.
+
+    >>> fingerprint("features", "age", "psi") == fingerprint("features", "age", "psi")
+    True
+    >>> len(fingerprint("features", None, "volume"))
+    16
+    """
+    key = "\x1f".join([stream, feature or "", check, model or ""])
+    return hashlib.sha256(key.encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True, slots=True)
+class Alert:
+    """One alert about one condition in one window.
+
+    ``alert_id`` is derived from the fingerprint and the window, so the same
+    window evaluated twice (a replay, a redelivery) yields the same id and
+    receivers can drop duplicates.
+
+    Examples
+    --------
+    >>> a = Alert(stream="s", feature="x", check="psi", severity="critical", value=0.4,
+    ...           threshold=0.25, sample_size=1000, summary="x drifted",
+    ...           window={"name": "w", "kind": "count", "index": 3, "start": "t0", "end": "t1"},
+    ...           reference_version="abc", created_at="t1")
+    >>> a.to_event()["status"], a.alert_id == a.alert_id, a.fingerprint == fingerprint("s", "x", "psi")
+    ('firing', True, True)
+    """
+
+    stream: str
+    feature: str | None
+    check: str
+    severity: str
+    value: float
+    threshold: float
+    sample_size: int
+    summary: str
+    window: dict[str, Any]
+    reference_version: str | None
+    created_at: str
+    status: str = "firing"
+    model: str | None = None
+    details: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def fingerprint(self) -> str:
+        return fingerprint(self.stream, self.feature, self.check, self.model)
+
+    @property
+    def alert_id(self) -> str:
+        key = f"{self.fingerprint}|{self.window['name']}|{self.window['index']}|{self.status}"
+        return hashlib.sha256(key.encode()).hexdigest()[:32]
+
+    def to_event(self) -> dict[str, Any]:
+        """The JSON document sent to the alerts topic (``schemas/alert.schema.json``)."""
+        return {
+            "schema_version": ALERT_SCHEMA_VERSION,
+            "alert_id": self.alert_id,
+            "fingerprint": self.fingerprint,
+            "status": self.status,
+            "severity": self.severity,
+            "stream": self.stream,
+            "feature": self.feature,
+            "check": self.check,
+            "model": self.model,
+            "value": self.value,
+            "threshold": self.threshold,
+            "sample_size": self.sample_size,
+            "window": self.window,
+            "reference_version": self.reference_version,
+            "first_seen": self.created_at,
+            "last_seen": self.created_at,
+            "summary": self.summary,
+            "details": self.details,
+        }

@@ -1,0 +1,5 @@
+"""Quality checks per feature and window."""
+
+from monitor.checks.feature import MISSING, FeatureWindow, FeatureWindowResult
+
+__all__ = ["MISSING", "FeatureWindow", "FeatureWindowResult"]

@@ -1,0 +1,34 @@
+"""The result of one drift evaluation."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+__all__ = ["DriftResult"]
+
+
+@dataclass(frozen=True, slots=True)
+class DriftResult:
+    """One drift evaluation of one feature in one window.
+
+    One meaning per field: ``statistic`` is the method's own statistic, and a
+    distance drifts when ``statistic >= threshold``; a test (``p_value`` set)
+    drifts when ``p_value <= threshold``. ``drifted`` is ``None`` when the
+    window had fewer than the minimum sample ("insufficient data", not drift).
+
+    Examples
+    --------
+    >>> DriftResult(method="psi", statistic=0.3, threshold=0.1, sample_size=500, drifted=True).drifted
+    True
+    """
+
+    method: str
+    statistic: float | None
+    threshold: float
+    sample_size: int
+    drifted: bool | None
+    p_value: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)

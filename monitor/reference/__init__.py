@@ -1,0 +1,14 @@
+"""Reference profiles: building, saving, loading."""
+
+from monitor.reference.build import MAX_CATEGORIES, build_profile, build_profile_from_file, read_rows
+from monitor.reference.profile import PROFILE_SCHEMA_VERSION, FeatureProfile, ReferenceProfile
+
+__all__ = [
+    "MAX_CATEGORIES",
+    "PROFILE_SCHEMA_VERSION",
+    "FeatureProfile",
+    "ReferenceProfile",
+    "build_profile",
+    "build_profile_from_file",
+    "read_rows",
+]

@@ -1,0 +1,161 @@
+"""Reference profiles: the statistics of the data a model was trained on.
+
+A profile holds statistics, never raw rows: per feature the count, missing
+count, moments, and either fixed histogram bins (numeric: interior cut points
+at reference quantiles plus their counts) or category counts. It is saved as
+versioned JSON (``schema_version`` is the file format, ``profile_version`` a
+content hash), records its source and creation time, and is validated against
+``schemas/reference_profile.schema.json``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from monitor.errors import ProfileError
+from monitor.spec import StreamSpec
+from monitor.stats import OTHER
+
+__all__ = ["FeatureProfile", "ReferenceProfile", "PROFILE_SCHEMA_VERSION"]
+
+PROFILE_SCHEMA_VERSION = 1
+
+
+@dataclass(frozen=True, slots=True)
+class FeatureProfile:
+    """Reference statistics of one feature.
+
+    Numeric: ``bin_edges`` (interior cut points, ascending) and ``bin_counts``
+    (one more than the edges). Categorical/boolean: ``category_counts``.
+    """
+
+    name: str
+    type: str
+    count: int
+    missing: int
+    mean: float | None = None
+    std: float | None = None
+    min: float | None = None
+    max: float | None = None
+    bin_edges: list[float] | None = None
+    bin_counts: list[int] | None = None
+    category_counts: dict[str, int] | None = None
+
+    def category_names(self) -> list[str]:
+        """Reference categories, most frequent first (ties by name), without OTHER."""
+        counts = self.category_counts or {}
+        return sorted((c for c in counts if c != OTHER), key=lambda c: (-counts[c], c))
+
+    def expected_histogram(self) -> list[int] | None:
+        """Reference counts aligned with the window histogram's bins."""
+        if self.bin_counts is not None:
+            return list(self.bin_counts)
+        if self.category_counts is not None:
+            counts = self.category_counts
+            return [counts[c] for c in self.category_names()] + [counts.get(OTHER, 0)]
+        return None
+
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"type": self.type, "count": self.count, "missing": self.missing}
+        if self.type == "numeric":
+            d.update(mean=self.mean, std=self.std, min=self.min, max=self.max,
+                     bin_edges=self.bin_edges, bin_counts=self.bin_counts)
+        else:
+            d["category_counts"] = self.category_counts
+        return d
+
+
+@dataclass(frozen=True, slots=True)
+class ReferenceProfile:
+    """The reference profile of one stream.
+
+    Examples
+    --------
+    >>> p = ReferenceProfile(stream="f", source={"kind": "file", "path": "r.csv"}, created_at="2026-01-01T00:00:00Z",
+    ...     rows=2, features={"c": FeatureProfile(name="c", type="categorical", count=2, missing=0,
+    ...     category_counts={"a": 1, "b": 1})})
+    >>> ReferenceProfile.from_dict(p.to_dict()) == p
+    True
+    >>> len(p.profile_version)
+    12
+    """
+
+    stream: str
+    source: dict[str, Any]
+    created_at: str
+    rows: int
+    features: dict[str, FeatureProfile] = field(default_factory=dict)
+
+    @property
+    def profile_version(self) -> str:
+        """Content hash of the statistics (same data and settings, same version)."""
+        body = orjson.dumps({k: v.to_dict() for k, v in sorted(self.features.items())},
+                            option=orjson.OPT_SORT_KEYS)
+        return hashlib.sha256(body).hexdigest()[:12]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "schema_version": PROFILE_SCHEMA_VERSION,
+            "profile_version": self.profile_version,
+            "stream": self.stream,
+            "created_at": self.created_at,
+            "source": self.source,
+            "rows": self.rows,
+            "features": {k: v.to_dict() for k, v in self.features.items()},
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ReferenceProfile:
+        if not isinstance(d, dict) or d.get("schema_version") != PROFILE_SCHEMA_VERSION:
+            got = d.get("schema_version") if isinstance(d, dict) else type(d).__name__
+            raise ProfileError(f"unsupported reference profile schema_version {got!r} "
+                               f"(this release reads {PROFILE_SCHEMA_VERSION})")
+        try:
+            feats = {name: FeatureProfile(name=name, **fd) for name, fd in d["features"].items()}
+            profile = cls(stream=d["stream"], source=d["source"], created_at=d["created_at"],
+                          rows=int(d["rows"]), features=feats)
+        except (KeyError, TypeError, AttributeError) as exc:
+            raise ProfileError(f"reference profile is missing or has a bad field: {exc}") from None
+        declared = d.get("profile_version")
+        if declared is not None and declared != profile.profile_version:
+            raise ProfileError(f"reference profile content does not match its profile_version "
+                               f"{declared!r} (edited by hand?)")
+        return profile
+
+    def save(self, path: str | Path) -> Path:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(path.suffix + ".tmp")
+        tmp.write_bytes(orjson.dumps(self.to_dict(), option=orjson.OPT_INDENT_2))
+        tmp.replace(path)
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> ReferenceProfile:
+        path = Path(path)
+        try:
+            data = orjson.loads(path.read_bytes())
+        except OSError as exc:
+            raise ProfileError(f"cannot read reference profile {path}: {exc.strerror or exc}") from None
+        except orjson.JSONDecodeError as exc:
+            raise ProfileError(f"reference profile {path} is not valid JSON: {exc}") from None
+        return cls.from_dict(data)
+
+    def check_against(self, stream: StreamSpec) -> None:
+        """Raise :class:`ProfileError` unless every spec feature is profiled with its type."""
+        problems = []
+        for f in stream.features:
+            fp = self.features.get(f.name)
+            if fp is None:
+                problems.append(f"feature {f.name!r} is not in the profile")
+            elif fp.type != f.type:
+                problems.append(f"feature {f.name!r} is {f.type} in the spec but {fp.type} in the profile")
+        if problems:
+            raise ProfileError(f"reference profile (stream {self.stream!r}, version "
+                               f"{self.profile_version}) does not match stream {stream.name!r}: "
+                               + "; ".join(problems))

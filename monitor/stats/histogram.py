@@ -1,0 +1,116 @@
+"""Fixed-bin histograms whose bins come from a reference profile."""
+
+from __future__ import annotations
+
+from bisect import bisect_right
+from collections.abc import Sequence
+from typing import Any
+
+__all__ = ["BinnedCounts", "CategoryCounts", "OTHER"]
+
+#: Bucket for categories the reference never saw (and for overflow past the bound).
+OTHER = "__other__"
+
+
+class BinnedCounts:
+    """Counts of numeric values in bins fixed by ``edges`` (interior cut points).
+
+    ``k`` interior edges make ``k + 1`` bins, the outer two open-ended; a value
+    ``x`` falls in bin ``bisect_right(edges, x)``. Memory is ``k + 1`` integers.
+    Mergeable with ``+=`` when the edges agree.
+
+    Examples
+    --------
+    >>> h = BinnedCounts([0.0, 1.0])
+    >>> for x in [-5, 0.0, 0.5, 1.0, 7]:
+    ...     h.update(x)
+    >>> h.counts
+    [1, 2, 2]
+    >>> h.n
+    5
+    """
+
+    __slots__ = ("edges", "counts")
+
+    def __init__(self, edges: Sequence[float]) -> None:
+        self.edges = list(edges)
+        self.counts = [0] * (len(self.edges) + 1)
+
+    def update(self, x: float) -> None:
+        self.counts[bisect_right(self.edges, x)] += 1
+
+    @property
+    def n(self) -> int:
+        return sum(self.counts)
+
+    def get(self) -> list[int] | None:
+        return list(self.counts) if self.n else None
+
+    def __iadd__(self, other: BinnedCounts) -> BinnedCounts:
+        if other.edges != self.edges:
+            raise ValueError("cannot merge histograms with different bin edges")
+        self.counts = [a + b for a, b in zip(self.counts, other.counts, strict=True)]
+        return self
+
+    def to_state(self) -> dict[str, Any]:
+        return {"schema_version": 1, "edges": self.edges, "counts": self.counts}
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any]) -> BinnedCounts:
+        h = cls(state["edges"])
+        h.counts = [int(c) for c in state["counts"]]
+        return h
+
+
+class CategoryCounts:
+    """Counts per category over a fixed vocabulary plus an :data:`OTHER` bucket.
+
+    Values outside ``categories`` are counted under :data:`OTHER`, so memory is
+    bounded by ``len(categories) + 1`` counters whatever the stream sends.
+
+    Examples
+    --------
+    >>> c = CategoryCounts(["a", "b"])
+    >>> for v in ["a", "a", "z", "b"]:
+    ...     c.update(v)
+    >>> c.vector()
+    [2, 1, 1]
+    """
+
+    __slots__ = ("categories", "_index", "counts")
+
+    def __init__(self, categories: Sequence[str]) -> None:
+        self.categories = list(categories)
+        self._index = {c: i for i, c in enumerate(self.categories)}
+        self.counts = [0] * (len(self.categories) + 1)
+
+    def update(self, value: str) -> None:
+        self.counts[self._index.get(value, len(self.categories))] += 1
+
+    @property
+    def n(self) -> int:
+        return sum(self.counts)
+
+    def vector(self) -> list[int]:
+        """Counts in ``categories`` order, :data:`OTHER` last."""
+        return list(self.counts)
+
+    def get(self) -> dict[str, int] | None:
+        if not self.n:
+            return None
+        return dict(zip([*self.categories, OTHER], self.counts, strict=True))
+
+    def __iadd__(self, other: CategoryCounts) -> CategoryCounts:
+        if other.categories != self.categories:
+            raise ValueError("cannot merge category counts over different vocabularies")
+        self.counts = [a + b for a, b in zip(self.counts, other.counts, strict=True)]
+        return self
+
+    def to_state(self) -> dict[str, Any]:
+        return {"schema_version": 1, "categories": self.categories, "counts": self.counts}
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any]) -> CategoryCounts:
+        c = cls(state["categories"])
+        c.counts = [int(x) for x in state["counts"]]
+        return c

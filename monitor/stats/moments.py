@@ -1,0 +1,108 @@
+"""Count, mean, variance, min and max of a numeric stream, mergeable."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from river import stats
+
+__all__ = ["Moments"]
+
+
+class Moments:
+    """Running count/mean/std/min/max, backed by River's :class:`river.stats.Var`.
+
+    Follows River's statistic protocol (``update``/``get``) and is mergeable:
+    ``a += b`` gives exactly the state of the concatenated stream (River uses
+    the parallel-variance formulas). Memory is constant.
+
+    Examples
+    --------
+    >>> m = Moments()
+    >>> for x in [1.0, 2.0, 3.0, 4.0]:
+    ...     m.update(x)
+    >>> m.n, m.mean, round(m.std, 6), m.min, m.max
+    (4, 2.5, 1.290994, 1.0, 4.0)
+    >>> other = Moments()
+    >>> other.update(10.0)
+    >>> m += other
+    >>> m.n, m.mean, m.max
+    (5, 4.0, 10.0)
+    >>> Moments().get() is None
+    True
+    """
+
+    __slots__ = ("_var", "min", "max")
+
+    def __init__(self) -> None:
+        self._var = stats.Var(ddof=1)
+        self.min = math.inf
+        self.max = -math.inf
+
+    def update(self, x: float) -> None:
+        self._var.update(x)
+        if x < self.min:
+            self.min = x
+        if x > self.max:
+            self.max = x
+
+    @property
+    def n(self) -> int:
+        return int(self._var.mean.n)
+
+    @property
+    def mean(self) -> float | None:
+        return self._var.mean.get() if self.n else None
+
+    @property
+    def std(self) -> float | None:
+        """Sample standard deviation (ddof=1), ``None`` below two values."""
+        if self.n < 2:
+            return None
+        return math.sqrt(max(self._var.get(), 0.0))
+
+    def get(self) -> dict[str, float | None] | None:
+        """All moments as a dict, or ``None`` when no value was seen."""
+        if not self.n:
+            return None
+        return {"count": self.n, "mean": self.mean, "std": self.std, "min": self.min, "max": self.max}
+
+    def __iadd__(self, other: Moments) -> Moments:
+        self._var += other._var
+        self.min = min(self.min, other.min)
+        self.max = max(self.max, other.max)
+        return self
+
+    def __add__(self, other: Moments) -> Moments:
+        out = Moments.from_state(self.to_state())
+        out += other
+        return out
+
+    def to_state(self) -> dict[str, Any]:
+        return {
+            "schema_version": 1,
+            "n": self.n,
+            "mean": self._var.mean._mean,
+            "m2": self._var._S,
+            "min": self.min if self.n else None,
+            "max": self.max if self.n else None,
+        }
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any]) -> Moments:
+        if state.get("schema_version") != 1:
+            raise ValueError(f"unsupported Moments state version {state.get('schema_version')!r}")
+        m = cls()
+        m._var.mean.n = float(state["n"])
+        m._var.mean._mean = float(state["mean"])
+        m._var._S = float(state["m2"])
+        m.min = math.inf if state["min"] is None else float(state["min"])
+        m.max = -math.inf if state["max"] is None else float(state["max"])
+        return m
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Moments) and self.to_state() == other.to_state()
+
+    def __repr__(self) -> str:
+        return f"Moments(n={self.n}, mean={self.mean}, std={self.std})"

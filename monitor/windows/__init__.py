@@ -1,0 +1,5 @@
+"""Windows over a stream."""
+
+from monitor.windows.tumbling import TumblingWindow
+
+__all__ = ["TumblingWindow"]
