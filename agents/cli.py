@@ -1,0 +1,237 @@
+"""The ``streamdq`` command line.
+
+User mistakes (bad spec, missing file, unreachable broker) print a clear
+message and exit non-zero, never a traceback.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+import orjson
+
+from monitor.errors import ConfigError, StreamdqError
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+__all__ = ["main"]
+
+
+def _friendly(fn: F) -> F:
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except ConfigError as exc:
+            click.secho(f"error: {exc.args[0]}", fg="red", err=True)
+            for path, msg in exc.problems:
+                click.echo(f"  {click.style(path, bold=True)}: {msg}", err=True)
+            sys.exit(2)
+        except StreamdqError as exc:
+            click.secho(f"error: {exc}", fg="red", err=True)
+            sys.exit(1)
+
+    return wrapper  # type: ignore[return-value]
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="streamdq")
+def cli() -> None:
+    """streamdq: streaming data-quality and drift monitoring on Kafka."""
+
+
+@cli.command()
+@click.argument("spec", type=click.Path(dir_okay=False))
+@_friendly
+def validate(spec: str) -> None:
+    """Check a monitor spec; print each problem with the path of the bad key."""
+    from monitor.spec import load_spec
+
+    s = load_spec(spec)
+    click.secho(f"{spec}: valid (monitor {s.name!r}, {len(s.streams)} stream(s), "
+                f"{sum(len(x.features) for x in s.streams)} feature(s))", fg="green")
+    for stream in s.streams:
+        if stream.reference and not Path(stream.reference).is_file():
+            click.secho(f"  note: stream {stream.name!r}: reference profile {stream.reference} does not "
+                        "exist yet (streamdq reference build)", fg="yellow")
+
+
+@cli.group()
+def reference() -> None:
+    """Reference profiles (the training-data statistics drift is measured against)."""
+
+
+@reference.command("build")
+@click.argument("spec", type=click.Path(dir_okay=False))
+@click.option("--input", "input_path", required=True, type=click.Path(dir_okay=False), help="CSV or JSONL file.")
+@click.option("--out", required=True, type=click.Path(dir_okay=False), help="Profile JSON to write.")
+@click.option("--stream", default=None, help="Stream to profile (default: the spec's only stream).")
+@click.option("--sample-size", default=100_000, show_default=True, help="Reservoir size per numeric feature for bin edges.")
+@_friendly
+def reference_build(spec: str, input_path: str, out: str, stream: str | None, sample_size: int) -> None:
+    """Build a versioned reference profile from a file of clean records."""
+    from rich.console import Console
+
+    from monitor.reference import build_profile_from_file
+    from monitor.spec import load_spec
+
+    s = load_spec(spec)
+    st = _pick_stream(s, stream)
+    console = Console(stderr=True)
+    with console.status(f"profiling {input_path} ...") as status:
+        profile = build_profile_from_file(
+            st, input_path, sample_size=sample_size,
+            progress=lambda n: status.update(f"profiling {input_path}: {n:,} records ..."))
+    profile.save(out)
+    click.secho(f"wrote {out}: stream {st.name!r}, {profile.rows:,} records, "
+                f"{len(profile.features)} features, profile_version {profile.profile_version}", fg="green")
+
+
+def _pick_stream(spec: Any, name: str | None) -> Any:
+    if name is not None:
+        try:
+            return spec.stream(name)
+        except KeyError:
+            raise ConfigError(f"no stream named {name!r} in the spec "
+                              f"(streams: {', '.join(x.name for x in spec.streams)})") from None
+    if len(spec.streams) != 1:
+        raise ConfigError("the spec has several streams; choose one with --stream")
+    return spec.streams[0]
+
+
+@cli.command()
+@click.argument("spec", type=click.Path(dir_okay=False))
+@click.option("--bootstrap", default=None, help="Kafka bootstrap servers (default: $KAFKA_BOOTSTRAP).")
+@click.option("--web-port", type=int, default=None, help="Port of /metrics and /health (default: $STREAMDQ_WEB_PORT or 6066).")
+@click.option("--loglevel", default=None, help="debug, info, warning (default: $STREAMDQ_LOG_LEVEL or info).")
+@_friendly
+def worker(spec: str, bootstrap: str | None, web_port: int | None, loglevel: str | None) -> None:
+    """Run a monitoring worker (a Faust worker) for SPEC until Ctrl-C/SIGTERM."""
+    from agents.settings import Settings
+    from agents.worker import run_worker
+
+    run_worker(spec, Settings.from_env(bootstrap=bootstrap, web_port=web_port, log_level=loglevel))
+
+
+@cli.group()
+def kafka() -> None:
+    """A local single-node Apache Kafka (KRaft) for trying streamdq out."""
+
+
+@kafka.command("fetch")
+@_friendly
+def kafka_fetch() -> None:
+    """Download the Kafka broker jars with Maven (done automatically by start)."""
+    from agents.localkafka import fetch_jars
+
+    click.echo(f"jars: {fetch_jars(log=click.echo)}")
+
+
+@kafka.command("start")
+@_friendly
+def kafka_start() -> None:
+    """Start a broker in the background on a free loopback port."""
+    from agents.localkafka import LocalKafka, cache_dir
+
+    if os.environ.get("KAFKA_BOOTSTRAP"):
+        click.echo(f"KAFKA_BOOTSTRAP is set ({os.environ['KAFKA_BOOTSTRAP']}); not starting a local broker.")
+        return
+    state = LocalKafka.read_state()
+    if state is not None and _broker_up(str(state["bootstrap"])):
+        click.echo(f"already running: export KAFKA_BOOTSTRAP={state['bootstrap']}")
+        return
+    LocalKafka.stop_background()
+    k = LocalKafka(log=click.echo, tie_to_parent=False, work_dir=cache_dir() / "kafka-run" / "broker")
+    k._own_dir = True  # the work dir is removed by `kafka stop`
+    k.start()
+    k.write_state()
+    click.echo(f"export KAFKA_BOOTSTRAP={k.bootstrap}")
+
+
+@kafka.command("stop")
+@_friendly
+def kafka_stop() -> None:
+    """Stop the background broker."""
+    from agents.localkafka import LocalKafka
+
+    click.echo("stopped" if LocalKafka.stop_background() else "no local broker was running")
+
+
+@kafka.command("status")
+@_friendly
+def kafka_status() -> None:
+    """Show whether the background broker is up (exit 1 if not)."""
+    from agents.localkafka import LocalKafka
+
+    state = LocalKafka.read_state()
+    if state is None:
+        click.echo("no local broker was started (streamdq kafka start)")
+        sys.exit(1)
+    up = _broker_up(str(state["bootstrap"]))
+    click.echo(f"{'up' if up else 'DOWN'}: Kafka {state['version']} at {state['bootstrap']} (pid {state['pid']})")
+    sys.exit(0 if up else 1)
+
+
+def _broker_up(bootstrap: str) -> bool:
+    from agents.localkafka import wait_for_broker
+
+    try:
+        wait_for_broker(bootstrap, timeout=3)
+        return True
+    except StreamdqError:
+        return False
+
+
+@cli.command("topics")
+@click.argument("spec", type=click.Path(dir_okay=False))
+@click.option("--bootstrap", default=None, help="Kafka bootstrap servers (default: $KAFKA_BOOTSTRAP).")
+@_friendly
+def topics(spec: str, bootstrap: str | None) -> None:
+    """Create the spec's topics with their configured partition counts."""
+    from agents.settings import Settings
+    from agents.topics import ensure_topics, spec_topics
+    from monitor.spec import load_spec
+
+    settings = Settings.from_env(bootstrap=bootstrap)
+    if not settings.bootstrap:
+        raise ConfigError("no Kafka cluster: set KAFKA_BOOTSTRAP or pass --bootstrap")
+    wanted = spec_topics(load_spec(spec))
+    ensure_topics(settings.bootstrap, wanted, log=click.echo)
+    click.echo(f"{len(wanted)} topic(s) present: {', '.join(wanted)}")
+
+
+@cli.command("schema")
+def schema() -> None:
+    """Print the JSON Schema of the monitor spec."""
+    from monitor.spec import MonitorSpec
+
+    click.echo(orjson.dumps(MonitorSpec.model_json_schema(), option=orjson.OPT_INDENT_2).decode())
+
+
+@cli.command()
+@click.option("--duration", type=float, default=None, help="Stop after this many seconds (default: run until Ctrl-C).")
+@click.option("--spec", "spec_path", type=click.Path(dir_okay=False), default=None,
+              help="Monitor spec (default: deploy/monitor.yaml).")
+@click.option("--rate", type=float, default=2000.0, show_default=True, help="Records per second sent by the producer.")
+@click.option("--web-port", type=int, default=None, help="Worker metrics port (default: a free port).")
+@click.option("--seed", type=int, default=7, show_default=True)
+@_friendly
+def demo(duration: float | None, spec_path: str | None, rate: float, web_port: int | None, seed: int) -> None:
+    """Run everything locally: Kafka, a worker, and a producer with injected drift and bad records."""
+    from agents.demo import run_demo
+
+    sys.exit(run_demo(duration=duration, spec_path=spec_path, rate=rate, web_port=web_port, seed=seed))
+
+
+def main() -> None:
+    cli(prog_name="streamdq")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,309 @@
+"""A real, local, single-node Apache Kafka (KRaft) for the demo and the tests.
+
+The broker jars come from Maven Central through ``deploy/kafka/pom.xml`` into a
+cache folder git ignores; the broker runs as a plain JVM child process on two
+free loopback ports and is stopped with SIGTERM (SIGKILL after a timeout).
+Nothing here is a fake: it is the Apache Kafka broker.
+
+Examples
+--------
+>>> kafka = LocalKafka()                       # doctest: +SKIP
+>>> with kafka:                                 # doctest: +SKIP
+...     print(kafka.bootstrap)                  # 127.0.0.1:<port>
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import ctypes
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+import orjson
+
+from monitor.errors import KafkaLauncherError
+
+__all__ = ["KAFKA_VERSION", "LocalKafka", "cache_dir", "fetch_jars", "free_port", "wait_for_broker"]
+
+#: The Apache Kafka release the launcher fetches (the line Faust is tested against).
+KAFKA_VERSION = "4.0.2"
+_REPO = Path(__file__).resolve().parents[1]
+_POM = _REPO / "deploy" / "kafka" / "pom.xml"
+_LOG4J = _REPO / "deploy" / "kafka" / "log4j2.properties"
+
+Log = Callable[[str], None]
+
+
+def _quiet(_: str) -> None:
+    pass
+
+
+def cache_dir() -> Path:
+    """Where jars and run state live: ``$STREAMDQ_CACHE_DIR`` or ``<repo>/.cache``."""
+    env = os.environ.get("STREAMDQ_CACHE_DIR")
+    return Path(env) if env else _REPO / ".cache"
+
+
+def free_port() -> int:
+    """A currently free TCP port on 127.0.0.1."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def fetch_jars(*, version: str = KAFKA_VERSION, log: Log = _quiet, timeout: float = 900) -> Path:
+    """Fetch the broker jars with Maven (once; later calls reuse the cache)."""
+    libs = cache_dir() / f"kafka-{version}" / "libs"
+    marker = libs / ".complete"
+    if marker.is_file() and marker.read_text().strip() == version:
+        return libs
+    for tool in ("mvn", "java"):
+        if shutil.which(tool) is None:
+            raise KafkaLauncherError(f"'{tool}' is not on PATH; the local Kafka needs Java 17+ and Maven")
+    if not _POM.is_file():
+        raise KafkaLauncherError(f"{_POM} is missing; run streamdq from a checkout of the repository")
+    log(f"Fetching Apache Kafka {version} jars from Maven Central (first run only) ...")
+    tmp = libs.with_name("libs.partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    cmd = ["mvn", "-q", "-B", "-f", str(_POM), f"-Dkafka.version={version}",
+           "dependency:copy-dependencies", f"-DoutputDirectory={tmp}"]
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False)
+    except subprocess.TimeoutExpired:
+        raise KafkaLauncherError(f"Maven did not finish fetching Kafka within {timeout:.0f}s") from None
+    if proc.returncode != 0:
+        tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-25:])
+        raise KafkaLauncherError(f"Maven failed to fetch Kafka {version} (exit {proc.returncode}):\n{tail}")
+    if not any(tmp.glob("kafka_2.13-*.jar")):
+        raise KafkaLauncherError(f"Maven finished but {tmp} holds no kafka_2.13 jar")
+    shutil.rmtree(libs, ignore_errors=True)
+    tmp.rename(libs)
+    marker.write_text(version)
+    log(f"Kafka {version}: {sum(1 for _ in libs.glob('*.jar'))} jars in {libs}")
+    return libs
+
+
+def wait_for_broker(bootstrap: str, *, timeout: float = 60.0, alive: Callable[[], bool] | None = None) -> None:
+    """Block until a metadata round trip to ``bootstrap`` lists a broker."""
+    from confluent_kafka.admin import AdminClient
+
+    admin = AdminClient({"bootstrap.servers": bootstrap, "socket.connection.setup.timeout.ms": 2000,
+                         "log_level": 0, "logger": _NullLogger()})
+    deadline = time.monotonic() + timeout
+    last = "no answer"
+    while time.monotonic() < deadline:
+        if alive is not None and not alive():
+            raise KafkaLauncherError("the broker process exited while starting")
+        try:
+            md = admin.list_topics(timeout=2)
+            if md.brokers:
+                return
+        except Exception as exc:  # KafkaException while the broker boots
+            last = str(exc)
+        time.sleep(0.25)
+    raise KafkaLauncherError(f"Kafka at {bootstrap} not ready after {timeout:.0f}s ({last})")
+
+
+class _NullLogger:
+    """librdkafka logs connection refusals while the broker boots; drop them."""
+
+    def log(self, *args: object, **kwargs: object) -> None:
+        pass
+
+    def __getattr__(self, name: str) -> Callable[..., None]:
+        return self.log
+
+
+def _die_with_parent() -> None:
+    # Linux PR_SET_PDEATHSIG: the broker gets SIGTERM if the Python process dies
+    # (even by SIGKILL), so a crashed test run never leaves a JVM behind.
+    with contextlib.suppress(Exception):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)
+
+
+class LocalKafka:
+    """Start and stop one single-node KRaft broker on loopback.
+
+    ``work_dir`` holds the config, data and ``kafka.log`` (a fresh temporary
+    folder by default, removed on stop). ``tie_to_parent`` makes the broker
+    exit when this Python process dies; ``streamdq kafka start`` turns it off
+    to leave a broker running in the background.
+    """
+
+    def __init__(self, *, version: str = KAFKA_VERSION, work_dir: Path | None = None,
+                 heap: str = "1g", log: Log = _quiet, tie_to_parent: bool = True) -> None:
+        self.version = version
+        self.heap = heap
+        self.log = log
+        self.tie_to_parent = tie_to_parent
+        self._own_dir = work_dir is None
+        self.work_dir = Path(work_dir) if work_dir else None
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.port: int | None = None
+        self.controller_port: int | None = None
+
+    @property
+    def bootstrap(self) -> str:
+        if self.port is None:
+            raise KafkaLauncherError("the broker is not started")
+        return f"127.0.0.1:{self.port}"
+
+    @property
+    def log_file(self) -> Path | None:
+        return self.work_dir / "kafka.log" if self.work_dir else None
+
+    def _properties(self) -> str:
+        assert self.work_dir is not None and self.port and self.controller_port
+        props = {
+            "process.roles": "broker,controller",
+            "node.id": "1",
+            "controller.quorum.voters": f"1@127.0.0.1:{self.controller_port}",
+            "listeners": f"PLAINTEXT://127.0.0.1:{self.port},CONTROLLER://127.0.0.1:{self.controller_port}",
+            "advertised.listeners": f"PLAINTEXT://127.0.0.1:{self.port}",
+            "controller.listener.names": "CONTROLLER",
+            "inter.broker.listener.name": "PLAINTEXT",
+            "listener.security.protocol.map": "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+            "log.dirs": str(self.work_dir / "data"),
+            "num.partitions": "1",
+            "auto.create.topics.enable": "false",
+            "offsets.topic.replication.factor": "1",
+            "offsets.topic.num.partitions": "4",
+            "transaction.state.log.replication.factor": "1",
+            "transaction.state.log.min.isr": "1",
+            "transaction.state.log.num.partitions": "4",
+            "share.coordinator.state.topic.replication.factor": "1",
+            "share.coordinator.state.topic.min.isr": "1",
+            "group.initial.rebalance.delay.ms": "0",
+            "log.retention.hours": "24",
+            "log.segment.bytes": str(64 * 1024 * 1024),
+            "message.max.bytes": str(8 * 1024 * 1024),
+        }
+        return "".join(f"{k}={v}\n" for k, v in props.items())
+
+    def start(self, *, timeout: float = 90.0) -> str:
+        """Fetch (if needed), format and start the broker; return its bootstrap address."""
+        if self.proc is not None:
+            return self.bootstrap
+        libs = fetch_jars(version=self.version, log=self.log)
+        if self.work_dir is None:
+            self.work_dir = Path(tempfile.mkdtemp(prefix="streamdq-kafka-"))
+        self.work_dir.mkdir(parents=True, exist_ok=True)
+        self.port, self.controller_port = free_port(), free_port()
+        while self.controller_port == self.port:
+            self.controller_port = free_port()
+        conf = self.work_dir / "server.properties"
+        conf.write_text(self._properties())
+        classpath = f"{libs}/*"
+        java = [shutil.which("java") or "java", f"-Xms256m", f"-Xmx{self.heap}", "-XX:+UseG1GC",
+                "-Djava.awt.headless=true", f"-Dlog4j2.configurationFile=file:{_LOG4J}", "-cp", classpath]
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        fmt = subprocess.run([*java, "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(conf),
+                              "--ignore-formatted"], capture_output=True, text=True, timeout=120, check=False)
+        if fmt.returncode != 0:
+            raise KafkaLauncherError(f"formatting KRaft storage failed:\n{fmt.stdout}{fmt.stderr}")
+        self.log(f"Starting Apache Kafka {self.version} on {self.bootstrap} (log: {self.log_file})")
+        logfh = open(self.log_file, "ab")  # noqa: SIM115 - owned by the child for its lifetime
+        try:
+            self.proc = subprocess.Popen(
+                [*java, "kafka.Kafka", str(conf)], stdout=logfh, stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL, start_new_session=True,
+                preexec_fn=_die_with_parent if self.tie_to_parent else None,
+            )
+        finally:
+            logfh.close()
+        try:
+            wait_for_broker(self.bootstrap, timeout=timeout, alive=lambda: self.proc is not None and self.proc.poll() is None)
+        except KafkaLauncherError as exc:
+            tail = self._log_tail()
+            self.stop()
+            raise KafkaLauncherError(f"{exc}\n--- last lines of kafka.log ---\n{tail}") from None
+        self.log(f"Kafka ready at {self.bootstrap}")
+        return self.bootstrap
+
+    def _log_tail(self, lines: int = 30) -> str:
+        try:
+            return "\n".join(self.log_file.read_text(errors="replace").splitlines()[-lines:])  # type: ignore[union-attr]
+        except OSError:
+            return "(no log)"
+
+    def stop(self, *, timeout: float = 20.0) -> None:
+        """SIGTERM the broker, wait up to ``timeout``, then SIGKILL; remove a temporary work dir."""
+        proc, self.proc = self.proc, None
+        if proc is not None and proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout=10)
+        if self._own_dir and self.work_dir is not None:
+            shutil.rmtree(self.work_dir, ignore_errors=True)
+
+    def __enter__(self) -> LocalKafka:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # -- background mode (streamdq kafka start|stop|status) -------------------
+
+    @staticmethod
+    def state_file() -> Path:
+        return cache_dir() / "kafka-run" / "state.json"
+
+    def write_state(self) -> None:
+        assert self.proc is not None
+        path = self.state_file()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(orjson.dumps({"pid": self.proc.pid, "bootstrap": self.bootstrap,
+                                       "work_dir": str(self.work_dir), "version": self.version}))
+
+    @classmethod
+    def read_state(cls) -> dict[str, object] | None:
+        try:
+            return orjson.loads(cls.state_file().read_bytes())  # type: ignore[no-any-return]
+        except (OSError, orjson.JSONDecodeError):
+            return None
+
+    @classmethod
+    def stop_background(cls, *, timeout: float = 20.0) -> bool:
+        """Stop a broker started by ``streamdq kafka start``; ``False`` if none was running."""
+        state = cls.read_state()
+        if state is None:
+            return False
+        pid = int(state["pid"])  # type: ignore[call-overload]
+        running = _pid_alive(pid)
+        if running:
+            os.kill(pid, signal.SIGTERM)
+            deadline = time.monotonic() + timeout
+            while _pid_alive(pid) and time.monotonic() < deadline:
+                time.sleep(0.2)
+            if _pid_alive(pid):
+                os.kill(pid, signal.SIGKILL)
+        shutil.rmtree(str(state["work_dir"]), ignore_errors=True)
+        cls.state_file().unlink(missing_ok=True)
+        return running
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A zombie child still answers kill(0); check /proc for the state.
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+    except OSError:
+        return True

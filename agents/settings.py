@@ -1,0 +1,65 @@
+"""Runtime settings, read from the environment in this one module only.
+
+| variable | default | meaning |
+|---|---|---|
+| ``KAFKA_BOOTSTRAP`` | (unset: a local broker is started where one is needed) | ``host:port[,host:port]`` of the cluster |
+| ``STREAMDQ_WEB_PORT`` | ``6066`` | port of ``/metrics`` and ``/health`` |
+| ``STREAMDQ_WEB_BIND`` | ``127.0.0.1`` | interface the web server binds |
+| ``STREAMDQ_DATA_DIR`` | ``<tmp>/streamdq-<app>`` | Faust's data folder |
+| ``STREAMDQ_LOG_LEVEL`` | ``info`` | worker log level |
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass, replace
+from typing import Any
+
+from monitor.errors import ConfigError
+
+__all__ = ["Settings"]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Settings:
+    """Where the worker connects and serves. Build with :meth:`from_env`.
+
+    Examples
+    --------
+    >>> Settings.from_env(environ={}, web_port=7000).web_port
+    7000
+    >>> Settings.from_env(environ={"KAFKA_BOOTSTRAP": "a:1,b:2"}).broker_urls
+    ['kafka://a:1', 'kafka://b:2']
+    """
+
+    bootstrap: str | None = None
+    web_port: int = 6066
+    web_bind: str = "127.0.0.1"
+    data_dir: str | None = None
+    log_level: str = "info"
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None, **overrides: Any) -> Settings:
+        env = os.environ if environ is None else environ
+        try:
+            port = int(env.get("STREAMDQ_WEB_PORT", "6066"))
+        except ValueError:
+            raise ConfigError(f"STREAMDQ_WEB_PORT must be an integer, got {env['STREAMDQ_WEB_PORT']!r}") from None
+        s = cls(
+            bootstrap=env.get("KAFKA_BOOTSTRAP") or None,
+            web_port=port,
+            web_bind=env.get("STREAMDQ_WEB_BIND", "127.0.0.1"),
+            data_dir=env.get("STREAMDQ_DATA_DIR") or None,
+            log_level=env.get("STREAMDQ_LOG_LEVEL", "info"),
+        )
+        return replace(s, **{k: v for k, v in overrides.items() if v is not None})
+
+    @property
+    def broker_urls(self) -> list[str]:
+        if not self.bootstrap:
+            raise ConfigError("no Kafka cluster: set KAFKA_BOOTSTRAP or pass --bootstrap")
+        return [f"kafka://{h.strip()}" for h in self.bootstrap.split(",") if h.strip()]
+
+    def data_dir_for(self, app_id: str) -> str:
+        return self.data_dir or os.path.join(tempfile.gettempdir(), f"streamdq-{app_id}")

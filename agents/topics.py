@@ -1,0 +1,49 @@
+"""Explicit topic creation with the configured partition counts (brokers run with
+``auto.create.topics.enable=false``; an auto-created one-partition topic would
+make Faust fail with ``PartitionsMismatch``)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from confluent_kafka import KafkaException
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from monitor.errors import ConfigError
+from monitor.spec import MonitorSpec
+
+__all__ = ["ensure_topics", "spec_topics"]
+
+
+def spec_topics(spec: MonitorSpec) -> dict[str, int]:
+    """Every topic the spec reads or writes, with its partition count."""
+    out = {s.topic: s.partitions for s in spec.streams}
+    for t in (spec.outputs.alerts_topic, spec.outputs.deadletter_topic, spec.outputs.profiles_topic):
+        out[t] = spec.outputs.partitions
+    return out  # type: ignore[return-value]
+
+
+def ensure_topics(bootstrap: str, topics: dict[str, int], *, log: Callable[[str], None] = lambda _: None,
+                  timeout: float = 30.0) -> None:
+    """Create missing topics; fail if an existing one has fewer partitions than configured."""
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    md = admin.list_topics(timeout=timeout)
+    problems = []
+    missing = []
+    for name, partitions in topics.items():
+        have = md.topics.get(name)
+        if have is None or have.error is not None:
+            missing.append(NewTopic(name, num_partitions=partitions, replication_factor=-1))
+        elif len(have.partitions) < partitions:
+            problems.append(f"topic {name!r} has {len(have.partitions)} partitions, the spec asks for {partitions}")
+    if problems:
+        raise ConfigError("topic layout does not match the spec: " + "; ".join(problems))
+    if not missing:
+        return
+    for name, fut in admin.create_topics(missing, operation_timeout=timeout).items():
+        try:
+            fut.result(timeout=timeout)
+            log(f"created topic {name}")
+        except KafkaException as exc:
+            if exc.args[0].name() != "TOPIC_ALREADY_EXISTS":
+                raise

@@ -1,0 +1,35 @@
+"""The worker's web pages: ``/metrics`` (Prometheus text format) and ``/health``."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import faust
+import orjson
+from aiohttp.web import Response
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+
+if TYPE_CHECKING:
+    from agents.app import WorkerContext
+
+__all__ = ["register"]
+
+
+def register(app: faust.App, ctx: WorkerContext, registry: CollectorRegistry) -> None:
+    @app.page("/metrics", name="streamdq_metrics")
+    async def metrics(self: faust.web.View, request: faust.web.Request) -> Any:
+        return Response(body=generate_latest(registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    @app.page("/health", name="streamdq_health")
+    async def health(self: faust.web.View, request: faust.web.Request) -> Any:
+        assignment = sorted((tp.topic, tp.partition) for tp in app.consumer.assignment()) if app.consumer else []
+        ready = ctx.started and bool(assignment) and not app.rebalancing
+        body = {
+            "status": "ok" if ready else "starting",
+            "app": app.conf.id,
+            "rebalancing": bool(app.rebalancing),
+            "assigned_partitions": [f"{t}:{p}" for t, p in assignment],
+            "records_processed": ctx.engine.records_processed,
+        }
+        return Response(body=orjson.dumps(body), status=200 if ready else 503,
+                        headers={"Content-Type": "application/json"})

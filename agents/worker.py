@@ -1,0 +1,44 @@
+"""``streamdq worker SPEC``: load the spec and references, create topics, run Faust."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import faust
+
+from agents.app import create_app
+from agents.settings import Settings
+from agents.topics import ensure_topics, spec_topics
+from monitor.errors import ConfigError
+from monitor.reference import ReferenceProfile
+from monitor.spec import MonitorSpec, load_spec
+
+__all__ = ["load_references", "run_worker"]
+
+
+def load_references(spec: MonitorSpec) -> dict[str, ReferenceProfile]:
+    refs = {}
+    for s in spec.streams:
+        if s.reference is None:
+            continue
+        if not Path(s.reference).is_file():
+            raise ConfigError(f"stream {s.name!r}: reference profile {s.reference} does not exist "
+                              f"(build it with: streamdq reference build SPEC --input FILE --out {s.reference})")
+        ref = ReferenceProfile.load(s.reference)
+        ref.check_against(s)
+        refs[s.name] = ref
+    return refs
+
+
+def run_worker(spec_path: str | Path, settings: Settings) -> None:
+    """Run one worker until SIGINT/SIGTERM. Does not return normally (Faust exits)."""
+    spec = load_spec(spec_path)
+    references = load_references(spec)
+    if not settings.bootstrap:
+        raise ConfigError("no Kafka cluster: set KAFKA_BOOTSTRAP or pass --bootstrap "
+                          "(or run `streamdq kafka start` for a local one)")
+    ensure_topics(settings.bootstrap, spec_topics(spec), log=logging.getLogger("streamdq.topics").info)
+    app, _ = create_app(spec, settings, references=references)
+    worker = faust.Worker(app, loglevel=settings.log_level, quiet=True)
+    worker.execute_from_commandline()
