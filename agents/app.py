@@ -75,7 +75,7 @@ class WorkerContext:
 
 def _ts_ms(message: faust.types.Message) -> int | None:
     ts = getattr(message, "timestamp", None)
-    return int(ts * 1000) if ts else None
+    return None if ts is None else int(ts * 1000)
 
 
 def create_app(spec: MonitorSpec, settings: Settings, *, references: dict[str, ReferenceProfile],

@@ -116,7 +116,7 @@ def _check_record(rec: Any, stream: StreamSpec) -> tuple[str, str] | None:
     if not isinstance(rec, dict):
         return "not_an_object", f"expected a JSON object, got {type(rec).__name__}"
     version = rec.get("schema_version", 1)
-    if version not in SCHEMA_VERSIONS:
+    if isinstance(version, bool) or version not in SCHEMA_VERSIONS:  # True == 1 in Python
         return "unsupported_schema_version", f"schema_version {version!r} (reads {sorted(SCHEMA_VERSIONS)})"
     rid = rec.get(stream.id_field)
     if rid is None:

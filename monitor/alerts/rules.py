@@ -30,7 +30,8 @@ def evaluate_window(spec: MonitorSpec, stream: StreamSpec, report: WindowReport)
     """
     alerts: list[Alert] = []
     win = report.window
-    where = f"window {win['name']}#{win['index']}"
+    where = (f"window {win['name']}#{win['index']}" if win["kind"] == "count"
+             else f"window {win['name']} from {win['start']}")
     for feature in stream.features:
         fr = report.features[feature.name]
         for check in QUALITY_CHECKS:
