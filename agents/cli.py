@@ -72,7 +72,8 @@ def reference() -> None:
 @click.option("--input", "input_path", required=True, type=click.Path(dir_okay=False), help="CSV or JSONL file.")
 @click.option("--out", required=True, type=click.Path(dir_okay=False), help="Profile JSON to write.")
 @click.option("--stream", default=None, help="Stream to profile (default: the spec's only stream).")
-@click.option("--sample-size", default=100_000, show_default=True, help="Reservoir size per numeric feature for bin edges.")
+@click.option("--sample-size", default=100_000, show_default=True,
+              help="Reservoir size per numeric feature for bin edges.")
 @_friendly
 def reference_build(spec: str, input_path: str, out: str, stream: str | None, sample_size: int) -> None:
     """Build a versioned reference profile from a file of clean records."""
@@ -108,7 +109,8 @@ def _pick_stream(spec: Any, name: str | None) -> Any:
 @cli.command()
 @click.argument("spec", type=click.Path(dir_okay=False))
 @click.option("--bootstrap", default=None, help="Kafka bootstrap servers (default: $KAFKA_BOOTSTRAP).")
-@click.option("--web-port", type=int, default=None, help="Port of /metrics and /health (default: $STREAMDQ_WEB_PORT or 6066).")
+@click.option("--web-port", type=int, default=None,
+              help="Port of /metrics and /health (default: $STREAMDQ_WEB_PORT or 6066).")
 @click.option("--loglevel", default=None, help="debug, info, warning (default: $STREAMDQ_LOG_LEVEL or info).")
 @_friendly
 def worker(spec: str, bootstrap: str | None, web_port: int | None, loglevel: str | None) -> None:

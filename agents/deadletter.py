@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import base64
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -41,6 +41,6 @@ def deadletter_envelope(*, stream: str, topic: str, partition: int, offset: int,
         "original_size": len(rejection.original),
         "original_truncated": len(rejection.original) > MAX_ORIGINAL_BYTES,
         "original_b64": base64.b64encode(rejection.original[:MAX_ORIGINAL_BYTES]).decode("ascii"),
-        "deadlettered_at": datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+        "deadlettered_at": datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
     }
     return orjson.dumps(doc)

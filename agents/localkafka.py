@@ -94,6 +94,7 @@ def fetch_jars(*, version: str = KAFKA_VERSION, log: Log = _quiet, timeout: floa
 
 def wait_for_broker(bootstrap: str, *, timeout: float = 60.0, alive: Callable[[], bool] | None = None) -> None:
     """Block until a metadata round trip to ``bootstrap`` lists a broker."""
+    from confluent_kafka import KafkaException
     from confluent_kafka.admin import AdminClient
 
     admin = AdminClient({"bootstrap.servers": bootstrap, "socket.connection.setup.timeout.ms": 2000,
@@ -107,7 +108,7 @@ def wait_for_broker(bootstrap: str, *, timeout: float = 60.0, alive: Callable[[]
             md = admin.list_topics(timeout=2)
             if md.brokers:
                 return
-        except Exception as exc:  # KafkaException while the broker boots
+        except KafkaException as exc:  # while the broker boots
             last = str(exc)
         time.sleep(0.25)
     raise KafkaLauncherError(f"Kafka at {bootstrap} not ready after {timeout:.0f}s ({last})")
@@ -203,7 +204,7 @@ class LocalKafka:
         conf = self.work_dir / "server.properties"
         conf.write_text(self._properties())
         classpath = f"{libs}/*"
-        java = [shutil.which("java") or "java", f"-Xms256m", f"-Xmx{self.heap}", "-XX:+UseG1GC",
+        java = [shutil.which("java") or "java", "-Xms256m", f"-Xmx{self.heap}", "-XX:+UseG1GC",
                 "-Djava.awt.headless=true", f"-Dlog4j2.configurationFile=file:{_LOG4J}", "-cp", classpath]
         cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
         fmt = subprocess.run([*java, "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(conf),
@@ -221,7 +222,8 @@ class LocalKafka:
         finally:
             logfh.close()
         try:
-            wait_for_broker(self.bootstrap, timeout=timeout, alive=lambda: self.proc is not None and self.proc.poll() is None)
+            proc = self.proc
+            wait_for_broker(self.bootstrap, timeout=timeout, alive=lambda: proc.poll() is None)
         except KafkaLauncherError as exc:
             tail = self._log_tail()
             self.stop()

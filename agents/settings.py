@@ -2,7 +2,7 @@
 
 | variable | default | meaning |
 |---|---|---|
-| ``KAFKA_BOOTSTRAP`` | (unset: a local broker is started where one is needed) | ``host:port[,host:port]`` of the cluster |
+| ``KAFKA_BOOTSTRAP`` | (unset: the demo and tests start a local broker) | ``host:port[,host:port]`` |
 | ``STREAMDQ_WEB_PORT`` | ``6066`` | port of ``/metrics`` and ``/health`` |
 | ``STREAMDQ_WEB_BIND`` | ``127.0.0.1`` | interface the web server binds |
 | ``STREAMDQ_DATA_DIR`` | ``<tmp>/streamdq-<app>`` | Faust's data folder |

@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from monitor.alerts import Alert, evaluate_window
@@ -25,7 +25,7 @@ __all__ = ["Engine", "WindowReport"]
 
 
 def _iso(ts: float) -> str:
-    return datetime.fromtimestamp(ts, tz=timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return datetime.fromtimestamp(ts, tz=UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,6 +101,7 @@ class Engine:
         self.references = dict(references or {})
         for name, ref in self.references.items():
             ref.check_against(spec.stream(name))
+        self._streams = {s.name: s for s in spec.streams}
         now = clock()
         self._open: dict[str, list[_OpenWindow]] = {
             s.name: [self._new_window(s, TumblingWindow(w, now=now)) for w in s.windows]
@@ -113,7 +114,7 @@ class Engine:
 
     def process(self, stream: str, records: Iterable[dict[str, Any]]) -> list[WindowReport]:
         """Update ``stream``'s windows with ``records``; return reports of windows that closed."""
-        spec = self.spec.stream(stream)
+        spec = self._streams[stream]
         windows = self._open[stream]
         reports: list[WindowReport] = []
         now = self.clock()

@@ -16,10 +16,10 @@ reason code, routed to the dead-letter topic.
 from __future__ import annotations
 
 __all__ = [
-    "StreamdqError",
     "ConfigError",
-    "ProfileError",
     "KafkaLauncherError",
+    "ProfileError",
+    "StreamdqError",
 ]
 
 

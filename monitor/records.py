@@ -22,7 +22,7 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -46,6 +46,7 @@ REASONS: dict[str, str] = {
     "invalid_id": "the id is not a non-empty string or an integer",
     "invalid_event_time": "the event-time field is not an ISO-8601 string or epoch seconds",
     "unsupported_schema_version": "the record's schema_version is not one this release reads",
+    "processing_error": "the engine raised on this record (a streamdq bug: please report it)",
 }
 
 
@@ -80,10 +81,10 @@ def _parse(value: bytes) -> tuple[Any, Rejection | None]:
     if "infinity" in message:
         return None, Rejection("non_finite_number", message, value)
     try:
-        json.loads(value, parse_constant=_refuse_constant)
+        json.loads(value.decode("utf-8"), parse_constant=_refuse_constant)
     except _NonFinite as exc:
         return None, Rejection("non_finite_number", f"literal {exc} is not allowed", value)
-    except ValueError:
+    except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
         pass
     return None, Rejection("malformed_json", message, value)
 
@@ -100,14 +101,18 @@ def event_time_seconds(value: Any) -> float | None:
     if isinstance(value, bool):
         return None
     if isinstance(value, int | float):
-        return float(value) if math.isfinite(value) else None
+        try:
+            f = float(value)
+        except OverflowError:  # an int beyond float range
+            return None
+        return f if math.isfinite(f) else None
     if isinstance(value, str):
         try:
             dt = datetime.fromisoformat(value)
         except ValueError:
             return None
         if dt.tzinfo is None:
-            dt = dt.replace(tzinfo=timezone.utc)
+            dt = dt.replace(tzinfo=UTC)
         return dt.timestamp()
     return None
 
@@ -116,7 +121,8 @@ def _check_record(rec: Any, stream: StreamSpec) -> tuple[str, str] | None:
     if not isinstance(rec, dict):
         return "not_an_object", f"expected a JSON object, got {type(rec).__name__}"
     version = rec.get("schema_version", 1)
-    if isinstance(version, bool) or version not in SCHEMA_VERSIONS:  # True == 1 in Python
+    # True == 1 in Python, and lists/dicts are unhashable; 1.0 is 1 in JSON Schema too.
+    if isinstance(version, bool) or not isinstance(version, int | float) or version not in SCHEMA_VERSIONS:
         return "unsupported_schema_version", f"schema_version {version!r} (reads {sorted(SCHEMA_VERSIONS)})"
     rid = rec.get(stream.id_field)
     if rid is None:

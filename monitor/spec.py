@@ -21,7 +21,6 @@ Examples
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -235,11 +234,11 @@ class MonitorSpec(_Model):
     def threshold_for(self, stream: StreamSpec, feature: FeatureSpec, check: str) -> Threshold | None:
         """Effective threshold of ``check`` for ``feature``, or ``None`` if the check is off."""
         if check in feature.thresholds:
-            return feature.thresholds[check]  # type: ignore[index]
+            return feature.thresholds[check]
         if check == "missing_ratio" and feature.nullable:
             return None
         if check in self.thresholds:
-            return self.thresholds[check]  # type: ignore[index]
+            return self.thresholds[check]
         return DEFAULT_THRESHOLDS[check]
 
 
@@ -260,7 +259,7 @@ def format_loc(loc: tuple[int | str, ...]) -> str:
     for part in loc:
         if isinstance(part, int):
             out += f"[{part}]"
-        elif part == "[key]" or re.fullmatch(r"function-after\[.*\]|model-.*", str(part)):
+        elif part == "[key]":  # pydantic's marker for "the key itself was invalid"
             continue
         else:
             out += f".{part}" if out else str(part)

@@ -12,7 +12,7 @@ import math
 import random
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 __all__ = ["Scenario", "SyntheticFeatures", "bad_messages"]
@@ -57,7 +57,7 @@ class SyntheticFeatures:
         probs = _COUNTRY_P_DRIFT if scenario.drift else _COUNTRY_P
         return {
             "record_id": f"r{self.n:09d}",
-            "event_time": datetime.fromtimestamp(now, tz=timezone.utc).isoformat(timespec="milliseconds"),
+            "event_time": datetime.fromtimestamp(now, tz=UTC).isoformat(timespec="milliseconds"),
             "age": round(min(max(age, 18.0), 100.0), 1),
             "income": None if income_missing else round(math.exp(r.gauss(10.5, 0.5)), 2),
             "tenure_months": r.randint(0, 120),

@@ -11,7 +11,7 @@ if TYPE_CHECKING:  # the reference package builds on these checks; import only f
 from monitor.spec import FeatureSpec
 from monitor.stats import OTHER, BinnedCounts, CategoryCounts, Moments
 
-__all__ = ["FeatureWindow", "FeatureWindowResult", "MISSING"]
+__all__ = ["MISSING", "FeatureWindow", "FeatureWindowResult"]
 
 MISSING = object()
 
@@ -77,8 +77,20 @@ class FeatureWindow:
     (0.2, 0.2)
     """
 
-    __slots__ = ("spec", "count", "missing", "type_violations", "out_of_domain",
-                 "moments", "hist", "cats", "_lo", "_hi", "_allowed", "_labels")
+    __slots__ = (
+        "_allowed",
+        "_hi",
+        "_labels",
+        "_lo",
+        "cats",
+        "count",
+        "hist",
+        "missing",
+        "moments",
+        "out_of_domain",
+        "spec",
+        "type_violations",
+    )
 
     def __init__(self, spec: FeatureSpec, reference: FeatureProfile | None = None) -> None:
         self.spec = spec
@@ -102,7 +114,7 @@ class FeatureWindow:
             vocab = reference.category_names() if reference is not None else (spec.categories or [])
             self.cats = CategoryCounts(vocab)
         else:
-            self.cats = CategoryCounts(["false", "true"])
+            self.cats = CategoryCounts(reference.category_names() if reference is not None else ["false", "true"])
 
     def update(self, value: Any) -> None:
         self.count += 1
@@ -115,6 +127,9 @@ class FeatureWindow:
                 self.type_violations += 1
                 return
             x = float(value)
+            if x != x or x in (math.inf, -math.inf):  # NaN/inf (possible from non-JSON sources) = missing
+                self.missing += 1
+                return
             if x < self._lo or x > self._hi:
                 self.out_of_domain += 1
             self.moments.update(x)  # type: ignore[union-attr]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-__all__ = ["psi", "PSI_EPSILON"]
+__all__ = ["PSI_EPSILON", "psi"]
 
 #: Proportion used in place of an empty bin, so an empty bin costs a large but
 #: finite amount instead of infinity (the convention of Evidently and NannyML).

@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import math
 import random
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -69,9 +70,10 @@ def _from_csv(cell: str | None, kind: str | None) -> Any:
         return None
     if kind == "numeric":
         try:
-            return float(cell)
+            x = float(cell)
         except ValueError:
             return cell
+        return x if math.isfinite(x) else None  # "nan"/"inf" cells count as missing
     if kind == "boolean":
         low = cell.strip().lower()
         if low in {"true", "1", "yes"}:
@@ -122,16 +124,17 @@ def build_profile(
             if fw.type_violations + fw.missing != before:
                 continue
             if name in reservoirs:
+                x = float(value)  # type: ignore[arg-type]  # FeatureWindow accepted it as a number
                 seen[name] += 1
                 res = reservoirs[name]
                 if len(res) < sample_size:
-                    res.append(float(value))
+                    res.append(x)
                 else:
                     j = rng.randrange(seen[name])
                     if j < sample_size:
-                        res[j] = float(value)
+                        res[j] = x
             else:
-                key = value if isinstance(value, str) else ("true" if value is True else "false" if value is False else str(value))
+                key = _category_key(value)
                 counter = cats[name]
                 counter[key] += 1
                 if len(counter) > MAX_CATEGORIES:
@@ -166,10 +169,16 @@ def build_profile(
     return ReferenceProfile(
         stream=stream.name,
         source=source,
-        created_at=datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        created_at=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         rows=rows_n,
         features=features,
     )
+
+
+def _category_key(value: Any) -> str:
+    if isinstance(value, bool):  # same spelling as the window histograms
+        return "true" if value else "false"
+    return value if isinstance(value, str) else str(value)
 
 
 def _feature_profile(f: FeatureSpec, fw: FeatureWindow, hist: BinnedCounts | None,

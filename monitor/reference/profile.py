@@ -21,7 +21,7 @@ from monitor.errors import ProfileError
 from monitor.spec import StreamSpec
 from monitor.stats import OTHER
 
-__all__ = ["FeatureProfile", "ReferenceProfile", "PROFILE_SCHEMA_VERSION"]
+__all__ = ["PROFILE_SCHEMA_VERSION", "FeatureProfile", "ReferenceProfile"]
 
 PROFILE_SCHEMA_VERSION = 1
 
@@ -48,6 +48,8 @@ class FeatureProfile:
 
     def category_names(self) -> list[str]:
         """Reference categories, most frequent first (ties by name), without OTHER."""
+        if self.type == "boolean":  # fixed order, the same as the window's histogram
+            return ["false", "true"]
         counts = self.category_counts or {}
         return sorted((c for c in counts if c != OTHER), key=lambda c: (-counts[c], c))
 
@@ -57,7 +59,7 @@ class FeatureProfile:
             return list(self.bin_counts)
         if self.category_counts is not None:
             counts = self.category_counts
-            return [counts[c] for c in self.category_names()] + [counts.get(OTHER, 0)]
+            return [counts.get(c, 0) for c in self.category_names()] + [counts.get(OTHER, 0)]
         return None
 
     def to_dict(self) -> dict[str, Any]:

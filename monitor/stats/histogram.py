@@ -6,7 +6,7 @@ from bisect import bisect_right
 from collections.abc import Sequence
 from typing import Any
 
-__all__ = ["BinnedCounts", "CategoryCounts", "OTHER"]
+__all__ = ["OTHER", "BinnedCounts", "CategoryCounts"]
 
 #: Bucket for categories the reference never saw (and for overflow past the bound).
 OTHER = "__other__"
@@ -30,7 +30,7 @@ class BinnedCounts:
     5
     """
 
-    __slots__ = ("edges", "counts")
+    __slots__ = ("counts", "edges")
 
     def __init__(self, edges: Sequence[float]) -> None:
         self.edges = list(edges)
@@ -77,7 +77,7 @@ class CategoryCounts:
     [2, 1, 1]
     """
 
-    __slots__ = ("categories", "_index", "counts")
+    __slots__ = ("_index", "categories", "counts")
 
     def __init__(self, categories: Sequence[str]) -> None:
         self.categories = list(categories)

@@ -33,7 +33,7 @@ class Moments:
     True
     """
 
-    __slots__ = ("_var", "min", "max")
+    __slots__ = ("_var", "max", "min")
 
     def __init__(self) -> None:
         self._var = stats.Var(ddof=1)
@@ -69,6 +69,12 @@ class Moments:
         return {"count": self.n, "mean": self.mean, "std": self.std, "min": self.min, "max": self.max}
 
     def __iadd__(self, other: Moments) -> Moments:
+        if other.n == 0:  # River's Var merge divides by the combined count
+            return self
+        if self.n == 0:
+            self._var = Moments.from_state(other.to_state())._var
+            self.min, self.max = other.min, other.max
+            return self
         self._var += other._var
         self.min = min(self.min, other.min)
         self.max = max(self.max, other.max)
@@ -100,6 +106,8 @@ class Moments:
         m.min = math.inf if state["min"] is None else float(state["min"])
         m.max = -math.inf if state["max"] is None else float(state["max"])
         return m
+
+    __hash__ = None  # type: ignore[assignment]  # mutable
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Moments) and self.to_state() == other.to_state()

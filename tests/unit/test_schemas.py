@@ -13,15 +13,13 @@ import copy
 import importlib.util
 import itertools
 import json
-import re
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
 import yaml
-from jsonschema import Draft202012Validator, FormatChecker
+from jsonschema import Draft202012Validator
 
 from agents.deadletter import MAX_ORIGINAL_BYTES, deadletter_envelope
 from monitor.engine import Engine
@@ -203,7 +201,7 @@ ENVELOPE_CASES: list[tuple[str, dict[str, Any], str | None]] = [
                          ids=[c[0] for c in ENVELOPE_CASES])
 def test_schema_agrees_with_envelope_check(record_validator, stream_spec, record, reason) -> None:
     # json, not orjson: orjson cannot even encode integers beyond 64 bits.
-    ok, bad = decode_message(json.dumps(record).encode(), stream_spec)
+    _ok, bad = decode_message(json.dumps(record).encode(), stream_spec)
     got = [b.reason for b in bad]
     if reason is None:
         assert got == [] and _errors(record_validator, record) == []
