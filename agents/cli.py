@@ -69,29 +69,108 @@ def reference() -> None:
 
 @reference.command("build")
 @click.argument("spec", type=click.Path(dir_okay=False))
-@click.option("--input", "input_path", required=True, type=click.Path(dir_okay=False), help="CSV or JSONL file.")
+@click.option("--input", "input_path", type=click.Path(dir_okay=False), help="CSV, JSONL or Parquet file.")
+@click.option("--topic", default=None, help="Read the records from this Kafka topic instead of a file.")
+@click.option("--from", "from_", default=None, help="With --topic: first offset (per partition) or ISO-8601 time.")
+@click.option("--to", default=None, help="With --topic: end offset (exclusive) or ISO-8601 time (default: now).")
+@click.option("--bootstrap", default=None, help="With --topic: Kafka bootstrap servers (default: $KAFKA_BOOTSTRAP).")
 @click.option("--out", required=True, type=click.Path(dir_okay=False), help="Profile JSON to write.")
 @click.option("--stream", default=None, help="Stream to profile (default: the spec's only stream).")
-@click.option("--sample-size", default=100_000, show_default=True,
-              help="Reservoir size per numeric feature for bin edges.")
+@click.option("--sample-size", default=200_000, show_default=True,
+              help="Values kept per numeric feature for quantiles and bin edges.")
 @_friendly
-def reference_build(spec: str, input_path: str, out: str, stream: str | None, sample_size: int) -> None:
-    """Build a versioned reference profile from a file of clean records."""
+def reference_build(spec: str, input_path: str | None, topic: str | None, from_: str | None, to: str | None,
+                    bootstrap: str | None, out: str, stream: str | None, sample_size: int) -> None:
+    """Build a versioned reference profile from clean records (a file or a topic range)."""
     from rich.console import Console
 
-    from monitor.reference import build_profile_from_file
+    from monitor.records import Rejection
+    from monitor.reference import build_profile, build_profile_from_file
     from monitor.spec import load_spec
 
     s = load_spec(spec)
     st = _pick_stream(s, stream)
+    if (input_path is None) == (topic is None):
+        raise ConfigError("give exactly one of --input FILE or --topic TOPIC")
     console = Console(stderr=True)
-    with console.status(f"profiling {input_path} ...") as status:
-        profile = build_profile_from_file(
-            st, input_path, sample_size=sample_size,
-            progress=lambda n: status.update(f"profiling {input_path}: {n:,} records ..."))
+    with console.status("profiling ...") as status:
+        def progress(n: int) -> None:
+            status.update(f"profiling: {n:,} records ...")
+
+        if input_path is not None:
+            profile = build_profile_from_file(st, input_path, sample_size=sample_size, progress=progress)
+        else:
+            from agents.kafka_source import parse_position, topic_records
+
+            boot = _bootstrap(bootstrap)
+            start, end = parse_position(from_), parse_position(to)
+            source = {"kind": "kafka", "topic": topic, "from": from_, "to": to}
+            profile = build_profile(
+                st, lambda: (r for r in topic_records(boot, st, topic, start=start, end=end)
+                             if not isinstance(r, Rejection)),
+                source=source, sample_size=sample_size, progress=progress)
     profile.save(out)
     click.secho(f"wrote {out}: stream {st.name!r}, {profile.rows:,} records, "
                 f"{len(profile.features)} features, profile_version {profile.profile_version}", fg="green")
+
+
+def _bootstrap(bootstrap: str | None) -> str:
+    from agents.settings import Settings
+
+    settings = Settings.from_env(bootstrap=bootstrap)
+    if not settings.bootstrap:
+        raise ConfigError("no Kafka cluster: set KAFKA_BOOTSTRAP or pass --bootstrap")
+    return settings.bootstrap
+
+
+@cli.command()
+@click.argument("spec", type=click.Path(dir_okay=False))
+@click.option("--input", "input_path", type=click.Path(dir_okay=False), help="CSV, JSONL or Parquet file.")
+@click.option("--topic", default=None, help="Replay this Kafka topic range instead of a file.")
+@click.option("--from", "from_", default=None, help="With --topic: first offset (per partition) or ISO-8601 time.")
+@click.option("--to", default=None, help="With --topic: end offset (exclusive) or ISO-8601 time (default: now).")
+@click.option("--bootstrap", default=None, help="With --topic: Kafka bootstrap servers (default: $KAFKA_BOOTSTRAP).")
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="Folder for alerts.jsonl, windows.jsonl.")
+@click.option("--stream", default=None, help="Stream to replay (default: the spec's only stream).")
+@_friendly
+def replay(spec: str, input_path: str | None, topic: str | None, from_: str | None, to: str | None,
+           bootstrap: str | None, out: str, stream: str | None) -> None:
+    """Run the engine offline over recorded data (event time drives the windows)."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from agents.worker import load_references
+    from monitor.reference import read_rows
+    from monitor.replay import replay as run_replay
+    from monitor.spec import load_spec
+
+    s = load_spec(spec)
+    st = _pick_stream(s, stream)
+    if (input_path is None) == (topic is None):
+        raise ConfigError("give exactly one of --input FILE or --topic TOPIC")
+    references = load_references(s)
+    if input_path is not None:
+        if not Path(input_path).is_file():
+            raise ConfigError(f"input {input_path} does not exist")
+        records: Any = read_rows(input_path, st)
+    else:
+        from agents.kafka_source import parse_position, topic_records
+
+        records = topic_records(_bootstrap(bootstrap), st, topic, start=parse_position(from_),  # type: ignore[arg-type]
+                                end=parse_position(to))
+    console = Console(stderr=True)
+    with console.status("replaying ...") as status:
+        summary = run_replay(s, st, records, out, references=references,
+                             progress=lambda n: status.update(f"replaying: {n:,} records ..."))
+    table = Table(title=f"replay of {input_path or topic}: {summary.records:,} records, {summary.windows} windows")
+    for col in ("feature", "check", "severity", "alerts"):
+        table.add_column(col)
+    for (feature, check, severity), n in sorted(summary.alerts.items(), key=lambda kv: str(kv[0])):
+        table.add_row(feature or "(record)", check, severity, str(n))
+    Console().print(table)
+    if summary.rejected:
+        click.echo("rejected records: " + ", ".join(f"{k} {v}" for k, v in sorted(summary.rejected.items())))
+    click.secho(f"wrote {out}/alerts.jsonl, {out}/windows.jsonl, {out}/deadletters.jsonl", fg="green")
 
 
 def _pick_stream(spec: Any, name: str | None) -> Any:

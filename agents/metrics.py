@@ -16,7 +16,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from monitor.engine import WindowReport
-from monitor.spec import MonitorSpec
+from monitor.spec import FEATURE_CHECKS, MonitorSpec
 
 if TYPE_CHECKING:
     import faust
@@ -41,12 +41,28 @@ class Metrics:
                                     ["stream", "window"], registry=registry)
         self.ratios = {
             check: Gauge(f"streamdq_feature_{check}", f"Share of records in the last closed window "
-                         f"({check.replace('_', ' ')}).", ["stream", "feature", "window"], registry=registry)
-            for check in ("missing_ratio", "type_violation_ratio", "out_of_domain_ratio")
+                         f"({check.removesuffix('_ratio').replace('_', ' ')}).", ["stream", "feature", "window"],
+                         registry=registry)
+            for check in FEATURE_CHECKS
         }
+        self.cardinality = Gauge("streamdq_feature_cardinality", "Estimated distinct values in the last closed "
+                                 "window (HyperLogLog).", ["stream", "feature", "window"], registry=registry)
         self.drift = Gauge("streamdq_feature_drift_score", "Drift statistic of the last closed window "
-                           "against the reference (method label names the statistic).",
+                           "against the reference (the method label names the statistic).",
                            ["stream", "feature", "window", "method"], registry=registry)
+        self.drifted = Gauge("streamdq_feature_drifted", "1 if the method's drift decision for the last closed "
+                             "window was positive, 0 if not (absent: insufficient data).",
+                             ["stream", "feature", "window", "method"], registry=registry)
+        self.record_ratios = {
+            check: Gauge(f"streamdq_{check}", f"Share of records in the last closed window "
+                         f"({check.removesuffix('_ratio').replace('_', ' ')}).", ["stream", "window"],
+                         registry=registry)
+            for check in ("duplicate_ratio", "late_ratio", "out_of_order_ratio", "unexpected_field_ratio")
+        }
+        self.freshness = Gauge("streamdq_freshness_lag_p95_seconds", "95th percentile of processing time minus "
+                               "event time in the last closed window.", ["stream", "window"], registry=registry)
+        self.volume = Gauge("streamdq_volume_deviation", "|log2(records / expected records)| of the last closed "
+                            "time window (1 = off by 2x).", ["stream", "window"], registry=registry)
         # Pre-create the zero series so dashboards and rate() see them from the start.
         for s in spec.streams:
             for outcome in ("processed", "deadlettered"):
@@ -61,9 +77,22 @@ class Metrics:
                 value = fr.ratios.get(check)
                 if value is not None:
                     gauge.labels(stream, name, window).set(value)
-        for name, d in report.drift.items():
-            if d.statistic is not None:
-                self.drift.labels(stream, name, window, d.method).set(d.statistic)
+            if fr.cardinality is not None:
+                self.cardinality.labels(stream, name, window).set(fr.cardinality)
+        for name, methods in report.drift.items():
+            for method, d in methods.items():
+                if d.statistic is not None:
+                    self.drift.labels(stream, name, window, method).set(d.statistic)
+                if d.drifted is not None:
+                    self.drifted.labels(stream, name, window, method).set(1.0 if d.drifted else 0.0)
+        rec = report.records
+        for check, gauge in self.record_ratios.items():
+            if rec.get(check) is not None:
+                gauge.labels(stream, window).set(rec[check])
+        if rec.get("freshness_p95_seconds") is not None:
+            self.freshness.labels(stream, window).set(rec["freshness_p95_seconds"])
+        if rec.get("volume_deviation") is not None:
+            self.volume.labels(stream, window).set(rec["volume_deviation"])
 
 
 class FaustCollector(Collector):

@@ -1,30 +1,47 @@
 """The engine: records in, window reports and alerts out. No I/O.
 
-One :class:`Engine` serves every stream of a spec. Feed it decoded, envelope-
-valid records with :meth:`Engine.process`; each call returns the reports of the
-windows those records closed. Time windows also close on :meth:`Engine.tick`.
-The clock is injected, so tests and replays control time.
+One :class:`Engine` serves every stream of a spec. :meth:`Engine.process`
+takes a batch of decoded, envelope-valid records (one Kafka message's array,
+or what a consumer poll returned), extracts typed columns once and updates
+every window of the stream column-wise; :meth:`Engine.process_one` buffers
+single records into micro-batches. Each call returns the reports of the
+windows that closed. Time windows close on the watermark (event time) or on
+:meth:`Engine.tick` (processing time); :meth:`Engine.close` flushes the open
+windows at the end of a replay. The clock is injected, so tests and replays
+control time.
 """
 
 from __future__ import annotations
 
+import math
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+import numpy as np
+from numpy.typing import NDArray
+
 from monitor.alerts import Alert, evaluate_window
-from monitor.checks import MISSING, FeatureWindow, FeatureWindowResult
-from monitor.drift import DriftResult, psi
+from monitor.checks import FeatureState, FeatureWindowResult
+from monitor.checks.duplicates import DuplicateFilter
+from monitor.checks.record import RecordFlags, RecordState
+from monitor.columns import Column, extract_column, parse_times
+from monitor.drift import DriftResult
+from monitor.evaluation import evaluate_drift
 from monitor.reference import ReferenceProfile
-from monitor.spec import MonitorSpec, StreamSpec, WindowSpec
-from monitor.windows import TumblingWindow
+from monitor.spec import MonitorSpec, StreamSpec
+from monitor.windows import ClosedWindow, CountTrack, TimeTrack
 
-__all__ = ["Engine", "WindowReport"]
+__all__ = ["MICRO_BATCH", "Engine", "WindowReport"]
+
+#: Records :meth:`Engine.process_one` buffers before processing them as one batch.
+MICRO_BATCH = 256
 
 
-def _iso(ts: float) -> str:
+def iso(ts: float) -> str:
+    """ISO-8601 UTC with milliseconds, e.g. ``1970-01-01T00:00:00.000Z``."""
     return datetime.fromtimestamp(ts, tz=UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
@@ -36,8 +53,9 @@ class WindowReport:
     window: dict[str, Any]
     count: int
     features: dict[str, FeatureWindowResult]
-    drift: dict[str, DriftResult]
+    drift: dict[str, dict[str, DriftResult]]
     reference_version: str | None
+    records: dict[str, Any] = field(default_factory=dict)
     alerts: list[Alert] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
@@ -47,31 +65,69 @@ class WindowReport:
             "window": self.window,
             "count": self.count,
             "reference_version": self.reference_version,
+            "records": self.records,
             "features": {n: r.to_dict() for n, r in self.features.items()},
-            "drift": {n: d.to_dict() for n, d in self.drift.items()},
+            "drift": {n: {m: d.to_dict() for m, d in ms.items()} for n, ms in self.drift.items()},
             "alerts": [a.alert_id for a in self.alerts],
         }
 
 
-class _OpenWindow:
-    """A window being filled: its bounds plus one accumulator per feature."""
+class _Pane:
+    """State of one pane: one FeatureState per feature plus the record-level state."""
 
-    __slots__ = ("bounds", "features", "updaters")
+    __slots__ = ("features", "records")
 
-    def __init__(self, bounds: TumblingWindow, stream: StreamSpec, ref: ReferenceProfile | None) -> None:
-        self.bounds = bounds
-        self.features = {
-            f.name: FeatureWindow(f, ref.features.get(f.name) if ref is not None else None)
-            for f in stream.features
-        }
-        self.updaters = [(name, fw.update) for name, fw in self.features.items()]
+    def __init__(self, stream: StreamSpec, ref: ReferenceProfile | None) -> None:
+        self.features = {f.name: FeatureState(f, ref.features.get(f.name) if ref is not None else None)
+                         for f in stream.features}
+        self.records = RecordState()
+
+    def update(self, cols: Mapping[str, Column], flags: RecordFlags, rows: slice | NDArray[np.intp]) -> None:
+        whole = isinstance(rows, slice) and rows.start == 0 and rows.stop == len(flags)
+        for name, state in self.features.items():
+            col = cols[name]
+            state.update_column(col if whole else col.take(rows))
+        self.records.update(flags if whole else flags.take(rows))
+
+    def __iadd__(self, other: _Pane) -> _Pane:
+        for name, state in self.features.items():
+            state += other.features[name]
+        self.records += other.records
+        return self
+
+
+class _Stream:
+    """Per-stream runtime: window tracks, duplicate filter, watermark, pending records."""
+
+    def __init__(self, spec: StreamSpec, ref: ReferenceProfile | None) -> None:
+        self.spec = spec
+        self.ref = ref
+
+        def new_pane() -> _Pane:
+            return _Pane(spec, ref)
+
+        self.new_pane = new_pane
+        self.tracks: list[CountTrack[_Pane] | TimeTrack[_Pane]] = [
+            CountTrack(w, new_pane=new_pane) if w.kind == "count" else TimeTrack(w, new_pane=new_pane)
+            for w in spec.windows
+        ]
+        self.dedup = DuplicateFilter(capacity=spec.duplicates.capacity) if spec.duplicates.enabled else None
+        self.watermark = -math.inf
+        self.pending: list[dict[str, Any]] = []
+        self.known = frozenset([spec.id_field, spec.time_field, "schema_version", *(f.name for f in spec.features)])
+        self.rate = spec.volume.expected_per_second or (ref.rate_per_second if ref is not None else None)
+        self.event_mode = spec.time.mode == "event"
 
 
 class Engine:
     """Quality and drift monitoring of every stream in a monitor spec.
 
-    Memory per stream is one accumulator per feature per configured window,
-    each of constant size; no record is retained.
+    Memory per stream: one pane state per feature per open pane (one per
+    tumbling window; ``size/slide`` per sliding window, plus panes still
+    waiting for late records in event time), each bounded (see
+    :class:`~monitor.checks.FeatureState`), the duplicate filter
+    (``duplicates.capacity`` ids) and at most :data:`MICRO_BATCH` pending
+    records. No record is retained after its batch.
 
     Examples
     --------
@@ -101,83 +157,162 @@ class Engine:
         self.references = dict(references or {})
         for name, ref in self.references.items():
             ref.check_against(spec.stream(name))
-        self._streams = {s.name: s for s in spec.streams}
-        now = clock()
-        self._open: dict[str, list[_OpenWindow]] = {
-            s.name: [self._new_window(s, TumblingWindow(w, now=now)) for w in s.windows]
-            for s in spec.streams
-        }
+        self._streams = {s.name: _Stream(s, self.references.get(s.name)) for s in spec.streams}
         self.records_processed: dict[str, int] = {s.name: 0 for s in spec.streams}
 
-    def _new_window(self, stream: StreamSpec, bounds: TumblingWindow) -> _OpenWindow:
-        return _OpenWindow(bounds, stream, self.references.get(stream.name))
+    def watermark(self, stream: str) -> float:
+        """The latest event time seen on ``stream`` (``-inf`` before any)."""
+        return self._streams[stream].watermark
+
+    # -- input -------------------------------------------------------------------------------
 
     def process(self, stream: str, records: Iterable[dict[str, Any]]) -> list[WindowReport]:
-        """Update ``stream``'s windows with ``records``; return reports of windows that closed."""
-        spec = self._streams[stream]
-        windows = self._open[stream]
+        """Update ``stream``'s windows with a batch of records; return reports of windows that closed."""
+        rt = self._streams[stream]
+        batch = records if isinstance(records, list) else list(records)
+        if rt.pending:
+            batch, rt.pending = rt.pending + batch, []
+        return self._process(rt, batch, self.clock())
+
+    def process_one(self, stream: str, record: dict[str, Any]) -> list[WindowReport]:
+        """Buffer one record; every :data:`MICRO_BATCH` records the buffer is processed as a batch."""
+        rt = self._streams[stream]
+        rt.pending.append(record)
+        if len(rt.pending) < MICRO_BATCH:
+            return []
+        batch, rt.pending = rt.pending, []
+        return self._process(rt, batch, self.clock())
+
+    def flush(self) -> list[WindowReport]:
+        """Process every buffered record now."""
         reports: list[WindowReport] = []
-        now = self.clock()
-        reports += self._close_expired(spec, now)
-        n = 0
-        for rec in records:
-            n += 1
-            get = rec.get
-            for i, ow in enumerate(windows):
-                for name, update in ow.updaters:
-                    update(get(name, MISSING))
-                if ow.bounds.add(now):
-                    reports.append(self._close(spec, ow, now))
-                    windows[i] = self._new_window(spec, ow.bounds.next(now))
-        self.records_processed[stream] += n
+        for rt in self._streams.values():
+            if rt.pending:
+                batch, rt.pending = rt.pending, []
+                reports += self._process(rt, batch, self.clock())
         return reports
 
     def tick(self, now: float | None = None) -> list[WindowReport]:
-        """Close every time window whose end has passed (call periodically)."""
+        """Flush buffers and close processing-time windows whose end has passed (call periodically)."""
+        reports = self.flush()
         now = self.clock() if now is None else now
+        for rt in self._streams.values():
+            if rt.event_mode:
+                continue
+            for track in rt.tracks:
+                if isinstance(track, TimeTrack):
+                    reports += [self._report(rt, w) for w in track.advance(now)]
+        return reports
+
+    def close(self) -> list[WindowReport]:
+        """End of input (a replay): flush buffers, then emit every open window, marked partial."""
+        reports = self.flush()
+        now = self.clock()
+        for rt in self._streams.values():
+            for track in rt.tracks:
+                closed = track.flush(now) if isinstance(track, CountTrack) else track.flush()
+                reports += [self._report(rt, w) for w in closed]
+        return reports
+
+    # -- the batch path ----------------------------------------------------------------------
+
+    def _process(self, rt: _Stream, records: Sequence[dict[str, Any]], now: float) -> list[WindowReport]:
+        n = len(records)
+        if n == 0:
+            return []
+        spec = rt.spec
+        cols = {f.name: extract_column(records, f) for f in spec.features}
+        flags = self._flags(rt, records, now)
         reports: list[WindowReport] = []
-        for spec in self.spec.streams:
-            reports += self._close_expired(spec, now)
+
+        def update_slice(pane: _Pane, rows: slice, _clock: float) -> None:
+            pane.update(cols, flags, rows)
+
+        def update_rows(pane: _Pane, rows: NDArray[np.intp]) -> None:
+            pane.update(cols, flags, rows)
+
+        lateness = spec.time.allowed_lateness_seconds
+        for track in rt.tracks:
+            if isinstance(track, CountTrack):
+                closed = track.add(n, update_slice, clock=now)
+            else:
+                if rt.event_mode:
+                    t = np.where(flags.late, np.nan, flags.time)
+                    late_n = int(np.count_nonzero(flags.late))
+                    late_n += track.add(t, update_rows)
+                    if late_n:
+                        self._count_excluded(track, rt.watermark, late_n)
+                    closed = track.advance(rt.watermark - lateness)
+                else:
+                    track.add(np.full(n, now), update_rows)
+                    closed = track.advance(now) if track.next_to_close is not None else []
+            reports += [self._report(rt, w) for w in closed]
+        self.records_processed[spec.name] += n
         return reports
 
-    def _close_expired(self, spec: StreamSpec, now: float) -> list[WindowReport]:
-        reports = []
-        windows = self._open[spec.name]
-        for i, ow in enumerate(windows):
-            if ow.bounds.expired(now):
-                if ow.bounds.count:
-                    reports.append(self._close(spec, ow, now))
-                windows[i] = self._new_window(spec, TumblingWindow(ow.bounds.spec, now=now))
-        return reports
+    @staticmethod
+    def _count_excluded(track: TimeTrack[_Pane], at: float, k: int) -> None:
+        """Late records are counted in the open pane at the watermark (they are not merged)."""
+        idx = int(track.pane_of(np.array([at]))[0])
+        pane = track.open.get(idx)
+        if pane is None:
+            pane = track.open[idx] = track.new_pane()
+        pane.records.late_excluded += k
 
-    def _close(self, spec: StreamSpec, ow: _OpenWindow, now: float) -> WindowReport:
-        b = ow.bounds
-        window = _window_doc(b.spec, b.index, b.start, b.end if b.end is not None else now)
-        ref = self.references.get(spec.name)
-        features = {name: fw.result() for name, fw in ow.features.items()}
-        drift = {}
-        if ref is not None:
-            for f in spec.features:
-                drift[f.name] = self._drift(spec, f.name, features[f.name], ref)
-        report = WindowReport(
-            stream=spec.name, window=window, count=b.count, features=features, drift=drift,
-            reference_version=ref.profile_version if ref is not None else None,
-        )
+    def _flags(self, rt: _Stream, records: Sequence[dict[str, Any]], now: float) -> RecordFlags:
+        spec, n = rt.spec, len(records)
+        ids = [r[spec.id_field] for r in records]
+        duplicate = rt.dedup.check(ids) if rt.dedup is not None else np.zeros(n, dtype=bool)
+        table: dict[tuple[str, ...], int] = {}
+        setdefault = table.setdefault
+        layout = np.fromiter((setdefault(tuple(r), len(table)) for r in records), dtype=np.int32, count=n)
+        if spec.allow_extra_fields:
+            names: list[tuple[str, ...]] = [() for _ in table]
+        else:
+            names = [tuple(sorted(set(k) - rt.known)) for k in table]
+        unexpected = np.array([bool(x) for x in names], dtype=bool)[layout]
+        t_raw = parse_times([r.get(spec.time_field) for r in records])
+        has_time = ~np.isnan(t_raw)
+        if not math.isfinite(rt.watermark) and not has_time[0]:
+            rt.watermark = now  # records without an event time before any with one: the clock stands in
+        running = np.maximum.accumulate(np.concatenate([[rt.watermark], np.where(has_time, t_raw, -np.inf)]))
+        before = running[:-1]
+        lateness = spec.time.allowed_lateness_seconds
+        out_of_order = has_time & (t_raw < before)
+        late = has_time & (t_raw < before - lateness)
+        fill = np.where(np.isfinite(before), before, now)
+        t = np.where(has_time, t_raw, fill)
+        rt.watermark = float(running[-1])
+        # Freshness: processing clock minus event time (in a replay the clock is the watermark).
+        lag = np.where(has_time, now - t_raw, np.nan)
+        return RecordFlags(duplicate=duplicate, unexpected=unexpected, late=late, out_of_order=out_of_order,
+                           has_time=has_time, lag=lag, time=t, unexpected_names=names, layout=layout)
+
+    # -- closing a window ---------------------------------------------------------------------
+
+    def _report(self, rt: _Stream, w: ClosedWindow[_Pane]) -> WindowReport:
+        spec = rt.spec
+        present = [p for p in w.panes if p is not None]
+        if len(w.panes) == 1 and present:
+            merged = present[0]
+        else:
+            merged = rt.new_pane()
+            for p in present:
+                merged += p
+        features = {name: st.result() for name, st in merged.features.items()}
+        records = merged.records.result()
+        count = merged.records.count
+        volume = None
+        if w.spec.kind == "time" and rt.rate and not w.partial:
+            expected = rt.rate * w.spec.span
+            volume = abs(math.log2(max(count, 0.5) / expected))
+        records["expected_records"] = rt.rate * w.spec.span if (w.spec.kind == "time" and rt.rate) else None
+        records["volume_deviation"] = volume
+        drift = evaluate_drift(self.spec, spec, merged.features, rt.ref) if rt.ref is not None and count else {}
+        window = {"name": w.spec.name, "kind": w.spec.kind, "index": w.index, "start": iso(w.start),
+                  "end": iso(w.end), "partial": w.partial}
+        report = WindowReport(stream=spec.name, window=window, count=count, features=features, drift=drift,
+                              reference_version=rt.ref.profile_version if rt.ref is not None else None,
+                              records=records)
         report.alerts.extend(evaluate_window(self.spec, spec, report))
         return report
-
-    def _drift(self, spec: StreamSpec, name: str, fr: FeatureWindowResult, ref: ReferenceProfile) -> DriftResult:
-        thr = self.spec.threshold_for(spec, spec.feature(name), "psi")
-        level = (thr.warning if thr.warning is not None else thr.critical) if thr else None
-        threshold = level if level is not None else float("inf")
-        expected = ref.features[name].expected_histogram()
-        n = sum(fr.histogram) if fr.histogram else 0
-        if expected is None or sum(expected) == 0 or n < spec.min_samples:
-            return DriftResult(method="psi", statistic=None, threshold=threshold, sample_size=n, drifted=None)
-        value = psi(expected, fr.histogram)  # type: ignore[arg-type]
-        return DriftResult(method="psi", statistic=value, threshold=threshold, sample_size=n,
-                           drifted=value >= threshold)
-
-
-def _window_doc(w: WindowSpec, index: int, start: float, end: float) -> dict[str, Any]:
-    return {"name": w.name, "kind": w.kind, "index": index, "start": _iso(start), "end": _iso(end)}

@@ -22,14 +22,14 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 import orjson
 
+from monitor.columns import _iso_seconds
 from monitor.spec import StreamSpec
 
-__all__ = ["REASONS", "SCHEMA_VERSIONS", "Rejection", "decode_message", "event_time_seconds"]
+__all__ = ["REASONS", "SCHEMA_VERSIONS", "Rejection", "check_record", "decode_message", "event_time_seconds"]
 
 #: Record schema versions this release reads (the ``schema_version`` key is optional).
 SCHEMA_VERSIONS = frozenset({1})
@@ -107,17 +107,13 @@ def event_time_seconds(value: Any) -> float | None:
             return None
         return f if math.isfinite(f) else None
     if isinstance(value, str):
-        try:
-            dt = datetime.fromisoformat(value)
-        except ValueError:
-            return None
-        if dt.tzinfo is None:
-            dt = dt.replace(tzinfo=UTC)
-        return dt.timestamp()
+        t = _iso_seconds(value)
+        return None if math.isnan(t) else t
     return None
 
 
-def _check_record(rec: Any, stream: StreamSpec) -> tuple[str, str] | None:
+def check_record(rec: Any, stream: StreamSpec) -> tuple[str, str] | None:
+    """``(reason, detail)`` if ``rec`` fails the record envelope of ``stream``, else ``None``."""
     if not isinstance(rec, dict):
         return "not_an_object", f"expected a JSON object, got {type(rec).__name__}"
     version = rec.get("schema_version", 1)
@@ -155,13 +151,13 @@ def decode_message(value: bytes | None, stream: StreamSpec) -> tuple[list[dict[s
         ok: list[dict[str, Any]] = []
         bad: list[Rejection] = []
         for i, rec in enumerate(data):
-            problem = _check_record(rec, stream)
+            problem = check_record(rec, stream)
             if problem is None:
                 ok.append(rec)
             else:
                 bad.append(Rejection(problem[0], problem[1], orjson.dumps(rec), index=i))
         return ok, bad
-    problem = _check_record(data, stream)
+    problem = check_record(data, stream)
     if problem is not None:
         return [], [Rejection(problem[0], problem[1], value)]
     return [data], []

@@ -22,7 +22,7 @@ Examples
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -30,23 +30,47 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from monitor.errors import ConfigError
 
 __all__ = [
+    "CATEGORICAL_METHODS",
     "CHECKS",
     "DEFAULT_THRESHOLDS",
+    "FEATURE_CHECKS",
+    "NUMERIC_METHODS",
+    "RECORD_CHECKS",
+    "DriftSpec",
+    "DuplicatesSpec",
     "FeatureSpec",
     "MonitorSpec",
     "OutputsSpec",
     "Range",
     "StreamSpec",
     "Threshold",
+    "TimeSpec",
+    "VolumeSpec",
     "WindowSpec",
     "format_loc",
     "load_spec",
     "parse_spec",
 ]
 
-#: Checks that produce a value per feature per window and can carry thresholds.
-CheckName = Literal["missing_ratio", "type_violation_ratio", "out_of_domain_ratio", "psi"]
-CHECKS: tuple[str, ...] = ("missing_ratio", "type_violation_ratio", "out_of_domain_ratio", "psi")
+#: Checks with a value per window that thresholds apply to (``value >= level`` raises).
+CheckName = Literal[
+    # per feature
+    "missing_ratio", "type_violation_ratio", "out_of_domain_ratio", "unseen_category_ratio",
+    "format_violation_ratio",
+    # per record (stream level)
+    "duplicate_ratio", "late_ratio", "out_of_order_ratio", "unexpected_field_ratio", "volume_deviation",
+    "freshness_p95_seconds",
+    # drift distances (tests use drift.alpha instead)
+    "psi", "wasserstein", "jensen_shannon", "hellinger", "linf",
+]
+CHECKS: tuple[str, ...] = get_args(CheckName)
+FEATURE_CHECKS = ("missing_ratio", "type_violation_ratio", "out_of_domain_ratio", "unseen_category_ratio",
+                  "format_violation_ratio")
+RECORD_CHECKS = ("duplicate_ratio", "late_ratio", "out_of_order_ratio", "unexpected_field_ratio",
+                 "volume_deviation", "freshness_p95_seconds")
+DriftMethod = Literal["psi", "ks", "wasserstein", "jensen_shannon", "hellinger", "chi_square", "linf"]
+NUMERIC_METHODS = frozenset({"psi", "ks", "wasserstein", "jensen_shannon", "hellinger"})
+CATEGORICAL_METHODS = frozenset({"psi", "chi_square", "jensen_shannon", "hellinger", "linf"})
 
 _NAME = r"^[A-Za-z_][A-Za-z0-9_.\-]{0,127}$"
 _TOPIC = r"^[A-Za-z0-9._\-]{1,249}$"
@@ -89,12 +113,23 @@ class Threshold(_Model):
         return value
 
 
-#: Used for every check the spec does not configure.
+#: Used for every check the spec does not configure. Checks absent here
+#: (out_of_order_ratio, freshness_p95_seconds) are reported but only alert when configured.
 DEFAULT_THRESHOLDS: dict[str, Threshold] = {
     "missing_ratio": Threshold(warning=0.05, critical=0.20),
     "type_violation_ratio": Threshold(warning=0.01, critical=0.05),
     "out_of_domain_ratio": Threshold(warning=0.01, critical=0.05),
+    "unseen_category_ratio": Threshold(warning=0.01, critical=0.05),
+    "format_violation_ratio": Threshold(warning=0.01, critical=0.05),
+    "duplicate_ratio": Threshold(warning=0.01, critical=0.05),
+    "late_ratio": Threshold(warning=0.01, critical=0.05),
+    "unexpected_field_ratio": Threshold(warning=0.01, critical=0.05),
+    "volume_deviation": Threshold(warning=1.0, critical=2.0),
     "psi": Threshold(warning=0.10, critical=0.25),
+    "wasserstein": Threshold(warning=0.10, critical=0.25),
+    "jensen_shannon": Threshold(warning=0.10, critical=0.20),
+    "hellinger": Threshold(warning=0.10, critical=0.20),
+    "linf": Threshold(warning=0.10, critical=0.20),
 }
 
 
@@ -115,7 +150,7 @@ class FeatureSpec(_Model):
     """One monitored field of a stream's records."""
 
     name: str = Field(pattern=_NAME)
-    type: Literal["numeric", "categorical", "boolean"]
+    type: Literal["numeric", "categorical", "boolean", "string"]
     nullable: bool = Field(
         default=False,
         description="If true, missing values are expected and the missing_ratio check is off "
@@ -123,12 +158,31 @@ class FeatureSpec(_Model):
     )
     range: Range | None = None
     categories: list[str] | None = Field(default=None, min_length=1)
+    pattern: str | None = Field(default=None, description="Regular expression every value must match "
+                                "in full (categorical and string features).")
+    drift_methods: list[DriftMethod] | None = Field(
+        default=None, description="Drift methods for this feature (default: the stream's drift.methods).")
     thresholds: dict[CheckName, Threshold] = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _fits_type(self) -> FeatureSpec:
         if self.range is not None and self.type != "numeric":
             raise ValueError("'range' applies to numeric features only")
+        if self.pattern is not None:
+            if self.type not in ("categorical", "string"):
+                raise ValueError("'pattern' applies to categorical and string features only")
+            try:
+                re.compile(self.pattern)
+            except re.error as exc:
+                raise ValueError(f"'pattern' is not a valid regular expression: {exc}") from None
+        if self.drift_methods is not None:
+            allowed = NUMERIC_METHODS if self.type == "numeric" else CATEGORICAL_METHODS
+            if self.type == "string":
+                raise ValueError("string features have no drift methods")
+            bad = sorted(set(self.drift_methods) - allowed)
+            if bad:
+                raise ValueError(f"drift method(s) {bad} do not apply to {self.type} features "
+                                 f"(use {sorted(allowed)})")
         if self.categories is not None:
             if self.type != "categorical":
                 raise ValueError("'categories' applies to categorical features only")
@@ -138,12 +192,19 @@ class FeatureSpec(_Model):
 
 
 class WindowSpec(_Model):
-    """A tumbling window: ``count`` closes every ``size`` records, ``time`` every ``seconds``."""
+    """A window over a stream.
+
+    ``count`` windows span ``size`` records, ``time`` windows ``seconds`` of
+    (event or processing) time. Without ``slide`` a window is tumbling; with it
+    a new window starts every ``slide`` records/seconds and windows overlap
+    (``size`` must be a multiple of ``slide``; at most 64 panes per window).
+    """
 
     name: str = Field(pattern=_NAME)
     kind: Literal["count", "time"]
     size: int | None = Field(default=None, ge=1, le=10_000_000)
     seconds: float | None = Field(default=None, gt=0, le=7 * 86400)
+    slide: float | None = Field(default=None, gt=0, description="Sliding step: records (count) or seconds (time).")
 
     @model_validator(mode="after")
     def _sized(self) -> WindowSpec:
@@ -151,7 +212,65 @@ class WindowSpec(_Model):
             raise ValueError("a count window needs 'size' (records) and no 'seconds'")
         if self.kind == "time" and (self.seconds is None or self.size is not None):
             raise ValueError("a time window needs 'seconds' and no 'size'")
+        if self.slide is not None:
+            span = float(self.size if self.kind == "count" else self.seconds)  # type: ignore[arg-type]
+            panes = span / self.slide
+            if self.kind == "count" and self.slide != int(self.slide):
+                raise ValueError("'slide' of a count window must be a whole number of records")
+            if abs(panes - round(panes)) > 1e-9 or round(panes) < 1:
+                raise ValueError(f"'slide' ({self.slide}) must divide the window length ({span:g}) evenly")
+            if round(panes) > 64:
+                raise ValueError(f"a window of {round(panes)} slides is too many (at most 64)")
         return self
+
+    @property
+    def span(self) -> float:
+        """Length in records (count) or seconds (time)."""
+        return float(self.size if self.kind == "count" else self.seconds)  # type: ignore[arg-type]
+
+    @property
+    def pane(self) -> float:
+        """Length of one pane: the slide, or the whole window when tumbling."""
+        return float(self.slide) if self.slide is not None else self.span
+
+    @property
+    def panes(self) -> int:
+        return round(self.span / self.pane)
+
+
+class TimeSpec(_Model):
+    """How time windows and lateness are measured."""
+
+    mode: Literal["event", "processing"] = Field(
+        default="event", description="event: the record's time field drives time windows (records without "
+        "one take the stream's latest event time); processing: the worker's clock.")
+    allowed_lateness_seconds: float = Field(
+        default=30.0, ge=0, description="A record older than the latest event time seen minus this is late: "
+        "counted (late_ratio) and kept out of time windows.")
+
+
+class DriftSpec(_Model):
+    """Drift evaluation settings of a stream."""
+
+    methods: Literal["auto"] | list[DriftMethod] = Field(
+        default="auto", description="auto: chosen by window sample size (n <= 1000: KS for numeric, chi-square "
+        "for categorical; larger: normed Wasserstein / Jensen-Shannon), always with PSI.")
+    alpha: float = Field(default=0.01, gt=0, lt=1, description="Significance level of the statistical tests "
+                         "(KS, chi-square), after the multiple-testing correction.")
+    correction: Literal["bh", "bonferroni", "none"] = Field(
+        default="bh", description="Multiple-testing control across the features of one window.")
+
+
+class DuplicatesSpec(_Model):
+    enabled: bool = True
+    capacity: int = Field(default=100_000, ge=100, le=10_000_000,
+                          description="Distinct recent ids remembered per stream (two generations of half each).")
+
+
+class VolumeSpec(_Model):
+    expected_per_second: float | None = Field(
+        default=None, gt=0, description="Expected record rate for time windows (default: the reference "
+        "profile's rate, when it has event times).")
 
 
 class StreamSpec(_Model):
@@ -171,6 +290,12 @@ class StreamSpec(_Model):
         default=100, ge=1, description="Fewest non-missing values a window needs for drift."
     )
     psi_bins: int = Field(default=10, ge=2, le=100)
+    time: TimeSpec = Field(default_factory=TimeSpec)
+    drift: DriftSpec = Field(default_factory=DriftSpec)
+    duplicates: DuplicatesSpec = Field(default_factory=DuplicatesSpec)
+    volume: VolumeSpec = Field(default_factory=VolumeSpec)
+    allow_extra_fields: bool = Field(default=False, description="If false, fields that are not features, id, "
+                                     "time or schema_version count as unexpected (schema change).")
     windows: list[WindowSpec] = Field(min_length=1)
     features: list[FeatureSpec] = Field(min_length=1)
 
@@ -231,15 +356,17 @@ class MonitorSpec(_Model):
                 return s
         raise KeyError(name)
 
-    def threshold_for(self, stream: StreamSpec, feature: FeatureSpec, check: str) -> Threshold | None:
-        """Effective threshold of ``check`` for ``feature``, or ``None`` if the check is off."""
-        if check in feature.thresholds:
-            return feature.thresholds[check]
-        if check == "missing_ratio" and feature.nullable:
-            return None
+    def threshold_for(self, stream: StreamSpec, feature: FeatureSpec | None, check: str) -> Threshold | None:
+        """Effective threshold of ``check`` (for ``feature``, or the stream for record checks),
+        or ``None`` if the check raises no alert."""
+        if feature is not None:
+            if check in feature.thresholds:
+                return feature.thresholds[check]  # type: ignore[index]
+            if check == "missing_ratio" and feature.nullable:
+                return None
         if check in self.thresholds:
-            return self.thresholds[check]
-        return DEFAULT_THRESHOLDS[check]
+            return self.thresholds[check]  # type: ignore[index]
+        return DEFAULT_THRESHOLDS.get(check)
 
 
 def _no_duplicates(names: list[str | None], what: str) -> None:

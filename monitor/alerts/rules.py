@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from monitor.alerts.alert import Alert
-from monitor.spec import MonitorSpec, StreamSpec
+from monitor.spec import FEATURE_CHECKS, RECORD_CHECKS, MonitorSpec, StreamSpec
 
 if TYPE_CHECKING:
     from monitor.engine import WindowReport
@@ -13,28 +13,67 @@ if TYPE_CHECKING:
 __all__ = ["QUALITY_CHECKS", "evaluate_window"]
 
 #: Ratio checks evaluated on every feature with data in the window.
-QUALITY_CHECKS = ("missing_ratio", "type_violation_ratio", "out_of_domain_ratio")
+QUALITY_CHECKS = FEATURE_CHECKS
 
 _WHAT = {
     "missing_ratio": "missing values",
     "type_violation_ratio": "values of the wrong type",
     "out_of_domain_ratio": "values outside the allowed range/categories",
+    "unseen_category_ratio": "categories never seen in the reference",
+    "format_violation_ratio": "values not matching the pattern",
+    "duplicate_ratio": "duplicate record ids",
+    "late_ratio": "late records",
+    "out_of_order_ratio": "out-of-order records",
+    "unexpected_field_ratio": "records with unexpected fields",
 }
 
 
-def evaluate_window(spec: MonitorSpec, stream: StreamSpec, report: WindowReport) -> list[Alert]:
-    """Every threshold the window crosses, one alert per (feature, check), worst severity.
+def _where(win: dict[str, Any]) -> str:
+    if win["kind"] == "count":
+        return f"window {win['name']}#{win['index']}"
+    return f"window {win['name']} from {win['start']}"
 
-    Drift alerts need a drift result with ``drifted`` decided (enough sample);
-    "insufficient data" never alerts.
+
+def evaluate_window(spec: MonitorSpec, stream: StreamSpec, report: WindowReport) -> list[Alert]:
+    """Every threshold the window crosses: one alert per (feature, check) at its worst severity.
+
+    Drift distances alert at the method's warning/critical levels; drift tests
+    (KS, chi-square) alert as warnings when rejected after the multiple-testing
+    correction. "Insufficient data" never alerts.
     """
     alerts: list[Alert] = []
     win = report.window
-    where = (f"window {win['name']}#{win['index']}" if win["kind"] == "count"
-             else f"window {win['name']} from {win['start']}")
+    where = _where(win)
+
+    def add(feature: str | None, check: str, value: float, threshold: float, severity: str, n: int,
+            summary: str, details: dict[str, Any] | None = None) -> None:
+        alerts.append(Alert(stream=stream.name, feature=feature, check=check, severity=severity, value=value,
+                            threshold=threshold, sample_size=n, summary=summary, window=win,
+                            reference_version=report.reference_version, created_at=win["end"],
+                            details=details or {}))
+
+    for check in RECORD_CHECKS:
+        thr = spec.threshold_for(stream, None, check)
+        value = report.records.get(check)
+        if thr is None or value is None:
+            continue
+        severity = thr.severity(value)
+        if severity is None:
+            continue
+        level = thr.level(severity)
+        if check == "volume_deviation":
+            text = (f"{report.count} records in {where}, expected ~{report.records['expected_records']:.0f} "
+                    f"(|log2 ratio| {value:.2f} >= {level})")
+        elif check == "freshness_p95_seconds":
+            text = f"p95 freshness lag {value:.1f}s in {where} (>= {level}s)"
+        else:
+            text = f"{value:.1%} {_WHAT[check]} in {where} (>= {level:.1%})"
+        details = {"unexpected_fields": report.records.get("unexpected_fields")} if check == "unexpected_field_ratio" else None
+        add(None, check, value, level, severity, report.count, f"{stream.name}: {text}, {severity}", details)
+
     for feature in stream.features:
         fr = report.features[feature.name]
-        for check in QUALITY_CHECKS:
+        for check in FEATURE_CHECKS:
             thr = spec.threshold_for(stream, feature, check)
             value = fr.ratios.get(check)
             if thr is None or value is None:
@@ -42,25 +81,26 @@ def evaluate_window(spec: MonitorSpec, stream: StreamSpec, report: WindowReport)
             severity = thr.severity(value)
             if severity is None:
                 continue
-            alerts.append(Alert(
-                stream=stream.name, feature=feature.name, check=check, severity=severity,
-                value=value, threshold=thr.level(severity), sample_size=fr.count,
-                summary=f"{stream.name}.{feature.name}: {value:.1%} {_WHAT[check]} in {where} "
-                        f"(>= {thr.level(severity):.1%}, {severity})",
-                window=win, reference_version=report.reference_version, created_at=win["end"],
-            ))
-        drift = report.drift.get(feature.name)
-        thr = spec.threshold_for(stream, feature, "psi")
-        if drift is None or thr is None or not drift.drifted or drift.statistic is None:
-            continue
-        severity = thr.severity(drift.statistic)
-        if severity is None:
-            continue
-        alerts.append(Alert(
-            stream=stream.name, feature=feature.name, check="psi", severity=severity,
-            value=drift.statistic, threshold=thr.level(severity), sample_size=drift.sample_size,
-            summary=f"{stream.name}.{feature.name}: distribution drifted from reference, "
-                    f"PSI {drift.statistic:.3f} in {where} (>= {thr.level(severity)}, {severity})",
-            window=win, reference_version=report.reference_version, created_at=win["end"],
-        ))
+            level = thr.level(severity)
+            add(feature.name, check, value, level, severity, fr.count,
+                f"{stream.name}.{feature.name}: {value:.1%} {_WHAT[check]} in {where} (>= {level:.1%}, {severity})")
+        for method, d in report.drift.get(feature.name, {}).items():
+            if not d.drifted or d.statistic is None:
+                continue
+            if d.p_value is not None:  # a test, rejected after the multiple-testing correction
+                add(feature.name, method, d.statistic, d.threshold, "warning", d.sample_size,
+                    f"{stream.name}.{feature.name}: distribution drifted from reference, {method} "
+                    f"statistic {d.statistic:.3f}, p={d.p_value:.2g} in {where} (alpha {d.threshold}, "
+                    f"{stream.drift.correction} corrected, warning)",
+                    {"p_value": d.p_value, "effect_size": d.effect_size})
+                continue
+            thr = spec.threshold_for(stream, feature, method)
+            severity = thr.severity(d.statistic) if thr is not None else "warning"
+            if severity is None:
+                continue
+            level = thr.level(severity) if thr is not None else d.threshold
+            add(feature.name, method, d.statistic, level, severity, d.sample_size,
+                f"{stream.name}.{feature.name}: distribution drifted from reference, {method.upper() if method == 'psi' else method} "
+                f"{d.statistic:.3f} in {where} (>= {level}, {severity})",
+                {"effect_size": d.effect_size})
     return alerts

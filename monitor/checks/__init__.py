@@ -1,5 +1,7 @@
-"""Quality checks per feature and window."""
+"""Quality checks per feature and per record, per window."""
 
-from monitor.checks.feature import MISSING, FeatureWindow, FeatureWindowResult
+from monitor.checks.duplicates import DuplicateFilter
+from monitor.checks.feature import MISSING, FeatureState, FeatureWindowResult
+from monitor.checks.record import RecordFlags, RecordState
 
-__all__ = ["MISSING", "FeatureWindow", "FeatureWindowResult"]
+__all__ = ["MISSING", "DuplicateFilter", "FeatureState", "FeatureWindowResult", "RecordFlags", "RecordState"]

@@ -1,18 +1,29 @@
-"""Per-feature, per-window quality accumulators: missing, type, domain, moments, histogram."""
+"""Per-feature window state: quality counts, moments, histograms, samples, cardinality.
+
+Updated column-wise (one :class:`~monitor.columns.Column` slice at a time) and
+mergeable: ``a += b`` gives the state of the concatenated records (exactly, as
+long as the value sample has not been thinned).
+"""
 
 from __future__ import annotations
 
-import math
+import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
+from monitor.columns import MISSING as MISSING_CODE
+from monitor.columns import VALID, WRONG_TYPE, Column, extract_column
+from monitor.spec import FeatureSpec
+from monitor.stats import OTHER, BinnedCounts, Cardinality, CategoryCounts, Moments, ValueSample
+
 if TYPE_CHECKING:  # the reference package builds on these checks; import only for typing
     from monitor.reference.profile import FeatureProfile
-from monitor.spec import FeatureSpec
-from monitor.stats import OTHER, BinnedCounts, CategoryCounts, Moments
 
-__all__ = ["MISSING", "FeatureWindow", "FeatureWindowResult"]
+__all__ = ["MISSING", "FeatureState", "FeatureWindowResult"]
 
+#: Marker for an absent key when updating one value at a time.
 MISSING = object()
 
 
@@ -20,8 +31,9 @@ MISSING = object()
 class FeatureWindowResult:
     """Quality figures of one feature in one closed window.
 
-    Ratios are over ``count`` (records seen); they are ``None`` when the
-    window saw no record.
+    Ratios are over ``count`` (records seen) and ``None`` when the window saw
+    no record (or, for unseen_category_ratio, when there is no reference; for
+    format_violation_ratio, when no pattern is configured).
     """
 
     feature: str
@@ -33,6 +45,9 @@ class FeatureWindowResult:
     histogram: list[int] | None
     histogram_labels: list[str] | None = None
     ratios: dict[str, float | None] = field(default_factory=dict)
+    cardinality: float | None = None
+    unseen: int = 0
+    format_violations: int = 0
 
     @property
     def valid(self) -> int:
@@ -46,6 +61,9 @@ class FeatureWindowResult:
             "missing": self.missing,
             "type_violations": self.type_violations,
             "out_of_domain": self.out_of_domain,
+            "unseen": self.unseen,
+            "format_violations": self.format_violations,
+            "cardinality": self.cardinality,
             "moments": self.moments,
             "histogram": self.histogram,
             "histogram_labels": self.histogram_labels,
@@ -53,123 +71,163 @@ class FeatureWindowResult:
         }
 
 
-class FeatureWindow:
-    """Accumulates one feature's values over one window.
+class FeatureState:
+    """Accumulates one feature over one window (or pane).
 
-    A value is *missing* when the key is absent or null; a *type violation*
-    when it is present but of the wrong JSON type (a bool is not a number, a
-    number is not a category); *out of domain* when the type is right but it
-    falls outside the configured range or categories. Values of the right
-    type update the moments (numeric) and the reference-binned histogram.
-    Memory is constant: a few counters plus one histogram whose size is fixed
-    by the reference bins (or the configured categories).
+    A value is *missing* when absent, null, NaN or infinite; a *type
+    violation* when present with the wrong JSON type (a bool is not a number;
+    categories are strings or integers); *out of domain* when outside the
+    configured ``range`` or ``categories``; *unseen* when a category the
+    reference never saw; a *format violation* when it does not match
+    ``pattern``. Memory is bounded: counters, River moments, one histogram over
+    the reference's bins or categories plus an OTHER bucket, a value sample of
+    at most ``sample_capacity`` values and a fixed-size HLL sketch.
 
     Examples
     --------
     >>> from monitor.spec import FeatureSpec
-    >>> fw = FeatureWindow(FeatureSpec(name="age", type="numeric", range={"min": 0, "max": 120}))
+    >>> fs = FeatureState(FeatureSpec(name="age", type="numeric", range={"min": 0, "max": 120}))
     >>> for v in [30, None, "old", 200, 40.5]:
-    ...     fw.update(v)
-    >>> r = fw.result()
+    ...     fs.update(v)
+    >>> r = fs.result()
     >>> r.count, r.missing, r.type_violations, r.out_of_domain, r.moments["max"]
     (5, 1, 1, 1, 200.0)
     >>> r.ratios["missing_ratio"], r.ratios["out_of_domain_ratio"]
     (0.2, 0.2)
     """
 
-    __slots__ = (
-        "_allowed",
-        "_hi",
-        "_labels",
-        "_lo",
-        "cats",
-        "count",
-        "hist",
-        "missing",
-        "moments",
-        "out_of_domain",
-        "spec",
-        "type_violations",
-    )
+    __slots__ = ("_allowed", "_hi", "_lo", "_rx", "cardinality", "cats", "count", "format_violations", "hist",
+                 "missing", "moments", "out_of_domain", "reference", "sample", "spec", "type_violations", "unseen")
 
-    def __init__(self, spec: FeatureSpec, reference: FeatureProfile | None = None) -> None:
+    def __init__(self, spec: FeatureSpec, reference: FeatureProfile | None = None, *,
+                 sample_capacity: int = 20_000) -> None:
         self.spec = spec
-        self.count = 0
-        self.missing = 0
-        self.type_violations = 0
-        self.out_of_domain = 0
+        self.reference = reference
+        self.count = self.missing = self.type_violations = self.out_of_domain = 0
+        self.unseen = self.format_violations = 0
         self.moments: Moments | None = None
         self.hist: BinnedCounts | None = None
+        self.sample: ValueSample | None = None
         self.cats: CategoryCounts | None = None
-        self._labels: list[str] | None = None
+        self.cardinality: Cardinality | None = None
         rng = spec.range
-        self._lo = -math.inf if rng is None or rng.min is None else rng.min
-        self._hi = math.inf if rng is None or rng.max is None else rng.max
+        self._lo = -np.inf if rng is None or rng.min is None else rng.min
+        self._hi = np.inf if rng is None or rng.max is None else rng.max
         self._allowed = None if spec.categories is None else frozenset(spec.categories)
+        self._rx = re.compile(spec.pattern) if spec.pattern else None
         if spec.type == "numeric":
             self.moments = Moments()
+            self.sample = ValueSample(capacity=sample_capacity)
             if reference is not None and reference.bin_edges is not None:
                 self.hist = BinnedCounts(reference.bin_edges)
-        elif spec.type == "categorical":
-            vocab = reference.category_names() if reference is not None else (spec.categories or [])
-            self.cats = CategoryCounts(vocab)
+        elif spec.type == "boolean":
+            self.cats = CategoryCounts(["false", "true"])
         else:
-            self.cats = CategoryCounts(reference.category_names() if reference is not None else ["false", "true"])
+            self.cardinality = Cardinality()
+            if spec.type == "categorical":
+                vocab = reference.category_names() if reference is not None else (spec.categories or [])
+                self.cats = CategoryCounts(vocab)
+
+    # -- updates ---------------------------------------------------------------------------
 
     def update(self, value: Any) -> None:
-        self.count += 1
-        if value is None or value is MISSING:
-            self.missing += 1
-            return
-        kind = self.spec.type
-        if kind == "numeric":
-            if isinstance(value, bool) or not isinstance(value, int | float):
-                self.type_violations += 1
-                return
-            x = float(value)
-            if x != x or x in (math.inf, -math.inf):  # NaN/inf (possible from non-JSON sources) = missing
-                self.missing += 1
-                return
-            if x < self._lo or x > self._hi:
-                self.out_of_domain += 1
-            self.moments.update(x)  # type: ignore[union-attr]
-            if self.hist is not None:
-                self.hist.update(x)
-        elif kind == "categorical":
-            if isinstance(value, bool) or not isinstance(value, str | int):
-                self.type_violations += 1
-                return
-            v = value if isinstance(value, str) else str(value)
-            if self._allowed is not None and v not in self._allowed:
-                self.out_of_domain += 1
-            self.cats.update(v)  # type: ignore[union-attr]
+        """Add one value (convenience; the engine uses :meth:`update_column`)."""
+        rec = {} if value is MISSING else {self.spec.name: value}
+        self.update_column(extract_column([rec], self.spec))
+
+    def update_column(self, col: Column) -> None:
+        if col.x is not None:
+            self._update_numeric(col)
         else:
-            if not isinstance(value, bool):
-                self.type_violations += 1
-                return
-            self.cats.update("true" if value else "false")  # type: ignore[union-attr]
+            self._update_coded(col)
+
+    def _update_numeric(self, col: Column) -> None:
+        st = col.status
+        assert st is not None and col.x is not None
+        n = len(st)
+        if n == 0:
+            return
+        counts = np.bincount(st, minlength=3)
+        self.count += n
+        self.missing += int(counts[MISSING_CODE])
+        self.type_violations += int(counts[WRONG_TYPE])
+        v = col.x[st == VALID] if counts[VALID] != n else col.x
+        if v.size == 0:
+            return
+        if self._lo != -np.inf or self._hi != np.inf:
+            self.out_of_domain += int(np.count_nonzero((v < self._lo) | (v > self._hi)))
+        self.moments.update_many(v)  # type: ignore[union-attr]
+        self.sample.update_many(v)  # type: ignore[union-attr]
+        if self.hist is not None:
+            self.hist.update_many(v)
+
+    def _update_coded(self, col: Column) -> None:
+        codes, vocab = col.codes, col.vocab
+        assert codes is not None and vocab is not None
+        n = len(codes)
+        if n == 0:
+            return
+        self.count += n
+        valid = codes >= 0
+        nvalid = int(np.count_nonzero(valid))
+        self.missing += int(np.count_nonzero(codes == -1))
+        self.type_violations += n - nvalid - int(np.count_nonzero(codes == -1))
+        if nvalid == 0:
+            return
+        vc = codes[valid] if nvalid != n else codes
+        per_value = np.bincount(vc, minlength=len(vocab))
+        present = np.flatnonzero(per_value)
+        if self.cats is not None:
+            idx = self.cats.index_of(vocab)
+            self.cats.add_counts(np.bincount(idx[present], weights=per_value[present],
+                                             minlength=len(self.cats.counts)).astype(np.int64))
+            if self.reference is not None and self.spec.type == "categorical":
+                self.unseen += int(per_value[present][idx[present] == len(self.cats.categories)].sum())
+        if self._allowed is not None:
+            bad = np.fromiter((vocab[j] not in self._allowed for j in present), dtype=bool, count=len(present))
+            self.out_of_domain += int(per_value[present][bad].sum())
+        if self._rx is not None:
+            fm = self._rx.fullmatch
+            bad = np.fromiter((fm(vocab[j]) is None for j in present), dtype=bool, count=len(present))
+            self.format_violations += int(per_value[present][bad].sum())
+        if self.cardinality is not None:
+            self.cardinality.update_many(vocab[j] for j in present)
+
+    # -- merge / result ----------------------------------------------------------------------
+
+    def __iadd__(self, other: FeatureState) -> FeatureState:
+        self.count += other.count
+        self.missing += other.missing
+        self.type_violations += other.type_violations
+        self.out_of_domain += other.out_of_domain
+        self.unseen += other.unseen
+        self.format_violations += other.format_violations
+        for name in ("moments", "hist", "sample", "cats", "cardinality"):
+            mine, theirs = getattr(self, name), getattr(other, name)
+            if mine is not None and theirs is not None:
+                mine += theirs
+        return self
 
     def result(self) -> FeatureWindowResult:
         n = self.count
-        ratios = {
+        ratios: dict[str, float | None] = {
             "missing_ratio": self.missing / n if n else None,
             "type_violation_ratio": self.type_violations / n if n else None,
             "out_of_domain_ratio": self.out_of_domain / n if n else None,
+            "unseen_category_ratio": (self.unseen / n if n else None)
+            if self.spec.type == "categorical" and self.reference is not None else None,
+            "format_violation_ratio": (self.format_violations / n if n else None) if self._rx else None,
         }
+        hist: list[int] | None = None
+        labels: list[str] | None = None
         if self.hist is not None:
-            hist, labels = self.hist.get(), None
+            hist = self.hist.get()
         elif self.cats is not None and self.cats.n:
             hist, labels = self.cats.vector(), [*self.cats.categories, OTHER]
-        else:
-            hist, labels = None, None
         return FeatureWindowResult(
-            feature=self.spec.name,
-            count=n,
-            missing=self.missing,
-            type_violations=self.type_violations,
-            out_of_domain=self.out_of_domain,
-            moments=self.moments.get() if self.moments is not None else None,
-            histogram=hist,
-            histogram_labels=labels,
-            ratios=ratios,
+            feature=self.spec.name, count=n, missing=self.missing, type_violations=self.type_violations,
+            out_of_domain=self.out_of_domain, moments=self.moments.get() if self.moments is not None else None,
+            histogram=hist, histogram_labels=labels, ratios=ratios,
+            cardinality=self.cardinality.get() if self.cardinality is not None else None,
+            unseen=self.unseen, format_violations=self.format_violations,
         )

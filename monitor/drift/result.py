@@ -17,10 +17,19 @@ class DriftResult:
     drifts when ``p_value <= threshold``. ``drifted`` is ``None`` when the
     window had fewer than the minimum sample ("insufficient data", not drift).
 
+    ``effect_size`` says how large the change is, whatever the method, and is
+    computed by the caller: for numeric features the standardised mean
+    difference ``(window mean - reference mean) / reference std``; for
+    categorical features Cramér's V of the window's counts against the
+    reference proportions (in [0, 1]). ``None`` when not computed.
+
     Examples
     --------
     >>> DriftResult(method="psi", statistic=0.3, threshold=0.1, sample_size=500, drifted=True).drifted
     True
+    >>> DriftResult(method="ks", statistic=0.08, threshold=0.05, sample_size=2000, drifted=True,
+    ...             p_value=1e-9, effect_size=0.21).to_dict()["effect_size"]
+    0.21
     """
 
     method: str
@@ -29,6 +38,7 @@ class DriftResult:
     sample_size: int
     drifted: bool | None
     p_value: float | None = None
+    effect_size: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

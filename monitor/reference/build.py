@@ -1,10 +1,11 @@
-"""Build a reference profile from a CSV or JSONL file.
+"""Build a reference profile from records: a CSV, JSONL or Parquet file, or any iterable
+(the CLI also reads a Kafka topic range).
 
-Two passes over the file with bounded memory: the first counts missing values
-and moments and keeps a seeded reservoir sample of at most ``sample_size``
-values per numeric feature (for the bin cut points), the second counts every
-value into those fixed bins exactly. Category vocabularies are capped at
-:data:`MAX_CATEGORIES`.
+One pass with bounded memory: moments and counts over every record, a
+deterministic sample of at most ``sample_size`` values per numeric feature
+(for quantiles and bin cut points), category counts capped at
+:data:`MAX_CATEGORIES` distinct values, and the event-time span for the
+record rate.
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ from __future__ import annotations
 import csv
 import hashlib
 import math
-import random
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime
@@ -22,11 +22,12 @@ from typing import Any
 import numpy as np
 import orjson
 
-from monitor.checks import FeatureWindow
+from monitor.checks import FeatureState
+from monitor.columns import extract_column, parse_times
 from monitor.errors import ProfileError
 from monitor.reference.profile import FeatureProfile, ReferenceProfile
 from monitor.spec import FeatureSpec, StreamSpec
-from monitor.stats import BinnedCounts
+from monitor.stats import BinnedCounts, QuantileSummary
 
 __all__ = ["MAX_CATEGORIES", "build_profile", "build_profile_from_file", "read_rows"]
 
@@ -36,7 +37,9 @@ Progress = Callable[[int], None]
 
 
 def read_rows(path: str | Path, stream: StreamSpec) -> Iterator[dict[str, Any]]:
-    """Yield records from a ``.csv`` or ``.jsonl``/``.ndjson`` file.
+    """Yield records from a ``.csv``, ``.jsonl``/``.ndjson`` or ``.parquet`` file.
+
+    Parquet timestamps become ISO-8601 strings; NaN floats count as missing later.
 
     CSV cells are strings; they are converted by the feature's declared type
     (empty cell = missing; an unparsable number stays a string and is later
@@ -61,8 +64,18 @@ def read_rows(path: str | Path, stream: StreamSpec) -> Iterator[dict[str, Any]]:
         with path.open(newline="", encoding="utf-8") as fh:
             for row in csv.DictReader(fh):
                 yield {k: _from_csv(v, types.get(k)) for k, v in row.items()}
+    elif suffix in {".parquet", ".pq"}:
+        import pyarrow.parquet as pq  # imported here: only Parquet inputs need it
+
+        try:
+            pf = pq.ParquetFile(path)
+        except Exception as exc:  # noqa: BLE001 - pyarrow raises several unrelated types
+            raise ProfileError(f"{path}: not a readable Parquet file: {exc}") from None
+        for batch in pf.iter_batches(batch_size=10_000):
+            for rec in batch.to_pylist():
+                yield {k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in rec.items()}
     else:
-        raise ProfileError(f"{path}: unsupported input format {suffix!r} (use .csv or .jsonl)")
+        raise ProfileError(f"{path}: unsupported input format {suffix!r} (use .csv, .jsonl or .parquet)")
 
 
 def _from_csv(cell: str | None, kind: str | None) -> Any:
@@ -89,14 +102,18 @@ def build_profile(
     rows: Callable[[], Iterable[dict[str, Any]]],
     *,
     source: dict[str, Any],
-    sample_size: int = 100_000,
+    sample_size: int = 200_000,
     seed: int = 0,
     progress: Progress | None = None,
 ) -> ReferenceProfile:
-    """Profile ``stream``'s features over the records ``rows()`` yields.
+    """Profile ``stream``'s features over the records ``rows()`` yields, in one pass.
 
-    ``rows`` is called twice (two passes). ``progress`` is called with the
-    running record count of each pass every 10,000 records.
+    Numeric features keep moments over every value and a deterministic sample
+    of at most ``sample_size`` values (every value while they fit), from which
+    the quantile summary (1001 levels) and the ``psi_bins`` bin edges come; bin
+    counts are exact while the sample holds every value, scaled from it
+    otherwise. ``progress`` is called with the running record count every
+    10,000 records. ``seed`` is kept for API compatibility (the sample is deterministic).
 
     Examples
     --------
@@ -107,71 +124,58 @@ def build_profile(
     >>> p.features["x"].bin_edges, p.features["x"].bin_counts
     ([24.75, 49.5, 74.25], [25, 25, 25, 25])
     """
-    rng = random.Random(seed)
-    windows = {f.name: FeatureWindow(f) for f in stream.features}
-    numeric = [f.name for f in stream.features if f.type == "numeric"]
-    reservoirs: dict[str, list[float]] = {n: [] for n in numeric}
-    seen: dict[str, int] = dict.fromkeys(numeric, 0)
-    cats: dict[str, Counter[str]] = {f.name: Counter() for f in stream.features if f.type != "numeric"}
-
+    del seed
+    states = {f.name: FeatureState(f, sample_capacity=sample_size) for f in stream.features}
+    # Free-text (string) features have no drift, so their values are not counted.
+    cats: dict[str, Counter[str]] = {f.name: Counter() for f in stream.features if f.type in ("categorical", "boolean")}
+    t_min, t_max = np.inf, -np.inf
     rows_n = 0
+    batch: list[dict[str, Any]] = []
+
+    def consume(recs: list[dict[str, Any]]) -> None:
+        nonlocal t_min, t_max
+        for f in stream.features:
+            col = extract_column(recs, f)
+            states[f.name].update_column(col)
+            if f.name in cats and col.codes is not None and col.vocab is not None:
+                valid = col.codes[col.codes >= 0]
+                if valid.size:
+                    counts = np.bincount(valid, minlength=len(col.vocab))
+                    counter = cats[f.name]
+                    for j in np.flatnonzero(counts):
+                        counter[col.vocab[j]] += int(counts[j])
+                    if len(counter) > MAX_CATEGORIES:
+                        raise ProfileError(f"feature {f.name!r} has more than {MAX_CATEGORIES} distinct "
+                                           "values; is it really categorical?")
+        t = parse_times([r.get(stream.time_field) for r in recs])
+        t = t[~np.isnan(t)]
+        if t.size:
+            t_min, t_max = min(t_min, float(t.min())), max(t_max, float(t.max()))
+
     for rec in rows():
         rows_n += 1
-        for name, fw in windows.items():
-            value = rec.get(name)
-            before = fw.type_violations + fw.missing
-            fw.update(value)
-            if fw.type_violations + fw.missing != before:
-                continue
-            if name in reservoirs:
-                x = float(value)  # type: ignore[arg-type]  # FeatureWindow accepted it as a number
-                seen[name] += 1
-                res = reservoirs[name]
-                if len(res) < sample_size:
-                    res.append(x)
-                else:
-                    j = rng.randrange(seen[name])
-                    if j < sample_size:
-                        res[j] = x
-            else:
-                key = _category_key(value)
-                counter = cats[name]
-                counter[key] += 1
-                if len(counter) > MAX_CATEGORIES:
-                    raise ProfileError(f"feature {name!r} has more than {MAX_CATEGORIES} distinct "
-                                       "values; is it really categorical?")
-        if progress is not None and rows_n % 10_000 == 0:
-            progress(rows_n)
+        batch.append(rec)
+        if len(batch) == 10_000:
+            consume(batch)
+            batch = []
+            if progress is not None:
+                progress(rows_n)
+    if batch:
+        consume(batch)
     if rows_n == 0:
         raise ProfileError("the reference input holds no records")
 
-    edges: dict[str, list[float]] = {}
-    for name in numeric:
-        sample = np.asarray(reservoirs[name], dtype=float)
-        if sample.size == 0:
-            raise ProfileError(f"numeric feature {name!r} has no valid value in the reference")
-        qs = np.quantile(sample, np.linspace(0.0, 1.0, stream.psi_bins + 1)[1:-1])
-        edges[name] = sorted({float(q) for q in qs})
-
-    hists = {name: BinnedCounts(edges[name]) for name in numeric}
-    if numeric:
-        for i, rec in enumerate(rows(), 1):
-            for name, h in hists.items():
-                value = rec.get(name)
-                if isinstance(value, int | float) and not isinstance(value, bool):
-                    h.update(float(value))
-            if progress is not None and i % 10_000 == 0:
-                progress(i)
-
     features = {}
     for f in stream.features:
-        features[f.name] = _feature_profile(f, windows[f.name], hists.get(f.name), cats.get(f.name))
+        features[f.name] = _feature_profile(f, stream.psi_bins, states[f.name], cats.get(f.name))
+    span = t_max - t_min if t_max > t_min else None
     return ReferenceProfile(
         stream=stream.name,
         source=source,
         created_at=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         rows=rows_n,
         features=features,
+        rate_per_second=(rows_n - 1) / span if span else None,
     )
 
 
@@ -181,20 +185,31 @@ def _category_key(value: Any) -> str:
     return value if isinstance(value, str) else str(value)
 
 
-def _feature_profile(f: FeatureSpec, fw: FeatureWindow, hist: BinnedCounts | None,
-                     counts: Counter[str] | None) -> FeatureProfile:
-    r = fw.result()
-    if f.type == "numeric":
-        m = r.moments or {}
+def _feature_profile(f: FeatureSpec, bins: int, state: FeatureState, counts: Counter[str] | None) -> FeatureProfile:
+    r = state.result()
+    if f.type != "numeric":
         return FeatureProfile(name=f.name, type=f.type, count=r.count, missing=r.missing,
-                              mean=m.get("mean"), std=m.get("std"), min=m.get("min"), max=m.get("max"),
-                              bin_edges=hist.edges if hist else None,
-                              bin_counts=hist.counts if hist else None)
+                              category_counts=dict(sorted((counts or Counter()).items())))
+    m = r.moments or {}
+    sample = state.sample.get() if state.sample is not None else None
+    if sample is None or sample.size == 0:
+        raise ProfileError(f"numeric feature {f.name!r} has no valid value in the reference")
+    qs = np.quantile(sample, np.linspace(0.0, 1.0, bins + 1)[1:-1])
+    edges = sorted({float(q) for q in qs})
+    hist = BinnedCounts(edges)
+    hist.update_many(sample)
+    valid = r.valid
+    if sample.size != valid:  # thinned: scale the sample's counts to the full count
+        scaled = np.asarray(hist.counts, dtype=float) * (valid / sample.size)
+        hist.counts = [int(c) for c in np.round(scaled)]
+    summary = QuantileSummary.from_values(sample, n=valid)
     return FeatureProfile(name=f.name, type=f.type, count=r.count, missing=r.missing,
-                          category_counts=dict(sorted((counts or Counter()).items())))
+                          mean=m.get("mean"), std=m.get("std"), min=m.get("min"), max=m.get("max"),
+                          bin_edges=edges, bin_counts=hist.counts,
+                          quantiles=[float(v) for v in summary.values])
 
 
-def build_profile_from_file(stream: StreamSpec, path: str | Path, *, sample_size: int = 100_000,
+def build_profile_from_file(stream: StreamSpec, path: str | Path, *, sample_size: int = 200_000,
                             seed: int = 0, progress: Progress | None = None) -> ReferenceProfile:
     """:func:`build_profile` over a CSV/JSONL file, recording its path and SHA-256."""
     path = Path(path)

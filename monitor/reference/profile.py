@@ -19,7 +19,7 @@ import orjson
 
 from monitor.errors import ProfileError
 from monitor.spec import StreamSpec
-from monitor.stats import OTHER
+from monitor.stats import OTHER, QuantileSummary
 
 __all__ = ["PROFILE_SCHEMA_VERSION", "FeatureProfile", "ReferenceProfile"]
 
@@ -45,6 +45,15 @@ class FeatureProfile:
     bin_edges: list[float] | None = None
     bin_counts: list[int] | None = None
     category_counts: dict[str, int] | None = None
+    quantiles: list[float] | None = None
+
+    def quantile_summary(self) -> QuantileSummary | None:
+        """The reference distribution as a :class:`QuantileSummary` (numeric features)."""
+        if self.quantiles is None:
+            return None
+        valid = self.count - self.missing
+        return QuantileSummary.from_state({"n": max(valid, 1), "levels": len(self.quantiles),
+                                           "values": self.quantiles})
 
     def category_names(self) -> list[str]:
         """Reference categories, most frequent first (ties by name), without OTHER."""
@@ -66,7 +75,7 @@ class FeatureProfile:
         d: dict[str, Any] = {"type": self.type, "count": self.count, "missing": self.missing}
         if self.type == "numeric":
             d.update(mean=self.mean, std=self.std, min=self.min, max=self.max,
-                     bin_edges=self.bin_edges, bin_counts=self.bin_counts)
+                     bin_edges=self.bin_edges, bin_counts=self.bin_counts, quantiles=self.quantiles)
         else:
             d["category_counts"] = self.category_counts
         return d
@@ -92,6 +101,7 @@ class ReferenceProfile:
     created_at: str
     rows: int
     features: dict[str, FeatureProfile] = field(default_factory=dict)
+    rate_per_second: float | None = None
 
     @property
     def profile_version(self) -> str:
@@ -108,6 +118,7 @@ class ReferenceProfile:
             "created_at": self.created_at,
             "source": self.source,
             "rows": self.rows,
+            "rate_per_second": self.rate_per_second,
             "features": {k: v.to_dict() for k, v in self.features.items()},
         }
 
@@ -120,7 +131,7 @@ class ReferenceProfile:
         try:
             feats = {name: FeatureProfile(name=name, **fd) for name, fd in d["features"].items()}
             profile = cls(stream=d["stream"], source=d["source"], created_at=d["created_at"],
-                          rows=int(d["rows"]), features=feats)
+                          rows=int(d["rows"]), features=feats, rate_per_second=d.get("rate_per_second"))
         except (KeyError, TypeError, AttributeError) as exc:
             raise ProfileError(f"reference profile is missing or has a bad field: {exc}") from None
         declared = d.get("profile_version")

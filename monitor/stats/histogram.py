@@ -6,6 +6,9 @@ from bisect import bisect_right
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
+from numpy.typing import NDArray
+
 __all__ = ["OTHER", "BinnedCounts", "CategoryCounts"]
 
 #: Bucket for categories the reference never saw (and for overflow past the bound).
@@ -30,14 +33,22 @@ class BinnedCounts:
     5
     """
 
-    __slots__ = ("counts", "edges")
+    __slots__ = ("_edges", "counts", "edges")
 
     def __init__(self, edges: Sequence[float]) -> None:
         self.edges = list(edges)
+        self._edges = np.asarray(self.edges, dtype=float)
         self.counts = [0] * (len(self.edges) + 1)
 
     def update(self, x: float) -> None:
         self.counts[bisect_right(self.edges, x)] += 1
+
+    def update_many(self, x: NDArray[np.float64]) -> None:
+        """Count a batch of values (``searchsorted`` + ``bincount``)."""
+        if x.size:
+            idx = np.searchsorted(self._edges, x, side="right")
+            add = np.bincount(idx, minlength=len(self.counts))
+            self.counts = [a + int(b) for a, b in zip(self.counts, add, strict=True)]
 
     @property
     def n(self) -> int:
@@ -86,6 +97,15 @@ class CategoryCounts:
 
     def update(self, value: str) -> None:
         self.counts[self._index.get(value, len(self.categories))] += 1
+
+    def index_of(self, values: Sequence[str]) -> NDArray[np.intp]:
+        """Bucket index of each value (``len(categories)`` = :data:`OTHER`)."""
+        other = len(self.categories)
+        return np.fromiter((self._index.get(v, other) for v in values), dtype=np.intp, count=len(values))
+
+    def add_counts(self, counts: NDArray[np.int64]) -> None:
+        """Add a vector of counts in bucket order (as :meth:`vector` returns)."""
+        self.counts = [a + int(b) for a, b in zip(self.counts, counts, strict=True)]
 
     @property
     def n(self) -> int:

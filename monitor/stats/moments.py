@@ -5,6 +5,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import numpy as np
+from numpy.typing import NDArray
 from river import stats
 
 __all__ = ["Moments"]
@@ -46,6 +48,28 @@ class Moments:
             self.min = x
         if x > self.max:
             self.max = x
+
+    def update_many(self, x: NDArray[np.float64]) -> None:
+        """Add a batch of values at once (numpy moments, then the parallel-variance merge)."""
+        nb = int(x.size)
+        if nb == 0:
+            return
+        mb = float(x.mean())
+        sb = float(((x - mb) ** 2).sum())
+        na = self._var.mean.n
+        if na == 0:
+            self._var.mean.n, self._var.mean._mean, self._var._S = float(nb), mb, sb
+        else:
+            n = na + nb
+            delta = mb - self._var.mean._mean
+            self._var.mean._mean += delta * nb / n
+            self._var._S += sb + delta * delta * na * nb / n
+            self._var.mean.n = n
+        lo, hi = float(x.min()), float(x.max())
+        if lo < self.min:
+            self.min = lo
+        if hi > self.max:
+            self.max = hi
 
     @property
     def n(self) -> int:

@@ -1,5 +1,5 @@
-"""Windows over a stream."""
+"""Windows over a stream: count and time, tumbling and sliding (pane based)."""
 
-from monitor.windows.tumbling import TumblingWindow
+from monitor.windows.track import MAX_EMPTY_WINDOWS, ClosedWindow, CountTrack, TimeTrack
 
-__all__ = ["TumblingWindow"]
+__all__ = ["MAX_EMPTY_WINDOWS", "ClosedWindow", "CountTrack", "TimeTrack"]

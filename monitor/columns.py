@@ -1,0 +1,188 @@
+"""Column extraction: a batch of decoded records turned into typed numpy columns once,
+so every window and check can work vectorised.
+
+Per feature, a :class:`Column` holds one entry per record:
+
+* numeric: ``x`` (float64; NaN where the value is not a usable number) and
+  ``status`` (0 valid, 1 missing, 2 wrong type). NaN and +-inf count as missing.
+* categorical / boolean / string: ``codes`` (int32 index into ``vocab``, the
+  batch's distinct values as strings) with -1 for missing and -2 for wrong type.
+
+Examples
+--------
+>>> from monitor.spec import FeatureSpec
+>>> col = extract_column([{"a": 1}, {"a": None}, {"a": "x"}, {}], FeatureSpec(name="a", type="numeric"))
+>>> col.x.tolist()[:1], col.status.tolist()
+([1.0], [0, 1, 2, 1])
+>>> col = extract_column([{"c": "US"}, {"c": 7}, {"c": True}, {"c": "US"}], FeatureSpec(name="c", type="categorical"))
+>>> col.codes.tolist(), col.vocab
+([0, 1, -2, 0], ['US', '7'])
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from monitor.spec import FeatureSpec
+
+__all__ = ["MISSING", "VALID", "WRONG_TYPE", "Column", "extract_column", "parse_times"]
+
+VALID, MISSING, WRONG_TYPE = 0, 1, 2
+_NUMBER_TYPES = frozenset({int, float, type(None)})
+
+
+@dataclass(slots=True)
+class Column:
+    """One feature's values over a batch (see the module docstring)."""
+
+    kind: str
+    x: NDArray[np.float64] | None = None
+    status: NDArray[np.int8] | None = None
+    codes: NDArray[np.int32] | None = None
+    vocab: list[str] | None = None
+
+    def __len__(self) -> int:
+        arr = self.x if self.x is not None else self.codes
+        return 0 if arr is None else len(arr)
+
+    def take(self, rows: slice | NDArray[np.intp]) -> Column:
+        """The rows ``rows`` of this column (the vocabulary is shared)."""
+        if self.x is not None:
+            return Column(self.kind, x=self.x[rows], status=self.status[rows])  # type: ignore[index]
+        return Column(self.kind, codes=self.codes[rows], vocab=self.vocab)  # type: ignore[index]
+
+
+def extract_column(records: Sequence[dict[str, Any]], spec: FeatureSpec) -> Column:
+    name = spec.name
+    values = [r.get(name) for r in records]
+    if spec.type == "numeric":
+        return _numeric(values)
+    if spec.type == "boolean":
+        return _boolean(values)
+    return _categorical(values, spec.type)
+
+
+def _numeric(values: list[Any]) -> Column:
+    n = len(values)
+    if set(map(type, values)) <= _NUMBER_TYPES:
+        try:
+            x = np.array(values, dtype=float)  # None -> NaN
+        except OverflowError:  # an integer beyond float range
+            x = None
+        if x is not None:
+            finite = np.isfinite(x)
+            status = np.where(finite, VALID, MISSING).astype(np.int8)
+            x[~finite] = np.nan
+            return Column("numeric", x=x, status=status)
+    x = np.full(n, np.nan)
+    status = np.full(n, MISSING, dtype=np.int8)
+    for i, v in enumerate(values):
+        if v is None:
+            continue
+        if isinstance(v, bool) or not isinstance(v, int | float):
+            status[i] = WRONG_TYPE
+            continue
+        try:
+            f = float(v)
+        except OverflowError:
+            status[i] = WRONG_TYPE
+            continue
+        if math.isfinite(f):
+            x[i], status[i] = f, VALID
+    return Column("numeric", x=x, status=status)
+
+
+class _Key:
+    """Dictionary keys that keep ``True``, ``1`` and ``1.0`` apart (Python hashes them equal)."""
+
+    __slots__ = ()
+
+
+def _categorical(values: list[Any], kind: str) -> Column:
+    table: dict[Any, int] = {}
+    setdefault = table.setdefault
+    try:
+        codes_l = [setdefault(v if v.__class__ is str else (v.__class__, v), len(table)) for v in values]
+    except TypeError:  # an unhashable value (list/object): wrong type, handled one by one
+        codes_l = [setdefault(v if v.__class__ is str else (v.__class__, _hashable(v)), len(table)) for v in values]
+    keys = list(table)
+    vocab: list[str] = []
+    remap = np.empty(len(keys), dtype=np.int32)
+    for j, k in enumerate(keys):
+        if k.__class__ is str:
+            remap[j] = len(vocab)
+            vocab.append(k)
+            continue
+        cls, v = k
+        if cls is type(None):
+            remap[j] = -1
+        elif cls is int and kind != "string":
+            remap[j] = len(vocab)
+            vocab.append(str(v))
+        else:
+            remap[j] = -2
+    codes = remap[np.asarray(codes_l, dtype=np.intp)] if codes_l else np.empty(0, dtype=np.int32)
+    return Column(kind, codes=codes.astype(np.int32, copy=False), vocab=vocab)
+
+
+def _hashable(v: Any) -> Any:
+    try:
+        hash(v)
+    except TypeError:
+        return id(_Key)  # every unhashable value shares one wrong-type key
+    return v
+
+
+def _boolean(values: list[Any]) -> Column:
+    codes = np.fromiter((1 if v is True else 0 if v is False else -1 if v is None else -2 for v in values),
+                        dtype=np.int32, count=len(values))
+    return Column("boolean", codes=codes, vocab=["false", "true"])
+
+
+_fromiso = datetime.fromisoformat
+
+
+def _iso_seconds(s: str) -> float:
+    """Epoch seconds of an ISO-8601 string (no zone = UTC); NaN if it is not one."""
+    try:
+        dt = _fromiso(s)
+    except ValueError:
+        return math.nan
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=UTC)
+    return dt.timestamp()
+
+
+def parse_times(values: Sequence[Any]) -> NDArray[np.float64]:
+    """Epoch seconds of event-time values (numbers or ISO-8601 strings); NaN where absent or invalid.
+
+    >>> parse_times(["1970-01-01T00:01:00Z", 5, None, "1970-01-01T00:00:01.5+00:00", "x"]).tolist()
+    [60.0, 5.0, nan, 1.5, nan]
+    """
+    if set(map(type, values)) <= _NUMBER_TYPES:
+        try:
+            t = np.array(values, dtype=float)
+        except OverflowError:
+            t = None
+        if t is not None:
+            t[~np.isfinite(t)] = np.nan
+            return t
+    out = np.full(len(values), np.nan)
+    for i, v in enumerate(values):
+        if v.__class__ is str:
+            out[i] = _iso_seconds(v)
+        elif isinstance(v, int | float) and not isinstance(v, bool):
+            try:
+                f = float(v)
+            except OverflowError:
+                continue
+            if math.isfinite(f):
+                out[i] = f
+    return out

@@ -1,0 +1,204 @@
+"""Pane bookkeeping for count and time windows, tumbling and sliding.
+
+A window of length ``span`` sliding by ``slide`` is made of ``span / slide``
+panes; each record updates exactly one pane per window spec, and a window is
+emitted (the merge of its panes) when its last pane closes. Tumbling windows
+are the one-pane case. Mergeable states make this exact: merging panes equals
+accumulating the window directly.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+
+import numpy as np
+from numpy.typing import NDArray
+
+from monitor.spec import WindowSpec
+
+__all__ = ["MAX_EMPTY_WINDOWS", "ClosedWindow", "CountTrack", "TimeTrack"]
+
+P = TypeVar("P")
+
+#: Empty time windows emitted at most per advance of the clock/watermark (a jump
+#: of days in event time must not emit millions of windows); the rest are skipped.
+MAX_EMPTY_WINDOWS = 100
+
+
+@dataclass
+class ClosedWindow(Generic[P]):
+    """A window ready to evaluate: its panes (oldest first, ``None`` for an empty pane)."""
+
+    spec: WindowSpec
+    index: int
+    start: float
+    end: float
+    panes: list[P | None]
+    partial: bool = False
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+class CountTrack(Generic[P]):
+    """Windows of ``size`` records, tumbling or sliding by ``slide`` records.
+
+    Examples
+    --------
+    >>> from monitor.spec import WindowSpec
+    >>> t = CountTrack(WindowSpec(name="w", kind="count", size=4, slide=2), new_pane=list)
+    >>> done = t.add(5, lambda pane, rows, clock: pane.append((rows.start, rows.stop)), clock=0.0)
+    >>> [(w.index, w.panes) for w in done]
+    [(0, [[(0, 2)], [(2, 4)]])]
+    """
+
+    def __init__(self, spec: WindowSpec, *, new_pane: Callable[[], P]) -> None:
+        self.spec = spec
+        self.new_pane = new_pane
+        self.pane_size = int(spec.pane)
+        self.n_panes = spec.panes
+        # The last n_panes - 1 closed panes with their start clocks (none for tumbling windows).
+        self.closed: deque[tuple[P, float]] = deque(maxlen=self.n_panes - 1)
+        self.pane: P = new_pane()
+        self.pane_index = 0
+        self.pane_start = 0.0
+        self.filled = 0
+
+    def add(self, n: int, update: Callable[[P, slice, float], None], *, clock: float) -> list[ClosedWindow[P]]:
+        """Feed rows ``0..n`` (in order) through ``update(pane, rows, clock)``; return completed windows."""
+        out: list[ClosedWindow[P]] = []
+        start = 0
+        while start < n:
+            if self.filled == 0:
+                self.pane_start = clock
+            take = min(self.pane_size - self.filled, n - start)
+            update(self.pane, slice(start, start + take), clock)
+            self.filled += take
+            start += take
+            if self.filled == self.pane_size:
+                out += self._close_pane(clock)
+        return out
+
+    def _close_pane(self, clock: float, *, partial: bool = False) -> list[ClosedWindow[P]]:
+        panes: list[P | None] = [p for p, _ in self.closed]
+        panes.append(self.pane)
+        starts = [s for _, s in self.closed] + [self.pane_start]
+        out = []
+        if len(panes) == self.n_panes or partial:
+            out.append(ClosedWindow(self.spec, self.pane_index - len(panes) + 1, starts[0], clock, panes,
+                                    partial=partial))
+        self.closed.append((self.pane, self.pane_start))
+        self.pane, self.pane_index, self.filled = self.new_pane(), self.pane_index + 1, 0
+        return out
+
+    def flush(self, clock: float) -> list[ClosedWindow[P]]:
+        """Emit the open window as partial (end of a replay), if it holds records."""
+        if self.filled == 0:
+            return []
+        return self._close_pane(clock, partial=True)
+
+
+class TimeTrack(Generic[P]):
+    """Windows of ``seconds``, tumbling or sliding, over event or processing time.
+
+    Panes are opened when a record falls in them and closed when the horizon
+    (the clock, or the watermark minus the allowed lateness) passes their end.
+
+    Examples
+    --------
+    >>> from monitor.spec import WindowSpec
+    >>> t = TimeTrack(WindowSpec(name="t", kind="time", seconds=10), new_pane=list)
+    >>> t.add(np.array([1.0, 12.0]), lambda pane, rows: pane.append(rows.tolist()))
+    0
+    >>> [(w.index, w.start, w.end, w.panes) for w in t.advance(20.0)]
+    [(0, 0.0, 10.0, [[[0]]]), (1, 10.0, 20.0, [[[1]]])]
+    """
+
+    def __init__(self, spec: WindowSpec, *, new_pane: Callable[[], P]) -> None:
+        self.spec = spec
+        self.new_pane = new_pane
+        self.pane_len = spec.pane
+        self.n_panes = spec.panes
+        self.open: dict[int, P] = {}
+        self.closed: deque[tuple[int, P | None]] = deque(maxlen=max(self.n_panes - 1, 1))
+        self.next_to_close: int | None = None  # lowest pane index not closed yet
+        self.skipped = 0
+
+    def pane_of(self, t: NDArray[np.float64]) -> NDArray[np.int64]:
+        return np.floor(t / self.pane_len).astype(np.int64)
+
+    def add(self, t: NDArray[np.float64], update: Callable[[P, NDArray[np.intp]], None]) -> int:
+        """Route the rows (times ``t``; NaN = excluded) to their panes through ``update(pane, rows)``.
+
+        Returns how many rows fell in panes already closed (they are left out).
+        """
+        ok = ~np.isnan(t)
+        if not ok.any():
+            return 0
+        rows_all = np.flatnonzero(ok)
+        panes = self.pane_of(t[ok])
+        if self.next_to_close is None:
+            self.next_to_close = int(panes.min())
+        dropped = 0
+        if int(panes.min()) < self.next_to_close:
+            keep = panes >= self.next_to_close
+            dropped = int(np.count_nonzero(~keep))
+            rows_all, panes = rows_all[keep], panes[keep]
+            if not panes.size:
+                return dropped
+        uniq = np.unique(panes)
+        for k in uniq:
+            k = int(k)
+            rows = rows_all[panes == k] if len(uniq) > 1 else rows_all
+            pane = self.open.get(k)
+            if pane is None:
+                pane = self.open[k] = self.new_pane()
+            update(pane, rows)
+        return dropped
+
+    def advance(self, horizon: float) -> list[ClosedWindow[P]]:
+        """Close every pane whose end is at or before ``horizon``; return the windows completed."""
+        if self.next_to_close is None or not math.isfinite(horizon):
+            return []
+        last = math.floor(horizon / self.pane_len) - 1  # the highest pane index that may close
+        out: list[ClosedWindow[P]] = []
+        emitted_empty = 0
+        k = self.next_to_close
+        while k <= last:
+            pane = self.open.pop(k, None)
+            if pane is None and not self.open and emitted_empty >= MAX_EMPTY_WINDOWS:
+                # Nothing open: jump over the gap instead of emitting empty windows one by one.
+                nxt = last + 1
+                self.skipped += nxt - k
+                self.closed.clear()
+                k = nxt
+                break
+            out += self._emit(k, pane)
+            if pane is None:
+                emitted_empty += 1
+            k += 1
+        self.next_to_close = k
+        return out
+
+    def _emit(self, k: int, pane: P | None) -> list[ClosedWindow[P]]:
+        out = []
+        history = [p for (j, p) in self.closed if j > k - self.n_panes]
+        panes = [*history, pane] if self.n_panes > 1 else [pane]
+        index = k - self.n_panes + 1
+        start = index * self.pane_len
+        out.append(ClosedWindow(self.spec, index, start, start + self.spec.span, panes))
+        if self.n_panes > 1:
+            self.closed.append((k, pane))
+        return out
+
+    def flush(self) -> list[ClosedWindow[P]]:
+        """Close every open pane (end of a replay); the windows are marked partial."""
+        if not self.open:
+            return []
+        last = max(self.open)
+        out = self.advance((last + 1) * self.pane_len)
+        for w in out:
+            w.partial = w.end > (last + 1) * self.pane_len or w is out[-1]
+        return out
