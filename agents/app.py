@@ -54,11 +54,13 @@ class WorkerContext:
     async def publish(self, report: WindowReport) -> None:
         """Send a closed window's summary and its alerts; update metrics."""
         self.metrics.observe_window(report)
-        await self.profiles_topic.send(key=report.stream.encode(), value=orjson.dumps(report.to_dict(), option=orjson.OPT_SERIALIZE_NUMPY))
+        await self.profiles_topic.send(key=report.stream.encode(),
+                                       value=orjson.dumps(report.to_dict(), option=orjson.OPT_SERIALIZE_NUMPY))
         for alert in report.alerts:
             event = alert.to_event()
             # Await the broker's ack: an alert must not be lost to a crash after commit.
-            fut = await self.alerts_topic.send(key=alert.fingerprint.encode(), value=orjson.dumps(event, option=orjson.OPT_SERIALIZE_NUMPY))
+            fut = await self.alerts_topic.send(key=alert.fingerprint.encode(),
+                                               value=orjson.dumps(event, option=orjson.OPT_SERIALIZE_NUMPY))
             await fut
             self.metrics.alerts.labels(alert.stream, alert.check, alert.severity).inc()
             log.warning("ALERT %s %s", alert.severity.upper(), alert.summary)

@@ -22,9 +22,11 @@ Examples
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from operator import itemgetter, methodcaller
 from typing import Any
 
 import numpy as np
@@ -32,7 +34,7 @@ from numpy.typing import NDArray
 
 from monitor.spec import FeatureSpec
 
-__all__ = ["MISSING", "VALID", "WRONG_TYPE", "Column", "extract_column", "parse_times"]
+__all__ = ["MISSING", "VALID", "WRONG_TYPE", "Column", "extract_column", "extract_columns", "parse_times"]
 
 VALID, MISSING, WRONG_TYPE = 0, 1, 2
 _NUMBER_TYPES = frozenset({int, float, type(None)})
@@ -60,8 +62,12 @@ class Column:
 
 
 def extract_column(records: Sequence[dict[str, Any]], spec: FeatureSpec) -> Column:
+    """One feature's :class:`Column` over ``records``."""
     name = spec.name
-    values = [r.get(name) for r in records]
+    return _column([r.get(name) for r in records], spec)
+
+
+def _column(values: Sequence[Any], spec: FeatureSpec) -> Column:
     if spec.type == "numeric":
         return _numeric(values)
     if spec.type == "boolean":
@@ -69,7 +75,39 @@ def extract_column(records: Sequence[dict[str, Any]], spec: FeatureSpec) -> Colu
     return _categorical(values, spec.type)
 
 
-def _numeric(values: list[Any]) -> Column:
+def extract_columns(records: Sequence[dict[str, Any]], features: Sequence[FeatureSpec]) -> dict[str, Column]:
+    """Every feature's column in one pass over the records (C-level ``itemgetter`` + transpose).
+
+    >>> from monitor.spec import FeatureSpec
+    >>> cols = extract_columns([{"a": 1.5, "b": "x"}, {"b": "y"}],
+    ...                        [FeatureSpec(name="a", type="numeric"), FeatureSpec(name="b", type="categorical")])
+    >>> cols["a"].status.tolist(), cols["b"].vocab
+    ([0, 1], ['x', 'y'])
+    """
+    if not records or not features:
+        return {f.name: _column([], f) for f in features}
+    names = [f.name for f in features]
+    getter = itemgetter(*names)
+    try:
+        rows = list(map(getter, records))
+    except KeyError:  # some record lacks a feature key: the slower, forgiving path
+        rows = [_get_all(r, getter, names) for r in records]
+    if len(names) == 1:
+        columns: list[Sequence[Any]] = [rows]
+    else:
+        columns = list(zip(*rows, strict=True))
+    return {f.name: _column(col, f) for f, col in zip(features, columns, strict=True)}
+
+
+def _get_all(rec: dict[str, Any], getter: itemgetter[Any], names: list[str]) -> Any:
+    try:
+        return getter(rec)
+    except KeyError:
+        values = tuple(rec.get(n) for n in names)
+        return values if len(names) > 1 else values[0]
+
+
+def _numeric(values: Sequence[Any]) -> Column:
     n = len(values)
     if set(map(type, values)) <= _NUMBER_TYPES:
         try:
@@ -105,7 +143,24 @@ class _Key:
     __slots__ = ()
 
 
-def _categorical(values: list[Any], kind: str) -> Column:
+_STR_OR_NONE = frozenset({str, type(None)})
+
+
+def _categorical(values: Sequence[Any], kind: str) -> Column:
+    if set(map(type, values)) <= _STR_OR_NONE:
+        # The common case, all at C speed: strings (and nulls) keyed as themselves.
+        index = {v: i for i, v in enumerate(dict.fromkeys(values))}
+        vocab_all = list(index)
+        remap = np.empty(len(vocab_all), dtype=np.int32)
+        vocab: list[str] = []
+        for j, k in enumerate(vocab_all):
+            if k is None:
+                remap[j] = -1
+            else:
+                remap[j] = len(vocab)
+                vocab.append(k)
+        codes = remap[np.fromiter(map(index.__getitem__, values), dtype=np.intp, count=len(values))]
+        return Column(kind, codes=codes, vocab=vocab)
     table: dict[Any, int] = {}
     setdefault = table.setdefault
     try:
@@ -113,7 +168,7 @@ def _categorical(values: list[Any], kind: str) -> Column:
     except TypeError:  # an unhashable value (list/object): wrong type, handled one by one
         codes_l = [setdefault(v if v.__class__ is str else (v.__class__, _hashable(v)), len(table)) for v in values]
     keys = list(table)
-    vocab: list[str] = []
+    vocab = []
     remap = np.empty(len(keys), dtype=np.int32)
     for j, k in enumerate(keys):
         if k.__class__ is str:
@@ -140,7 +195,7 @@ def _hashable(v: Any) -> Any:
     return v
 
 
-def _boolean(values: list[Any]) -> Column:
+def _boolean(values: Sequence[Any]) -> Column:
     codes = np.fromiter((1 if v is True else 0 if v is False else -1 if v is None else -2 for v in values),
                         dtype=np.int32, count=len(values))
     return Column("boolean", codes=codes, vocab=["false", "true"])
@@ -160,13 +215,37 @@ def _iso_seconds(s: str) -> float:
     return dt.timestamp()
 
 
+_UTC_SUFFIXES = ("+00:00", "Z")
+
+
+def _utc_iso_fast(values: Sequence[Any]) -> NDArray[np.float64] | None:
+    """Vectorised parse when every value is an ISO string ending in the same UTC suffix."""
+    first = values[0]
+    for suffix in _UTC_SUFFIXES:
+        if first.endswith(suffix):
+            break
+    else:
+        return None
+    if not all(map(methodcaller("endswith", suffix), values)):
+        return None
+    cut = len(suffix)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # numpy warns (not fails) on odd inputs: take the slow path
+            stamps = np.array([v[:-cut] for v in values], dtype="datetime64[us]")
+    except (ValueError, TypeError, Warning):
+        return None
+    return stamps.astype(np.int64) / 1e6
+
+
 def parse_times(values: Sequence[Any]) -> NDArray[np.float64]:
     """Epoch seconds of event-time values (numbers or ISO-8601 strings); NaN where absent or invalid.
 
     >>> parse_times(["1970-01-01T00:01:00Z", 5, None, "1970-01-01T00:00:01.5+00:00", "x"]).tolist()
     [60.0, 5.0, nan, 1.5, nan]
     """
-    if set(map(type, values)) <= _NUMBER_TYPES:
+    types = set(map(type, values))
+    if types <= _NUMBER_TYPES:
         try:
             t = np.array(values, dtype=float)
         except OverflowError:
@@ -174,6 +253,10 @@ def parse_times(values: Sequence[Any]) -> NDArray[np.float64]:
         if t is not None:
             t[~np.isfinite(t)] = np.nan
             return t
+    elif types == {str}:
+        fast = _utc_iso_fast(values)
+        if fast is not None:
+            return fast
     out = np.full(len(values), np.nan)
     for i, v in enumerate(values):
         if v.__class__ is str:

@@ -27,7 +27,7 @@ from monitor.alerts import Alert, evaluate_window
 from monitor.checks import FeatureState, FeatureWindowResult
 from monitor.checks.duplicates import DuplicateFilter
 from monitor.checks.record import RecordFlags, RecordState
-from monitor.columns import Column, extract_column, parse_times
+from monitor.columns import Column, extract_columns, parse_times
 from monitor.drift import DriftResult
 from monitor.evaluation import evaluate_drift
 from monitor.reference import ReferenceProfile
@@ -37,7 +37,7 @@ from monitor.windows import ClosedWindow, CountTrack, TimeTrack
 __all__ = ["MICRO_BATCH", "Engine", "WindowReport"]
 
 #: Records :meth:`Engine.process_one` buffers before processing them as one batch.
-MICRO_BATCH = 256
+MICRO_BATCH = 1024
 
 
 def iso(ts: float) -> str:
@@ -115,6 +115,7 @@ class _Stream:
         self.watermark = -math.inf
         self.pending: list[dict[str, Any]] = []
         self.known = frozenset([spec.id_field, spec.time_field, "schema_version", *(f.name for f in spec.features)])
+        self.ref_version = ref.profile_version if ref is not None else None  # a hash: compute once
         self.rate = spec.volume.expected_per_second or (ref.rate_per_second if ref is not None else None)
         self.event_mode = spec.time.mode == "event"
 
@@ -221,15 +222,40 @@ class Engine:
         if n == 0:
             return []
         spec = rt.spec
-        cols = {f.name: extract_column(records, f) for f in spec.features}
+        cols = extract_columns(records, spec.features)
         flags = self._flags(rt, records, now)
         reports: list[WindowReport] = []
+        shared = len(rt.tracks) > 1
+        memo: dict[Any, list[Any]] = {}
+
+        def add_rows(pane: _Pane, rows: slice | NDArray[np.intp]) -> None:
+            if not shared:
+                pane.update(cols, flags, rows)
+                return
+            # With several windows, the rows each one takes are summarised once and merged into
+            # every pane (merging is cheap: counters, moments, histograms, samples). The first
+            # empty pane to take a summary adopts it instead of merging a copy.
+            if not isinstance(rows, slice) and len(rows) == n:
+                rows = slice(0, n)
+            key = (rows.start, rows.stop) if isinstance(rows, slice) else rows.tobytes()
+            entry = memo.get(key)
+            if entry is None:
+                state = rt.new_pane()
+                state.update(cols, flags, rows)
+                entry = memo[key] = [state, False]
+            if not entry[1] and pane.records.count == 0 and pane.records.late_excluded == 0:
+                pane.features, pane.records = entry[0].features, entry[0].records
+                entry[1] = True
+                # Later merges read the adopted objects before this batch ends; nothing mutates
+                # them until the next batch, when the memo is gone.
+            else:
+                pane += entry[0]
 
         def update_slice(pane: _Pane, rows: slice, _clock: float) -> None:
-            pane.update(cols, flags, rows)
+            add_rows(pane, rows)
 
         def update_rows(pane: _Pane, rows: NDArray[np.intp]) -> None:
-            pane.update(cols, flags, rows)
+            add_rows(pane, rows)
 
         lateness = spec.time.allowed_lateness_seconds
         for track in rt.tracks:
@@ -263,9 +289,14 @@ class Engine:
         spec, n = rt.spec, len(records)
         ids = [r[spec.id_field] for r in records]
         duplicate = rt.dedup.check(ids) if rt.dedup is not None else np.zeros(n, dtype=bool)
-        table: dict[tuple[str, ...], int] = {}
-        setdefault = table.setdefault
-        layout = np.fromiter((setdefault(tuple(r), len(table)) for r in records), dtype=np.int32, count=n)
+        keys = list(map(tuple, records))  # each record's field names, in order
+        uniq = dict.fromkeys(keys)
+        if len(uniq) == 1:
+            layout = np.zeros(n, dtype=np.int32)
+            table = {k: 0 for k in uniq}
+        else:
+            table = {k: i for i, k in enumerate(uniq)}
+            layout = np.fromiter(map(table.__getitem__, keys), dtype=np.int32, count=n)
         if spec.allow_extra_fields:
             names: list[tuple[str, ...]] = [() for _ in table]
         else:
@@ -312,7 +343,7 @@ class Engine:
         window = {"name": w.spec.name, "kind": w.spec.kind, "index": w.index, "start": iso(w.start),
                   "end": iso(w.end), "partial": w.partial}
         report = WindowReport(stream=spec.name, window=window, count=count, features=features, drift=drift,
-                              reference_version=rt.ref.profile_version if rt.ref is not None else None,
+                              reference_version=rt.ref_version,
                               records=records)
         report.alerts.extend(evaluate_window(self.spec, spec, report))
         return report

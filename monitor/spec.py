@@ -21,6 +21,7 @@ Examples
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any, Literal, get_args
 
@@ -361,11 +362,11 @@ class MonitorSpec(_Model):
         or ``None`` if the check raises no alert."""
         if feature is not None:
             if check in feature.thresholds:
-                return feature.thresholds[check]  # type: ignore[index]
+                return feature.thresholds[check]
             if check == "missing_ratio" and feature.nullable:
                 return None
         if check in self.thresholds:
-            return self.thresholds[check]  # type: ignore[index]
+            return self.thresholds[check]
         return DEFAULT_THRESHOLDS.get(check)
 
 

@@ -68,7 +68,9 @@ def evaluate_window(spec: MonitorSpec, stream: StreamSpec, report: WindowReport)
             text = f"p95 freshness lag {value:.1f}s in {where} (>= {level}s)"
         else:
             text = f"{value:.1%} {_WHAT[check]} in {where} (>= {level:.1%})"
-        details = {"unexpected_fields": report.records.get("unexpected_fields")} if check == "unexpected_field_ratio" else None
+        details = None
+        if check == "unexpected_field_ratio":
+            details = {"unexpected_fields": report.records.get("unexpected_fields")}
         add(None, check, value, level, severity, report.count, f"{stream.name}: {text}, {severity}", details)
 
     for feature in stream.features:
@@ -99,8 +101,9 @@ def evaluate_window(spec: MonitorSpec, stream: StreamSpec, report: WindowReport)
             if severity is None:
                 continue
             level = thr.level(severity) if thr is not None else d.threshold
+            label = "PSI" if method == "psi" else method
             add(feature.name, method, d.statistic, level, severity, d.sample_size,
-                f"{stream.name}.{feature.name}: distribution drifted from reference, {method.upper() if method == 'psi' else method} "
-                f"{d.statistic:.3f} in {where} (>= {level}, {severity})",
+                f"{stream.name}.{feature.name}: distribution drifted from reference, "
+                f"{label} {d.statistic:.3f} in {where} (>= {level}, {severity})",
                 {"effect_size": d.effect_size})
     return alerts

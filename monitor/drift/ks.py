@@ -80,7 +80,9 @@ def _cdf_limits(reference: QuantileSummary,
     ``QuantileSummary.cdf``; with no ties both limits equal that function.
     """
     levels = reference.levels
-    u, first, count = np.unique(reference.values, return_index=True, return_counts=True)
+    # Non-decreasing for sure (interpolated quantiles may wobble by an ulp), so each plateau is contiguous.
+    values = np.maximum.accumulate(reference.values)
+    u, first, count = np.unique(values, return_index=True, return_counts=True)
     last = first + count - 1
     lo, hi = levels[first].copy(), levels[last].copy()  # the plateau's lowest and highest level
     down = (count > 1) & (first > 0)

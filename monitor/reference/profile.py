@@ -10,6 +10,7 @@ content hash), records its source and creation time, and is validated against
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,7 +27,7 @@ __all__ = ["PROFILE_SCHEMA_VERSION", "FeatureProfile", "ReferenceProfile"]
 PROFILE_SCHEMA_VERSION = 1
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class FeatureProfile:
     """Reference statistics of one feature.
 
@@ -47,13 +48,18 @@ class FeatureProfile:
     category_counts: dict[str, int] | None = None
     quantiles: list[float] | None = None
 
-    def quantile_summary(self) -> QuantileSummary | None:
-        """The reference distribution as a :class:`QuantileSummary` (numeric features)."""
+    @functools.cached_property
+    def _summary(self) -> QuantileSummary | None:
+        # Built once per profile (every window's KS and Wasserstein use it).
         if self.quantiles is None:
             return None
         valid = self.count - self.missing
         return QuantileSummary.from_state({"n": max(valid, 1), "levels": len(self.quantiles),
                                            "values": self.quantiles})
+
+    def quantile_summary(self) -> QuantileSummary | None:
+        """The reference distribution as a :class:`QuantileSummary` (numeric features)."""
+        return self._summary
 
     def category_names(self) -> list[str]:
         """Reference categories, most frequent first (ties by name), without OTHER."""

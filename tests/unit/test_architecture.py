@@ -56,7 +56,9 @@ def test_probe_detects_a_forbidden_import() -> None:
 PUBLIC_API = {
     "monitor.stats": {"DEFAULT_CAPACITY", "DEFAULT_LEVELS", "OTHER", "BinnedCounts", "Cardinality", "CategoryCounts",
                       "Moments", "QuantileSummary", "ValueSample"},
-    "monitor.drift": {"PSI_EPSILON", "DriftResult", "psi"},
+    "monitor.drift": {"CHI_SQUARE_FLOOR", "METHODS", "PSI_EPSILON", "DriftResult", "MethodInfo", "adjust",
+                      "benjamini_hochberg", "bonferroni", "chi_square", "default_methods", "hellinger",
+                      "js_distance", "ks_test", "linf", "psi", "wasserstein", "wasserstein_normed"},
     "monitor.checks": {"MISSING", "DuplicateFilter", "FeatureState", "FeatureWindowResult", "RecordFlags",
                        "RecordState"},
     "monitor.alerts": {"ALERT_SCHEMA_VERSION", "QUALITY_CHECKS", "SEVERITIES", "Alert",
