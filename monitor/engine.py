@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -28,13 +29,24 @@ from monitor.checks import FeatureState, FeatureWindowResult
 from monitor.checks.duplicates import DuplicateFilter
 from monitor.checks.record import RecordFlags, RecordState
 from monitor.columns import Column, extract_columns, parse_times
+from monitor.detectors import ChangeDetectors
 from monitor.drift import DriftResult
 from monitor.evaluation import evaluate_drift
 from monitor.reference import ReferenceProfile
+from monitor.reference.rolling import rolling_profile
 from monitor.spec import MonitorSpec, StreamSpec
 from monitor.windows import ClosedWindow, CountTrack, TimeTrack
 
-__all__ = ["MICRO_BATCH", "Engine", "WindowReport"]
+__all__ = ["EVENT_CLOCK", "MICRO_BATCH", "Engine", "WindowReport"]
+
+class _EventClock:
+    def __repr__(self) -> str:
+        return "EVENT_CLOCK"
+
+
+#: Pass as ``clock`` to let the latest event time stand for "now" (offline replay): then
+#: freshness is measured against the stream's own head and count windows carry event times.
+EVENT_CLOCK: Any = _EventClock()
 
 #: Records :meth:`Engine.process_one` buffers before processing them as one batch.
 MICRO_BATCH = 1024
@@ -56,7 +68,23 @@ class WindowReport:
     drift: dict[str, dict[str, DriftResult]]
     reference_version: str | None
     records: dict[str, Any] = field(default_factory=dict)
+    changes: list[dict[str, Any]] = field(default_factory=list)
     alerts: list[Alert] = field(default_factory=list)
+
+    def rows(self) -> list[dict[str, Any]]:
+        """One row per feature plus one stream-level row (``feature`` null): the replay's windows.jsonl."""
+        base = {"schema_version": 1, "stream": self.stream, "window": self.window, "count": self.count,
+                "reference_version": self.reference_version}
+        alerts_by: dict[str | None, list[str]] = {}
+        for a in self.alerts:
+            alerts_by.setdefault(a.feature, []).append(a.alert_id)
+        out = [{**base, "feature": None, "records": self.records, "alerts": alerts_by.get(None, [])}]
+        for name, fr in self.features.items():
+            out.append({**base, "feature": name, "quality": fr.to_dict(),
+                        "drift": {m: d.to_dict() for m, d in self.drift.get(name, {}).items()},
+                        "changes": [c for c in self.changes if c["feature"] == name],
+                        "alerts": alerts_by.get(name, [])})
+        return out
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -68,6 +96,7 @@ class WindowReport:
             "records": self.records,
             "features": {n: r.to_dict() for n, r in self.features.items()},
             "drift": {n: {m: d.to_dict() for m, d in ms.items()} for n, ms in self.drift.items()},
+            "changes": self.changes,
             "alerts": [a.alert_id for a in self.alerts],
         }
 
@@ -118,6 +147,10 @@ class _Stream:
         self.ref_version = ref.profile_version if ref is not None else None  # a hash: compute once
         self.rate = spec.volume.expected_per_second or (ref.rate_per_second if ref is not None else None)
         self.event_mode = spec.time.mode == "event"
+        self.detectors = ChangeDetectors(list(spec.detectors))
+        # Rolling reference: the last N closed windows' feature states, per window spec.
+        self.history: dict[str, deque[dict[str, FeatureState]]] = {
+            w.name: deque(maxlen=spec.rolling_reference) for w in spec.windows} if spec.rolling_reference else {}
 
 
 class Engine:
@@ -154,12 +187,17 @@ class Engine:
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.spec = spec
-        self.clock = clock
+        self._event_clock = clock is EVENT_CLOCK
+        self.clock: Callable[[], float] = self._latest_event_time if self._event_clock else clock
         self.references = dict(references or {})
         for name, ref in self.references.items():
             ref.check_against(spec.stream(name))
         self._streams = {s.name: _Stream(s, self.references.get(s.name)) for s in spec.streams}
         self.records_processed: dict[str, int] = {s.name: 0 for s in spec.streams}
+
+    def _latest_event_time(self) -> float:
+        finite = [rt.watermark for rt in self._streams.values() if math.isfinite(rt.watermark)]
+        return max(finite) if finite else 0.0
 
     def watermark(self, stream: str) -> float:
         """The latest event time seen on ``stream`` (``-inf`` before any)."""
@@ -173,7 +211,7 @@ class Engine:
         batch = records if isinstance(records, list) else list(records)
         if rt.pending:
             batch, rt.pending = rt.pending + batch, []
-        return self._process(rt, batch, self.clock())
+        return self._process(rt, batch, None if self._event_clock else self.clock())
 
     def process_one(self, stream: str, record: dict[str, Any]) -> list[WindowReport]:
         """Buffer one record; every :data:`MICRO_BATCH` records the buffer is processed as a batch."""
@@ -182,7 +220,7 @@ class Engine:
         if len(rt.pending) < MICRO_BATCH:
             return []
         batch, rt.pending = rt.pending, []
-        return self._process(rt, batch, self.clock())
+        return self._process(rt, batch, None if self._event_clock else self.clock())
 
     def flush(self) -> list[WindowReport]:
         """Process every buffered record now."""
@@ -190,7 +228,7 @@ class Engine:
         for rt in self._streams.values():
             if rt.pending:
                 batch, rt.pending = rt.pending, []
-                reports += self._process(rt, batch, self.clock())
+                reports += self._process(rt, batch, None if self._event_clock else self.clock())
         return reports
 
     def tick(self, now: float | None = None) -> list[WindowReport]:
@@ -217,13 +255,13 @@ class Engine:
 
     # -- the batch path ----------------------------------------------------------------------
 
-    def _process(self, rt: _Stream, records: Sequence[dict[str, Any]], now: float) -> list[WindowReport]:
+    def _process(self, rt: _Stream, records: Sequence[dict[str, Any]], now: float | None) -> list[WindowReport]:
         n = len(records)
         if n == 0:
             return []
         spec = rt.spec
         cols = extract_columns(records, spec.features)
-        flags = self._flags(rt, records, now)
+        flags, now = self._flags(rt, records, now)
         reports: list[WindowReport] = []
         shared = len(rt.tracks) > 1
         memo: dict[Any, list[Any]] = {}
@@ -285,7 +323,8 @@ class Engine:
             pane = track.open[idx] = track.new_pane()
         pane.records.late_excluded += k
 
-    def _flags(self, rt: _Stream, records: Sequence[dict[str, Any]], now: float) -> RecordFlags:
+    def _flags(self, rt: _Stream, records: Sequence[dict[str, Any]],
+               now: float | None) -> tuple[RecordFlags, float]:
         spec, n = rt.spec, len(records)
         ids = [r[spec.id_field] for r in records]
         duplicate = rt.dedup.check(ids) if rt.dedup is not None else np.zeros(n, dtype=bool)
@@ -304,6 +343,11 @@ class Engine:
         unexpected = np.array([bool(x) for x in names], dtype=bool)[layout]
         t_raw = parse_times([r.get(spec.time_field) for r in records])
         has_time = ~np.isnan(t_raw)
+        if now is None:  # event clock: the newest event time so far, this batch included
+            latest = float(t_raw[has_time].max()) if has_time.any() else -math.inf
+            now = max(rt.watermark, latest)
+            if not math.isfinite(now):
+                now = 0.0
         if not math.isfinite(rt.watermark) and not has_time[0]:
             rt.watermark = now  # records without an event time before any with one: the clock stands in
         running = np.maximum.accumulate(np.concatenate([[rt.watermark], np.where(has_time, t_raw, -np.inf)]))
@@ -314,12 +358,38 @@ class Engine:
         fill = np.where(np.isfinite(before), before, now)
         t = np.where(has_time, t_raw, fill)
         rt.watermark = float(running[-1])
-        # Freshness: processing clock minus event time (in a replay the clock is the watermark).
-        lag = np.where(has_time, now - t_raw, np.nan)
-        return RecordFlags(duplicate=duplicate, unexpected=unexpected, late=late, out_of_order=out_of_order,
-                           has_time=has_time, lag=lag, time=t, unexpected_names=names, layout=layout)
+        # Freshness: processing clock minus event time. With the event clock (replay) it is the
+        # record's distance behind the stream head at its arrival, independent of batching.
+        head = running[1:] if self._event_clock else now
+        lag = np.where(has_time, head - t_raw, np.nan)
+        flags = RecordFlags(duplicate=duplicate, unexpected=unexpected, late=late, out_of_order=out_of_order,
+                            has_time=has_time, lag=lag, time=t, unexpected_names=names, layout=layout)
+        return flags, now
 
     # -- closing a window ---------------------------------------------------------------------
+
+    @staticmethod
+    def _changes(rt: _Stream, w: ClosedWindow[_Pane], pane: _Pane,
+                 drift: dict[str, dict[str, DriftResult]]) -> list[dict[str, Any]]:
+        """Feed the window's aggregates to the change detectors; the changes they flag."""
+        if not rt.detectors.names or rt.ref is None or w.partial:
+            return []
+        out = []
+        for name, state in pane.features.items():
+            ref = rt.ref.features.get(name)
+            if ref is None:
+                continue
+            series: list[tuple[str, float | None]] = []
+            if state.moments is not None and state.moments.n and ref.mean is not None and ref.std:
+                z = (float(state.moments.mean or 0.0) - ref.mean) / (ref.std / math.sqrt(state.moments.n))
+                series.append(("mean", z))
+            distances = [d for d in drift.get(name, {}).values() if d.p_value is None and d.statistic is not None]
+            if distances:
+                series.append(("drift", distances[0].statistic))
+            for label, value in series:
+                for det in rt.detectors.update((w.spec.name, name, label), value):
+                    out.append({"feature": name, "series": label, "detector": det, "value": value})
+        return out
 
     def _report(self, rt: _Stream, w: ClosedWindow[_Pane]) -> WindowReport:
         spec = rt.spec
@@ -340,10 +410,22 @@ class Engine:
         records["expected_records"] = rt.rate * w.spec.span if (w.spec.kind == "time" and rt.rate) else None
         records["volume_deviation"] = volume
         drift = evaluate_drift(self.spec, spec, merged.features, rt.ref) if rt.ref is not None and count else {}
-        window = {"name": w.spec.name, "kind": w.spec.kind, "index": w.index, "start": iso(w.start),
-                  "end": iso(w.end), "partial": w.partial}
+        history = rt.history.get(w.spec.name)
+        if history is not None and count:
+            if len(history) == history.maxlen:
+                rolling = rolling_profile(spec, list(history), fixed=rt.ref)
+                for name, results in evaluate_drift(self.spec, spec, merged.features, rolling,
+                                                    suffix="@rolling").items():
+                    drift.setdefault(name, {}).update(results)
+            if not w.partial:
+                history.append(merged.features)
+        start, end = w.start, w.end
+        if w.spec.kind == "count" and records["event_time_min"] is not None:
+            start, end = records["event_time_min"], records["event_time_max"]  # the records' own span
+        window = {"name": w.spec.name, "kind": w.spec.kind, "index": w.index, "start": iso(start),
+                  "end": iso(end), "partial": w.partial}
         report = WindowReport(stream=spec.name, window=window, count=count, features=features, drift=drift,
                               reference_version=rt.ref_version,
-                              records=records)
+                              records=records, changes=self._changes(rt, w, merged, drift))
         report.alerts.extend(evaluate_window(self.spec, spec, report))
         return report

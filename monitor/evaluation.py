@@ -23,18 +23,21 @@ from monitor.drift import (
 from monitor.drift.methods import METHODS
 from monitor.reference import FeatureProfile, ReferenceProfile
 from monitor.spec import MonitorSpec, StreamSpec
+from monitor.stats import OTHER
 
 __all__ = ["evaluate_drift"]
 
 
 def evaluate_drift(spec: MonitorSpec, stream: StreamSpec, states: Mapping[str, FeatureState],
-                   reference: ReferenceProfile) -> dict[str, dict[str, DriftResult]]:
+                   reference: ReferenceProfile, *, suffix: str = "") -> dict[str, dict[str, DriftResult]]:
     """Every configured drift method for every feature of one window, with the stream's
     multiple-testing correction applied across the tests of the window.
 
     Distances drift when ``statistic >= threshold`` (the warning level); tests
     when the corrected decision rejects at ``drift.alpha``. Fewer than
     ``min_samples`` valid values gives ``drifted=None`` (insufficient data).
+    ``suffix`` is appended to the method names in the result (``"@rolling"``
+    for the rolling reference); thresholds are those of the plain method.
     """
     out: dict[str, dict[str, DriftResult]] = {}
     tests: list[tuple[str, str, DriftResult]] = []
@@ -75,12 +78,15 @@ def evaluate_drift(spec: MonitorSpec, stream: StreamSpec, states: Mapping[str, F
                                 drifted=statistic >= threshold, effect_size=effect)
             results[method] = r
         out[f.name] = results
+
     if tests:
         decisions = adjust([r.p_value for _, _, r in tests], stream.drift.alpha, stream.drift.correction)
         for (fname, method, r), drifted in zip(tests, decisions, strict=True):
             out[fname][method] = DriftResult(method=r.method, statistic=r.statistic, threshold=r.threshold,
                                              sample_size=r.sample_size, drifted=drifted, p_value=r.p_value,
                                              effect_size=r.effect_size)
+    if suffix:
+        out = {f: {m + suffix: r for m, r in ms.items()} for f, ms in out.items()}
     return out
 
 
@@ -94,8 +100,7 @@ def _compute(method: str, state: FeatureState, ref: FeatureProfile) -> tuple[flo
             d, p = ks_test(summary, sample, n=state.sample.n if state.sample is not None else None)
             return d, p
         return wasserstein_normed(summary, sample, scale=ref.std or 0.0), None
-    expected = ref.expected_histogram()
-    actual = state.hist.counts if state.hist is not None else (state.cats.vector() if state.cats else None)
+    expected, actual = _histograms(state, ref)
     if expected is None or actual is None or sum(expected) == 0 or sum(actual) == 0:
         return math.nan, None
     if method == "psi":
@@ -112,13 +117,33 @@ def _compute(method: str, state: FeatureState, ref: FeatureProfile) -> tuple[flo
     raise ValueError(f"unknown drift method {method!r}")
 
 
+def _histograms(state: FeatureState, ref: FeatureProfile) -> tuple[list[int] | None, list[int] | None]:
+    """Reference and window counts over the same bins (aligned by label for categories)."""
+    expected = ref.expected_histogram()
+    if state.cats is not None:
+        labels = [*ref.category_names(), OTHER]
+        window = dict(zip([*state.cats.categories, OTHER], state.cats.counts, strict=True))
+        known = set(labels)
+        actual = [window.get(label, 0) for label in labels]
+        actual[-1] += sum(c for label, c in window.items() if label not in known)
+        return expected, actual
+    if state.hist is not None and ref.bin_edges == state.hist.edges:
+        return expected, list(state.hist.counts)
+    sample = state.sample.get() if state.sample is not None else None
+    if sample is None or ref.bin_edges is None:
+        return expected, None
+    counts = np.bincount(np.searchsorted(np.asarray(ref.bin_edges), sample, side="right"),
+                         minlength=len(ref.bin_edges) + 1)
+    return expected, [int(c) for c in counts]
+
+
 def _effect_size(state: FeatureState, ref: FeatureProfile, kind: str) -> float | None:
     """Standardised mean difference (numeric) or Cramér's V (categorical)."""
     if kind == "numeric":
         if state.moments is None or not state.moments.n or ref.mean is None or not ref.std:
             return None
         return (float(state.moments.mean or 0.0) - ref.mean) / ref.std
-    expected = ref.expected_histogram()
-    if state.cats is None or not state.cats.n or not expected or sum(expected) == 0:
+    expected, actual = _histograms(state, ref)
+    if state.cats is None or not state.cats.n or not expected or not actual or sum(expected) == 0:
         return None
-    return float(chi_square(np.asarray(expected, dtype=float), np.asarray(state.cats.vector(), dtype=float))[2])
+    return float(chi_square(np.asarray(expected, dtype=float), np.asarray(actual, dtype=float))[2])

@@ -16,7 +16,7 @@ from typing import Any
 
 import orjson
 
-from monitor.engine import Engine, WindowReport
+from monitor.engine import EVENT_CLOCK, Engine, WindowReport
 from monitor.records import Rejection, check_record
 from monitor.reference import ReferenceProfile
 from monitor.spec import MonitorSpec, StreamSpec
@@ -60,14 +60,7 @@ def replay(spec: MonitorSpec, stream: StreamSpec, records: Iterable[dict[str, An
     out.mkdir(parents=True, exist_ok=True)
     spec = replay_spec(spec)
     stream = spec.stream(stream.name)
-    holder: list[Engine] = []
-
-    def clock() -> float:
-        wm = holder[0].watermark(stream.name) if holder else float("-inf")
-        return wm if wm != float("-inf") else 0.0
-
-    engine = Engine(spec, references=references, clock=clock)
-    holder.append(engine)
+    engine = Engine(spec, references=references, clock=EVENT_CLOCK)
     summary = ReplaySummary()
     opt = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_APPEND_NEWLINE
     with (out / "alerts.jsonl").open("wb") as alerts_fh, (out / "windows.jsonl").open("wb") as windows_fh, \
@@ -76,7 +69,8 @@ def replay(spec: MonitorSpec, stream: StreamSpec, records: Iterable[dict[str, An
         def emit(reports: list[WindowReport]) -> None:
             for report in reports:
                 summary.windows += 1
-                windows_fh.write(orjson.dumps(report.to_dict(), option=opt))
+                for row in report.rows():
+                    windows_fh.write(orjson.dumps(row, option=opt))
                 for alert in report.alerts:
                     alerts_fh.write(orjson.dumps(alert.to_event(), option=opt))
                     summary.alerts[(alert.feature, alert.check, alert.severity)] += 1

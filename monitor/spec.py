@@ -295,6 +295,13 @@ class StreamSpec(_Model):
     drift: DriftSpec = Field(default_factory=DriftSpec)
     duplicates: DuplicatesSpec = Field(default_factory=DuplicatesSpec)
     volume: VolumeSpec = Field(default_factory=VolumeSpec)
+    rolling_reference: int | None = Field(
+        default=None, ge=1, le=100, description="Also compare each window with the merge of the previous N "
+        "windows of the same window spec (drift results named <method>@rolling); memory grows with N.")
+    detectors: list[Literal["adwin", "page_hinkley"]] = Field(
+        default_factory=lambda: ["adwin"],  # type: ignore[arg-type]  # pydantic's stub wants the Literal list
+        description="River change detectors run on per-window aggregates "
+        "(standardised feature means and drift scores); [] turns them off.")
     allow_extra_fields: bool = Field(default=False, description="If false, fields that are not features, id, "
                                      "time or schema_version count as unexpected (schema change).")
     windows: list[WindowSpec] = Field(min_length=1)

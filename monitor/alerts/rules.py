@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from monitor.alerts.alert import Alert
+from monitor.detectors import SENSITIVITY
 from monitor.spec import FEATURE_CHECKS, RECORD_CHECKS, MonitorSpec, StreamSpec
 
 if TYPE_CHECKING:
@@ -73,6 +74,13 @@ def evaluate_window(spec: MonitorSpec, stream: StreamSpec, report: WindowReport)
             details = {"unexpected_fields": report.records.get("unexpected_fields")}
         add(None, check, value, level, severity, report.count, f"{stream.name}: {text}, {severity}", details)
 
+    for change in report.changes:
+        what = "mean (standardised)" if change["series"] == "mean" else "drift score"
+        add(change["feature"], f"change_in_{change['series']}", change["value"], SENSITIVITY[change["detector"]],
+            "warning", report.features[change["feature"]].count,
+            f"{stream.name}.{change['feature']}: {change['detector']} detected a change in the {what} "
+            f"series at {where} (value {change['value']:.3g}, warning)", {"detector": change["detector"]})
+
     for feature in stream.features:
         fr = report.features[feature.name]
         for check in FEATURE_CHECKS:
@@ -96,7 +104,7 @@ def evaluate_window(spec: MonitorSpec, stream: StreamSpec, report: WindowReport)
                     f"{stream.drift.correction} corrected, warning)",
                     {"p_value": d.p_value, "effect_size": d.effect_size})
                 continue
-            thr = spec.threshold_for(stream, feature, method)
+            thr = spec.threshold_for(stream, feature, method.split("@")[0])  # psi@rolling: psi's levels
             severity = thr.severity(d.statistic) if thr is not None else "warning"
             if severity is None:
                 continue
