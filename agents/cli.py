@@ -114,6 +114,24 @@ def reference_build(spec: str, input_path: str | None, topic: str | None, from_:
                 f"{len(profile.features)} features, profile_version {profile.profile_version}", fg="green")
 
 
+@reference.command("merge")
+@click.argument("profiles", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.option("--out", required=True, type=click.Path(dir_okay=False), help="Merged profile JSON to write.")
+@_friendly
+def reference_merge(profiles: tuple[str, ...], out: str) -> None:
+    """Merge several profiles of one stream (e.g. daily profiles into a weekly one)."""
+    from monitor.reference import ReferenceProfile
+
+    if len(profiles) < 2:
+        raise ConfigError("give at least two profiles to merge")
+    merged = ReferenceProfile.load(profiles[0])
+    for path in profiles[1:]:
+        merged = merged.merge(ReferenceProfile.load(path))
+    merged.save(out)
+    click.secho(f"wrote {out}: {merged.rows:,} records from {len(profiles)} profiles, "
+                f"profile_version {merged.profile_version}", fg="green")
+
+
 def _bootstrap(bootstrap: str | None) -> str:
     from agents.settings import Settings
 

@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import orjson
 
 from monitor.errors import ProfileError
@@ -146,6 +148,41 @@ class ReferenceProfile:
                                f"{declared!r} (edited by hand?)")
         return profile
 
+    def merge(self, other: ReferenceProfile) -> ReferenceProfile:
+        """The profile of both inputs together (e.g. one profile per day, merged into a week).
+
+        Counts, missing counts, category counts and moments merge exactly; the
+        quantile summaries merge approximately (mixture CDF on the grid); bin
+        counts add when the bin edges agree and are re-estimated on this
+        profile's edges from the merged quantiles when they do not.
+
+        Examples
+        --------
+        >>> from monitor.reference import build_profile
+        >>> from monitor.spec import StreamSpec
+        >>> s = StreamSpec.model_validate({"name": "f", "windows": [{"name": "w", "kind": "count", "size": 9}],
+        ...     "features": [{"name": "x", "type": "numeric"}, {"name": "c", "type": "categorical"}]})
+        >>> a = build_profile(s, lambda: [{"x": float(i), "c": "a"} for i in range(100)], source={"kind": "t"})
+        >>> b = build_profile(s, lambda: [{"x": float(i), "c": "b"} for i in range(100, 200)], source={"kind": "t"})
+        >>> m = a.merge(b)
+        >>> m.rows, m.features["x"].mean, m.features["c"].category_counts
+        (200, 99.5, {'a': 100, 'b': 100})
+        """
+        if other.stream != self.stream:
+            raise ProfileError(f"cannot merge profiles of streams {self.stream!r} and {other.stream!r}")
+        features = {}
+        for name, fa in self.features.items():
+            fb = other.features.get(name)
+            if fb is None or fb.type != fa.type:
+                raise ProfileError(f"cannot merge: feature {name!r} is missing or of another type in one profile")
+            features[name] = _merge_feature(fa, fb)
+        rate = None
+        if self.rate_per_second and other.rate_per_second:
+            rate = (self.rows + other.rows) / (self.rows / self.rate_per_second + other.rows / other.rate_per_second)
+        return ReferenceProfile(stream=self.stream, source={"kind": "merged", "sources": [self.source, other.source]},
+                                created_at=max(self.created_at, other.created_at), rows=self.rows + other.rows,
+                                features=features, rate_per_second=rate)
+
     def save(self, path: str | Path) -> Path:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -178,3 +215,37 @@ class ReferenceProfile:
             raise ProfileError(f"reference profile (stream {self.stream!r}, version "
                                f"{self.profile_version}) does not match stream {stream.name!r}: "
                                + "; ".join(problems))
+
+
+def _merge_feature(a: FeatureProfile, b: FeatureProfile) -> FeatureProfile:
+    count, missing = a.count + b.count, a.missing + b.missing
+    if a.type != "numeric":
+        counts = dict(a.category_counts or {})
+        for k, v in (b.category_counts or {}).items():
+            counts[k] = counts.get(k, 0) + v
+        return FeatureProfile(name=a.name, type=a.type, count=count, missing=missing,
+                              category_counts=dict(sorted(counts.items())))
+    na, nb = sum(a.bin_counts or []), sum(b.bin_counts or [])
+    n = na + nb
+    mean = std = None
+    if a.mean is not None and b.mean is not None and n:
+        mean = (na * a.mean + nb * b.mean) / n
+        m2 = ((a.std or 0.0) ** 2) * max(na - 1, 0) + ((b.std or 0.0) ** 2) * max(nb - 1, 0) \
+            + (b.mean - a.mean) ** 2 * na * nb / n
+        std = math.sqrt(m2 / (n - 1)) if n > 1 else None
+    qa, qb = a.quantile_summary(), b.quantile_summary()
+    summary = qa.merge(qb) if qa is not None and qb is not None else (qa or qb)
+    edges = a.bin_edges or []
+    if a.bin_edges == b.bin_edges:
+        bins = [x + y for x, y in zip(a.bin_counts or [], b.bin_counts or [], strict=True)]
+    elif summary is not None:
+        cdf = np.concatenate([[0.0], summary.cdf(np.asarray(edges, dtype=float)), [1.0]])
+        bins = [int(round(n * p)) for p in np.diff(cdf)]
+    else:
+        bins = list(a.bin_counts or [])
+    return FeatureProfile(
+        name=a.name, type=a.type, count=count, missing=missing, mean=mean, std=std,
+        min=min(x for x in (a.min, b.min) if x is not None) if a.min is not None or b.min is not None else None,
+        max=max(x for x in (a.max, b.max) if x is not None) if a.max is not None or b.max is not None else None,
+        bin_edges=edges, bin_counts=bins,
+        quantiles=[float(v) for v in summary.values] if summary is not None else None)
