@@ -302,10 +302,12 @@ class Engine:
             else:
                 if rt.event_mode:
                     t = np.where(flags.late, np.nan, flags.time)
-                    late_n = int(np.count_nonzero(flags.late))
-                    late_n += track.add(t, update_rows)
-                    if late_n:
-                        self._count_excluded(track, rt.watermark, late_n)
+                    dropped = track.add(t, update_rows)
+                    if dropped.size or flags.late.any():
+                        # Each late record is counted in the pane open at its arrival (the one
+                        # holding the watermark it fell behind), whatever the batching.
+                        at = np.concatenate([flags.head[flags.late], flags.head[dropped]])
+                        self._count_excluded(track, at)
                     closed = track.advance(rt.watermark - lateness)
                 else:
                     track.add(np.full(n, now), update_rows)
@@ -315,13 +317,16 @@ class Engine:
         return reports
 
     @staticmethod
-    def _count_excluded(track: TimeTrack[_Pane], at: float, k: int) -> None:
-        """Late records are counted in the open pane at the watermark (they are not merged)."""
-        idx = int(track.pane_of(np.array([at]))[0])
-        pane = track.open.get(idx)
-        if pane is None:
-            pane = track.open[idx] = track.new_pane()
-        pane.records.late_excluded += k
+    def _count_excluded(track: TimeTrack[_Pane], at: NDArray[np.float64]) -> None:
+        """Late records are counted (not merged) in the pane of the watermark each arrived at."""
+        panes, counts = np.unique(track.pane_of(at), return_counts=True)
+        for idx, k in zip(panes.tolist(), counts.tolist(), strict=True):
+            if track.next_to_close is not None and idx < track.next_to_close:
+                idx = track.next_to_close  # that pane closed in this batch's advance: the oldest open one
+            pane = track.open.get(idx)
+            if pane is None:
+                pane = track.open[idx] = track.new_pane()
+            pane.records.late_excluded += k
 
     def _flags(self, rt: _Stream, records: Sequence[dict[str, Any]],
                now: float | None) -> tuple[RecordFlags, float]:
@@ -363,7 +368,8 @@ class Engine:
         head = running[1:] if self._event_clock else now
         lag = np.where(has_time, head - t_raw, np.nan)
         flags = RecordFlags(duplicate=duplicate, unexpected=unexpected, late=late, out_of_order=out_of_order,
-                            has_time=has_time, lag=lag, time=t, unexpected_names=names, layout=layout)
+                            has_time=has_time, lag=lag, time=t, unexpected_names=names, layout=layout,
+                            head=np.where(np.isfinite(running[1:]), running[1:], now))
         return flags, now
 
     # -- closing a window ---------------------------------------------------------------------
@@ -406,7 +412,8 @@ class Engine:
         volume = None
         if w.spec.kind == "time" and rt.rate and not w.partial:
             expected = rt.rate * w.spec.span
-            volume = abs(math.log2(max(count, 0.5) / expected))
+            # Rounded: a rate estimated from float timestamps must not turn exactly 4x into 1.9999999.
+            volume = round(abs(math.log2(max(count, 0.5) / expected)), 6)
         records["expected_records"] = rt.rate * w.spec.span if (w.spec.kind == "time" and rt.rate) else None
         records["volume_deviation"] = volume
         drift = evaluate_drift(self.spec, spec, merged.features, rt.ref) if rt.ref is not None and count else {}

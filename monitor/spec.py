@@ -127,7 +127,9 @@ DEFAULT_THRESHOLDS: dict[str, Threshold] = {
     "unexpected_field_ratio": Threshold(warning=0.01, critical=0.05),
     "volume_deviation": Threshold(warning=1.0, critical=2.0),
     "psi": Threshold(warning=0.10, critical=0.25),
-    "wasserstein": Threshold(warning=0.10, critical=0.25),
+    # Normed Wasserstein has more sampling noise than PSI/JS on small or discrete windows (clean
+    # windows of 2,000 reached 0.096 on an integer feature), hence 0.15.
+    "wasserstein": Threshold(warning=0.15, critical=0.30),
     "jensen_shannon": Threshold(warning=0.10, critical=0.20),
     "hellinger": Threshold(warning=0.10, critical=0.20),
     "linf": Threshold(warning=0.10, critical=0.20),

@@ -8,14 +8,22 @@ from hypothesis import strategies as st
 
 __all__ = [
     "BAD_RECORDS",
+    "batch_sizes",
     "bin_edges",
+    "boolean_values",
+    "categorical_values",
     "category_values",
+    "feature_records",
     "finite_floats",
     "float_lists",
     "good_record",
     "histogram_pair",
     "histograms",
     "mixed_records",
+    "numeric_values",
+    "record_flag_rows",
+    "record_ids",
+    "string_values",
     "vocabulary",
 ]
 
@@ -109,3 +117,57 @@ mixed_records = st.lists(
     st.one_of(good_record().map(lambda r: (r, None)), st.sampled_from(BAD_RECORDS)),
     min_size=1, max_size=30,
 )
+
+
+# ---------------------------------------------------------------- feature values (checks, windows)
+
+#: Values a numeric feature may receive: numbers (some out of range, some huge), missing ones
+#: (NaN, infinities) and wrong types (bools, strings, containers, an int beyond float range).
+numeric_values = st.one_of(
+    st.floats(min_value=-50, max_value=150, allow_nan=False),
+    st.integers(-10, 200),
+    st.sampled_from([None, float("nan"), float("inf"), -float("inf"), True, False, "3", 10**400, [1], {"a": 1}]),
+)
+
+#: Values a categorical feature may receive: short strings (hitting a small vocabulary),
+#: integers (valid categories), and missing / wrong-type values (bool, float, containers).
+categorical_values = st.one_of(
+    st.text(alphabet="abcz", min_size=0, max_size=3),
+    st.integers(-2, 3),
+    st.sampled_from([None, True, False, 1.0, 2.5, [1], {"a": 1}]),
+)
+
+#: Values a boolean feature may receive.
+boolean_values = st.one_of(st.booleans(), st.sampled_from([None, 0, 1, "true", 1.5, [True]]))
+
+#: Values a free-text (string) feature may receive.
+string_values = st.one_of(st.text(max_size=6), st.sampled_from([None, 1, True, 1.5, ["x"]]))
+
+#: Marker for "the key is absent from the record" in :func:`feature_records`.
+_ABSENT = object()
+
+
+def feature_records(name: str, values: st.SearchStrategy[Any], *,
+                    max_size: int = 60) -> st.SearchStrategy[list[dict[str, Any]]]:
+    """Lists of records holding ``name`` (or lacking it: absent key)."""
+    return st.lists(st.one_of(values, st.just(_ABSENT)), max_size=max_size).map(
+        lambda vs: [{} if v is _ABSENT else {name: v} for v in vs])
+
+
+#: One record's flags for :class:`monitor.checks.RecordFlags`: (duplicate, unexpected field names,
+#: late, out of order, has time, lag seconds, event time).
+record_flag_rows = st.lists(
+    st.tuples(
+        st.booleans(),
+        st.sampled_from([(), (), ("extra",), ("extra", "zz"), ("other",)]),
+        st.booleans(), st.booleans(), st.booleans(),
+        st.floats(0, 1e4, allow_nan=False), st.floats(0, 1e9, allow_nan=False),
+    ),
+    max_size=60,
+)
+
+#: Record ids: small integers and short strings, so repeats are common (``1`` and ``"1"`` differ).
+record_ids = st.one_of(st.integers(0, 30), st.text(alphabet="abc", min_size=1, max_size=2))
+
+#: Sizes of consecutive batches fed to a window track.
+batch_sizes = st.lists(st.integers(1, 40), min_size=1, max_size=25)

@@ -39,7 +39,7 @@ class DuplicateFilter:
         n = len(ids)
         batch = set(ids)
         if len(batch) == n and batch.isdisjoint(self._cur) and batch.isdisjoint(self._prev) \
-                and len(self._cur) + n <= self._half:
+                and len(self._cur) + n < self._half:
             self._cur |= batch  # the common case: all new, no rotation needed
             return np.zeros(n, dtype=bool)
         dup: list[int] = []

@@ -30,11 +30,12 @@ class RecordFlags:
     time: NDArray[np.float64]         # event time used for the record
     unexpected_names: list[tuple[str, ...]]  # per layout code
     layout: NDArray[np.int32]
+    head: NDArray[np.float64]         # the stream's latest event time once the record arrived
 
     def take(self, rows: slice | NDArray[np.intp]) -> RecordFlags:
         return RecordFlags(self.duplicate[rows], self.unexpected[rows], self.late[rows], self.out_of_order[rows],
                            self.has_time[rows], self.lag[rows], self.time[rows], self.unexpected_names,
-                           self.layout[rows])
+                           self.layout[rows], self.head[rows])
 
     def __len__(self) -> int:
         return len(self.duplicate)
@@ -124,8 +125,9 @@ class RecordState:
             "late_excluded": self.late_excluded,
             "duplicates": self.duplicates,
             "duplicate_ratio": self.duplicates / n if n else None,
-            "late": self.late,
-            "late_ratio": self.late / seen if seen else None,
+            "late": self.late + self.late_excluded,
+            # Time windows keep late records out (late_excluded); count windows keep them (late).
+            "late_ratio": (self.late + self.late_excluded) / seen if seen else None,
             "out_of_order_ratio": self.out_of_order / n if n else None,
             "unexpected_field_ratio": self.unexpected / n if n else None,
             "unexpected_fields": dict(self.unexpected_fields.most_common()),

@@ -60,7 +60,8 @@ def read_rows(path: str | Path, stream: StreamSpec) -> Iterator[dict[str, Any]]:
                     raise ProfileError(f"{path}:{lineno}: expected a JSON object per line")
                 yield rec
     elif suffix == ".csv":
-        types = {f.name: f.type for f in stream.features}
+        types: dict[str, str] = {f.name: f.type for f in stream.features}
+        types[stream.time_field] = "time"
         with path.open(newline="", encoding="utf-8") as fh:
             for row in csv.DictReader(fh):
                 yield {k: _from_csv(v, types.get(k)) for k, v in row.items()}
@@ -87,6 +88,11 @@ def _from_csv(cell: str | None, kind: str | None) -> Any:
         except ValueError:
             return cell
         return x if math.isfinite(x) else None  # "nan"/"inf" cells count as missing
+    if kind == "time":  # epoch seconds stay numbers; ISO-8601 strings stay strings
+        try:
+            return float(cell)
+        except ValueError:
+            return cell
     if kind == "boolean":
         low = cell.strip().lower()
         if low in {"true", "1", "yes"}:

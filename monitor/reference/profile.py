@@ -240,7 +240,7 @@ def _merge_feature(a: FeatureProfile, b: FeatureProfile) -> FeatureProfile:
         bins = [x + y for x, y in zip(a.bin_counts or [], b.bin_counts or [], strict=True)]
     elif summary is not None:
         cdf = np.concatenate([[0.0], summary.cdf(np.asarray(edges, dtype=float)), [1.0]])
-        bins = [int(round(n * p)) for p in np.diff(cdf)]
+        bins = [round(float(n * p)) for p in np.diff(cdf)]
     else:
         bins = list(a.bin_counts or [])
     return FeatureProfile(

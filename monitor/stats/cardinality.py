@@ -10,6 +10,9 @@ import datasketches
 
 __all__ = ["Cardinality"]
 
+#: DataSketches' HLL ignores the empty string; it is counted under this stand-in.
+_EMPTY = "\x00(empty string)"
+
 
 class Cardinality:
     """Estimated number of distinct values; HLL with ``2**lg_k`` registers (~1.6% error at lg_k=12).
@@ -37,12 +40,12 @@ class Cardinality:
         self._sk = datasketches.hll_sketch(lg_k)
 
     def update(self, value: str) -> None:
-        self._sk.update(value)
+        self._sk.update(value or _EMPTY)
 
     def update_many(self, values: Iterable[str]) -> None:
         update = self._sk.update
         for v in values:
-            update(v)
+            update(v or _EMPTY)
 
     def get(self) -> float | None:
         return None if self._sk.is_empty() else float(self._sk.get_estimate())

@@ -110,8 +110,8 @@ class TimeTrack(Generic[P]):
     --------
     >>> from monitor.spec import WindowSpec
     >>> t = TimeTrack(WindowSpec(name="t", kind="time", seconds=10), new_pane=list)
-    >>> t.add(np.array([1.0, 12.0]), lambda pane, rows: pane.append(rows.tolist()))
-    0
+    >>> t.add(np.array([0.0, 12.0]), lambda pane, rows: pane.append(rows.tolist())).tolist()
+    []
     >>> [(w.index, w.start, w.end, w.panes) for w in t.advance(20.0)]
     [(0, 0.0, 10.0, [[[0]]]), (1, 10.0, 20.0, [[[1]]])]
     """
@@ -124,27 +124,34 @@ class TimeTrack(Generic[P]):
         self.open: dict[int, P] = {}
         self.closed: deque[tuple[int, P | None]] = deque(maxlen=max(self.n_panes - 1, 1))
         self.next_to_close: int | None = None  # lowest pane index not closed yet
+        self.closed_any = False
+        self.first_time: float | None = None  # earliest time routed before any pane closed
         self.skipped = 0
 
     def pane_of(self, t: NDArray[np.float64]) -> NDArray[np.int64]:
         return np.floor(t / self.pane_len).astype(np.int64)
 
-    def add(self, t: NDArray[np.float64], update: Callable[[P, NDArray[np.intp]], None]) -> int:
+    def add(self, t: NDArray[np.float64], update: Callable[[P, NDArray[np.intp]], None]) -> NDArray[np.intp]:
         """Route the rows (times ``t``; NaN = excluded) to their panes through ``update(pane, rows)``.
 
-        Returns how many rows fell in panes already closed (they are left out).
+        Returns the rows that fell in panes already closed (they are left out).
         """
         ok = ~np.isnan(t)
         if not ok.any():
-            return 0
+            return np.empty(0, dtype=np.intp)
         rows_all = np.flatnonzero(ok)
         panes = self.pane_of(t[ok])
-        if self.next_to_close is None:
-            self.next_to_close = int(panes.min())
-        dropped = 0
-        if int(panes.min()) < self.next_to_close:
+        lowest = int(panes.min())
+        if not self.closed_any:
+            # Until a pane closes, an earlier record just opens an earlier pane.
+            self.next_to_close = lowest if self.next_to_close is None else min(self.next_to_close, lowest)
+            tmin = float(t[ok].min())
+            self.first_time = tmin if self.first_time is None else min(self.first_time, tmin)
+        dropped = np.empty(0, dtype=np.intp)
+        assert self.next_to_close is not None
+        if lowest < self.next_to_close:
             keep = panes >= self.next_to_close
-            dropped = int(np.count_nonzero(~keep))
+            dropped = rows_all[~keep]
             rows_all, panes = rows_all[keep], panes[keep]
             if not panes.size:
                 return dropped
@@ -168,14 +175,15 @@ class TimeTrack(Generic[P]):
         k = self.next_to_close
         while k <= last:
             pane = self.open.pop(k, None)
-            if pane is None and not self.open and emitted_empty >= MAX_EMPTY_WINDOWS:
-                # Nothing open: jump over the gap instead of emitting empty windows one by one.
-                nxt = last + 1
+            if pane is None and emitted_empty >= MAX_EMPTY_WINDOWS:
+                # A long gap: jump to the next pane holding data instead of emitting every empty window.
+                nxt = min([j for j in self.open if j > k] + [last + 1])
                 self.skipped += nxt - k
                 self.closed.clear()
                 k = nxt
-                break
+                continue
             out += self._emit(k, pane)
+            self.closed_any = True
             if pane is None:
                 emitted_empty += 1
             k += 1
@@ -188,7 +196,9 @@ class TimeTrack(Generic[P]):
         panes = [*history, pane] if self.n_panes > 1 else [pane]
         index = k - self.n_panes + 1
         start = index * self.pane_len
-        out.append(ClosedWindow(self.spec, index, start, start + self.spec.span, panes))
+        # A window that began before the first record seen is only partly covered (no volume check).
+        partial = self.first_time is not None and start < self.first_time
+        out.append(ClosedWindow(self.spec, index, start, start + self.spec.span, panes, partial=partial))
         if self.n_panes > 1:
             self.closed.append((k, pane))
         return out

@@ -5,11 +5,14 @@ from __future__ import annotations
 import csv
 import math
 from collections import Counter
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import orjson
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from monitor.errors import ProfileError
@@ -122,7 +125,7 @@ def test_numeric_feature_matches_numpy(csv_profile: ReferenceProfile, rows) -> N
     assert fp.type == "numeric"
     assert fp.count == len(rows)
     assert fp.missing == len(rows) - x.size > 0
-    # the reservoir (100k) holds every value, so the edges are the exact quantiles
+    # the sample (200,000 values) holds every value, so the edges are the exact quantiles
     assert fp.bin_edges == np.quantile(x, np.linspace(0, 1, BINS + 1)[1:-1]).tolist()
     assert len(fp.bin_counts) == BINS
     assert fp.bin_counts == np_hist(fp.bin_edges, x)
@@ -162,16 +165,29 @@ def test_categorical_and_boolean_counts(csv_profile: ReferenceProfile, rows) -> 
     assert b.bin_edges is None and b.mean is None
 
 
-def test_small_reservoir_still_counts_every_value(tmp_path: Path, rows) -> None:
+def test_small_sample_scales_bin_counts(tmp_path: Path, rows) -> None:
     path = write_csv(tmp_path / "ref.csv", rows)
     a = build_profile_from_file(STREAM, path, sample_size=50, seed=3)
-    b = build_profile_from_file(STREAM, path, sample_size=50, seed=3)
+    b = build_profile_from_file(STREAM, path, sample_size=50, seed=4)
     x = valid(rows, "x")
     fp = a.features["x"]
-    assert sum(fp.bin_counts) == x.size
-    assert fp.bin_counts == np_hist(fp.bin_edges, x)
+    # The sample is deterministic: every 16th valid value (565 values thinned by halving until <= 50 remain).
+    sample = x[::16]
+    assert x.size == 565 and sample.size == 36
+    assert fp.bin_edges == np.quantile(sample, np.linspace(0, 1, BINS + 1)[1:-1]).tolist()
+    # bin counts are the sample's, scaled to the valid count: estimates summing to it up to rounding
+    assert fp.bin_counts == np.round(np.array(np_hist(fp.bin_edges, sample)) * (x.size / sample.size)).tolist()
+    assert abs(sum(fp.bin_counts) - x.size) <= len(fp.bin_counts) / 2
     assert len(fp.bin_edges) <= BINS - 1
-    assert a.profile_version == b.profile_version  # seeded: reproducible
+    # moments, min and max are over every value, not the sample
+    assert fp.mean == pytest.approx(x.mean(), rel=1e-12)
+    assert fp.std == pytest.approx(x.std(ddof=1), rel=1e-9)
+    assert (fp.min, fp.max, fp.count, fp.missing) == (x.min(), x.max(), len(rows), len(rows) - x.size)
+    # the quantile summary is the sample's, standing for every valid value
+    summary = fp.quantile_summary()
+    assert summary is not None and summary.n == x.size
+    assert summary.values.tolist() == np.quantile(sample, np.linspace(0, 1, 1001)).tolist()
+    assert a.profile_version == b.profile_version  # deterministic whatever the seed
 
 
 def test_progress_called(tmp_path: Path) -> None:
@@ -179,7 +195,80 @@ def test_progress_called(tmp_path: Path) -> None:
     seen: list[int] = []
     build_profile(s, lambda: ({"x": float(i)} for i in range(25_000)), source={"kind": "t"},
                   progress=seen.append)
-    assert seen == [10_000, 20_000, 10_000, 20_000]  # two passes
+    assert seen == [10_000, 20_000]  # one pass
+
+
+# ---------------------------------------------------------------- Parquet and the record rate
+
+
+def with_times(rows: list[dict[str, Any]], step: float = 0.5, start: float = 1_700_000_000.0) -> list[dict[str, Any]]:
+    return [{**r, "event_time": start + i * step} for i, r in enumerate(rows)]
+
+
+def write_parquet(path: Path, rows: list[dict[str, Any]]) -> Path:
+    table = pa.table({
+        "record_id": pa.array([r["record_id"] for r in rows], pa.int64()),
+        # missing x as null and as NaN, alternately: both count as missing
+        "x": pa.array([(math.nan if i % 2 else None) if r["x"] is None else r["x"] for i, r in enumerate(rows)],
+                      pa.float64()),
+        "k": pa.array([r["k"] for r in rows], pa.int64()),
+        "c": pa.array([r["c"] for r in rows], pa.string()),
+        "b": pa.array([r["b"] for r in rows], pa.bool_()),
+        "event_time": pa.array([int(r["event_time"] * 1000) for r in rows], pa.timestamp("ms", tz="UTC")),
+    })
+    pq.write_table(table, path, row_group_size=128)  # several row groups
+    return path
+
+
+def test_parquet_round_trip_gives_the_csv_profile(tmp_path: Path, rows) -> None:
+    timed_rows = with_times(rows)
+    p_pq = build_profile_from_file(STREAM, write_parquet(tmp_path / "ref.parquet", timed_rows))
+    p_csv = build_profile_from_file(STREAM, write_csv(tmp_path / "ref.csv", rows))
+    assert p_pq.features == p_csv.features
+    assert p_pq.profile_version == p_csv.profile_version
+    assert p_pq.rows == len(rows)
+    assert p_pq.source["format"] == "parquet" and len(p_pq.source["sha256"]) == 64
+    x = valid(rows, "x")
+    assert p_pq.features["x"].missing == len(rows) - x.size
+    assert p_pq.features["x"].bin_counts == np_hist(p_pq.features["x"].bin_edges, x)
+    # timestamps become event times: 600 records over 299.5 s
+    assert p_pq.rate_per_second == pytest.approx(2.0, rel=1e-12)
+    assert p_csv.rate_per_second is None  # no event_time column
+
+
+def test_unreadable_parquet_raises(tmp_path: Path) -> None:
+    path = tmp_path / "ref.parquet"
+    path.write_text("x\n1\n")
+    with pytest.raises(ProfileError, match="not a readable Parquet file"):
+        build_profile_from_file(STREAM, path)
+
+
+def test_rate_per_second_from_event_times(tmp_path: Path, rows) -> None:
+    timed_rows = with_times(rows, step=0.25)
+    p = build_profile_from_file(STREAM, write_jsonl(tmp_path / "ref.jsonl", timed_rows))
+    assert p.rate_per_second == pytest.approx((len(rows) - 1) / (0.25 * (len(rows) - 1)), rel=1e-12)  # 4/s
+    # ISO-8601 strings, in any order
+    iso = [{**r, "event_time": datetime.fromtimestamp(r["event_time"], tz=UTC).isoformat()}
+           for r in reversed(timed_rows)]
+    assert build_profile(STREAM, lambda: iter(iso), source={"kind": "t"}).rate_per_second == pytest.approx(4.0)
+    # no event times, or a single instant: no rate
+    assert build_profile(STREAM, lambda: iter(rows), source={"kind": "t"}).rate_per_second is None
+    same = [{**r, "event_time": 5.0} for r in rows]
+    assert build_profile(STREAM, lambda: iter(same), source={"kind": "t"}).rate_per_second is None
+    assert p.to_dict()["rate_per_second"] == p.rate_per_second
+    assert ReferenceProfile.from_dict(p.to_dict()).rate_per_second == p.rate_per_second
+
+
+def test_csv_epoch_event_times_give_the_rate(tmp_path: Path, rows) -> None:
+    timed_rows = with_times(rows, step=0.25)
+    path = tmp_path / "ref.csv"
+    with path.open("w", newline="", encoding="utf-8") as fh:
+        w = csv.writer(fh)
+        w.writerow(["record_id", "x", "event_time"])
+        for r in timed_rows:
+            w.writerow([r["record_id"], "" if r["x"] is None else repr(r["x"]), repr(r["event_time"])])
+    p = build_profile_from_file(make_stream([{"name": "x", "type": "numeric"}]), path)
+    assert p.rate_per_second == pytest.approx(4.0)
 
 
 # ---------------------------------------------------------------- save / load
@@ -289,7 +378,7 @@ def test_numeric_feature_without_values_raises(tmp_path: Path) -> None:
         build_profile_from_file(STREAM, path)
 
 
-@pytest.mark.parametrize("name", ["ref.txt", "ref.parquet", "ref"])
+@pytest.mark.parametrize("name", ["ref.txt", "ref.xlsx", "ref"])
 def test_unsupported_suffix_raises(tmp_path: Path, name: str) -> None:
     path = tmp_path / name
     path.write_text("x\n1\n")
