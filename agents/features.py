@@ -10,12 +10,13 @@ which keeps delivery at-least-once.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import faust
 import orjson
 
-from monitor.records import Rejection, decode_message
+from monitor.records import ColumnBatch, Rejection, decode_message
 from monitor.spec import StreamSpec
 
 if TYPE_CHECKING:
@@ -40,28 +41,38 @@ def register(app: faust.App, ctx: WorkerContext, stream: StreamSpec) -> Any:
     async def consume(events: faust.StreamT) -> None:
         ctx.started = True
         async for batch in events.take_events(MAX_BATCH, within=BATCH_WITHIN):
-            records: list[dict[str, Any]] = []
+            # Row records of consecutive messages are processed together; a columnar message is
+            # processed as it is (already columns). Order is kept either way.
+            rows: list[dict[str, Any]] = []
             origins: list[Any] = []
             for event in batch:
                 message = event.message
                 ok, rejections = decode_message(message.value, stream)
                 for rejection in rejections:
                     await ctx.dead_letter(stream, message, rejection)
-                records += ok
-                origins += [message] * len(ok)
-            if not records:
-                continue
-            try:
-                reports = ctx.engine.process(stream.name, records)
-            except Exception as exc:
-                log.exception("engine failed on a batch of %d records from %s", len(records), stream.topic)
-                for rec, message in zip(records, origins, strict=True):
-                    await ctx.dead_letter(stream, message, Rejection(
-                        "processing_error", f"{type(exc).__name__}: {exc}", orjson.dumps(rec)))
-                continue
-            processed.inc(len(records))
-            for report in reports:
-                await ctx.publish(report)
+                if isinstance(ok, ColumnBatch):
+                    await process(rows, origins)
+                    rows, origins = [], []
+                    await process(ok, [message] * len(ok))
+                elif ok:
+                    rows += ok
+                    origins += [message] * len(ok)
+            await process(rows, origins)
+
+    async def process(records: Sequence[dict[str, Any]], origins: list[Any]) -> None:
+        if not records:
+            return
+        try:
+            reports = ctx.engine.process(stream.name, records)
+        except Exception as exc:
+            log.exception("engine failed on a batch of %d records from %s", len(records), stream.topic)
+            for rec, message in zip(records, origins, strict=True):
+                await ctx.dead_letter(stream, message, Rejection(
+                    "processing_error", f"{type(exc).__name__}: {exc}", orjson.dumps(rec)))
+            return
+        processed.inc(len(records))
+        for report in reports:
+            await ctx.publish(report)
 
     consume.__name__ = f"consume_{stream.name}".replace(".", "_").replace("-", "_")
     return app.agent(topic, name=f"streamdq.{stream.name}", concurrency=1)(consume)

@@ -34,7 +34,7 @@ from numpy.typing import NDArray
 
 from monitor.spec import FeatureSpec
 
-__all__ = ["MISSING", "VALID", "WRONG_TYPE", "Column", "extract_column", "extract_columns", "parse_times"]
+__all__ = ["MISSING", "VALID", "WRONG_TYPE", "Column", "column_of", "extract_column", "extract_columns", "parse_times"]
 
 VALID, MISSING, WRONG_TYPE = 0, 1, 2
 _NUMBER_TYPES = frozenset({int, float, type(None)})
@@ -65,6 +65,11 @@ def extract_column(records: Sequence[dict[str, Any]], spec: FeatureSpec) -> Colu
     """One feature's :class:`Column` over ``records``."""
     name = spec.name
     return _column([r.get(name) for r in records], spec)
+
+
+def column_of(values: Sequence[Any], spec: FeatureSpec) -> Column:
+    """The :class:`Column` of ``spec`` from its values (a columnar batch's list)."""
+    return _column(values, spec)
 
 
 def _column(values: Sequence[Any], spec: FeatureSpec) -> Column:

@@ -28,10 +28,11 @@ from monitor.alerts import Alert, evaluate_window
 from monitor.checks import FeatureState, FeatureWindowResult
 from monitor.checks.duplicates import DuplicateFilter
 from monitor.checks.record import RecordFlags, RecordState
-from monitor.columns import Column, extract_columns, parse_times
+from monitor.columns import Column, column_of, extract_columns, parse_times
 from monitor.detectors import ChangeDetectors
 from monitor.drift import DriftResult
 from monitor.evaluation import evaluate_drift
+from monitor.records import ColumnBatch
 from monitor.reference import ReferenceProfile
 from monitor.reference.rolling import rolling_profile
 from monitor.spec import MonitorSpec, StreamSpec
@@ -206,8 +207,14 @@ class Engine:
     # -- input -------------------------------------------------------------------------------
 
     def process(self, stream: str, records: Iterable[dict[str, Any]]) -> list[WindowReport]:
-        """Update ``stream``'s windows with a batch of records; return reports of windows that closed."""
+        """Update ``stream``'s windows with a batch of records; return reports of windows that closed.
+
+        ``records`` may be a :class:`~monitor.records.ColumnBatch` (columnar message), used as is.
+        """
         rt = self._streams[stream]
+        if isinstance(records, ColumnBatch):
+            reports = self.flush() if rt.pending else []
+            return reports + self._process(rt, records, None if self._event_clock else self.clock())
         batch = records if isinstance(records, list) else list(records)
         if rt.pending:
             batch, rt.pending = rt.pending + batch, []
@@ -255,13 +262,34 @@ class Engine:
 
     # -- the batch path ----------------------------------------------------------------------
 
-    def _process(self, rt: _Stream, records: Sequence[dict[str, Any]], now: float | None) -> list[WindowReport]:
+    def _process(self, rt: _Stream, records: Sequence[dict[str, Any]] | ColumnBatch,
+                 now: float | None) -> list[WindowReport]:
         n = len(records)
         if n == 0:
             return []
         spec = rt.spec
-        cols = extract_columns(records, spec.features)
-        flags, now = self._flags(rt, records, now)
+        if isinstance(records, ColumnBatch):
+            given = records.columns
+            nulls: list[Any] = [None] * n
+            cols = {f.name: column_of(given.get(f.name, nulls), f) for f in spec.features}
+            ids: Sequence[Any] = given[spec.id_field]
+            times: Sequence[Any] | NDArray[np.float64] = (
+                records.times if records.times is not None else given.get(spec.time_field, nulls))
+            field_sets: list[tuple[str, ...]] = [tuple(given)]
+            layout = np.zeros(n, dtype=np.int32)
+        else:
+            cols = extract_columns(records, spec.features)
+            ids = [r[spec.id_field] for r in records]
+            times = [r.get(spec.time_field) for r in records]
+            keys = list(map(tuple, records))  # each record's field names, in order
+            uniq = dict.fromkeys(keys)
+            field_sets = list(uniq)
+            if len(uniq) == 1:
+                layout = np.zeros(n, dtype=np.int32)
+            else:
+                table = {k: i for i, k in enumerate(uniq)}
+                layout = np.fromiter(map(table.__getitem__, keys), dtype=np.int32, count=n)
+        flags, now = self._flags(rt, n, ids, times, field_sets, layout, now)
         reports: list[WindowReport] = []
         shared = len(rt.tracks) > 1
         memo: dict[Any, list[Any]] = {}
@@ -328,25 +356,18 @@ class Engine:
                 pane = track.open[idx] = track.new_pane()
             pane.records.late_excluded += k
 
-    def _flags(self, rt: _Stream, records: Sequence[dict[str, Any]],
+    def _flags(self, rt: _Stream, n: int, ids: Sequence[Any], times: Sequence[Any] | NDArray[np.float64],
+               field_sets: list[tuple[str, ...]], layout: NDArray[np.int32],
                now: float | None) -> tuple[RecordFlags, float]:
-        spec, n = rt.spec, len(records)
-        ids = [r[spec.id_field] for r in records]
+        """Per-record facts: duplicates, unexpected fields (per distinct field set), lateness, freshness."""
+        spec = rt.spec
         duplicate = rt.dedup.check(ids) if rt.dedup is not None else np.zeros(n, dtype=bool)
-        keys = list(map(tuple, records))  # each record's field names, in order
-        uniq = dict.fromkeys(keys)
-        if len(uniq) == 1:
-            layout = np.zeros(n, dtype=np.int32)
-            table = {k: 0 for k in uniq}
-        else:
-            table = {k: i for i, k in enumerate(uniq)}
-            layout = np.fromiter(map(table.__getitem__, keys), dtype=np.int32, count=n)
         if spec.allow_extra_fields:
-            names: list[tuple[str, ...]] = [() for _ in table]
+            names: list[tuple[str, ...]] = [() for _ in field_sets]
         else:
-            names = [tuple(sorted(set(k) - rt.known)) for k in table]
+            names = [tuple(sorted(set(k) - rt.known)) for k in field_sets]
         unexpected = np.array([bool(x) for x in names], dtype=bool)[layout]
-        t_raw = parse_times([r.get(spec.time_field) for r in records])
+        t_raw = times if isinstance(times, np.ndarray) else parse_times(times)
         has_time = ~np.isnan(t_raw)
         if now is None:  # event clock: the newest event time so far, this batch included
             latest = float(t_raw[has_time].max()) if has_time.any() else -math.inf

@@ -208,6 +208,33 @@ class FeatureState:
                 mine += theirs
         return self
 
+    _COUNTERS = ("count", "missing", "type_violations", "out_of_domain", "unseen", "format_violations")
+    _PARTS = (("moments", Moments), ("hist", BinnedCounts), ("sample", ValueSample), ("cats", CategoryCounts),
+              ("cardinality", Cardinality))
+
+    def to_state(self) -> dict[str, Any]:
+        """JSON-able state (``schema_version`` 1) for checkpoints; no pickling."""
+        state: dict[str, Any] = {"schema_version": 1, "feature": self.spec.name}
+        state.update({k: getattr(self, k) for k in self._COUNTERS})
+        for name, _ in self._PARTS:
+            part = getattr(self, name)
+            state[name] = part.to_state() if part is not None else None
+        return state
+
+    @classmethod
+    def from_state(cls, spec: FeatureSpec, state: dict[str, Any],
+                   reference: FeatureProfile | None = None) -> FeatureState:
+        """Rebuild a state saved by :meth:`to_state` (the spec and reference are not in it)."""
+        if state.get("schema_version") != 1 or state.get("feature") != spec.name:
+            raise ValueError(f"not a version-1 state of feature {spec.name!r}")
+        fs = cls(spec, reference)
+        for k in cls._COUNTERS:
+            setattr(fs, k, int(state[k]))
+        for name, kind in cls._PARTS:
+            part = state.get(name)
+            setattr(fs, name, kind.from_state(part) if part is not None else None)
+        return fs
+
     def result(self) -> FeatureWindowResult:
         n = self.count
         ratios: dict[str, float | None] = {

@@ -116,6 +116,33 @@ class RecordState:
         self.t_min, self.t_max = min(self.t_min, other.t_min), max(self.t_max, other.t_max)
         return self
 
+    _COUNTERS = ("count", "duplicates", "late", "late_excluded", "out_of_order", "unexpected", "missing_time")
+
+    def to_state(self) -> dict[str, Any]:
+        """JSON-able state (``schema_version`` 1); infinities are stored as null."""
+        state: dict[str, Any] = {"schema_version": 1}
+        state.update({k: getattr(self, k) for k in self._COUNTERS})
+        state["unexpected_fields"] = dict(self.unexpected_fields)
+        state["lags"] = self.lags.to_state()
+        for k in ("max_lag", "t_min", "t_max"):
+            v = getattr(self, k)
+            state[k] = None if np.isinf(v) else v
+        return state
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any]) -> RecordState:
+        if state.get("schema_version") != 1:
+            raise ValueError("not a version-1 record state")
+        rs = cls(lag_capacity=int(state["lags"]["capacity"]))
+        for k in cls._COUNTERS:
+            setattr(rs, k, int(state[k]))
+        rs.unexpected_fields = Counter(state["unexpected_fields"])
+        rs.lags = ValueSample.from_state(state["lags"])
+        rs.max_lag = -np.inf if state["max_lag"] is None else float(state["max_lag"])
+        rs.t_min = np.inf if state["t_min"] is None else float(state["t_min"])
+        rs.t_max = -np.inf if state["t_max"] is None else float(state["t_max"])
+        return rs
+
     def result(self) -> dict[str, Any]:
         n = self.count
         seen = n + self.late_excluded
