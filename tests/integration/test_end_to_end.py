@@ -78,6 +78,13 @@ def _run_scenario(kafka_bootstrap: str, spec: dict[str, Any], worker: Any) -> di
     p.produce(topic, orjson.dumps([batch[0], batch[1], lone_bad, batch[2]]))
     good += 3
     bad_sent.append((orjson.dumps(lone_bad), "missing_id"))
+    # One columnar message: four good rows and one with a null id, dead-lettered alone.
+    rows = gen.records(5, now=time.time())
+    rows[3]["record_id"] = None
+    cols = {k: [r[k] for r in rows] for k in rows[0]}
+    p.produce(topic, orjson.dumps({"columns": cols}))
+    good += 4
+    bad_sent.append((orjson.dumps(rows[3]), "missing_id"))
     assert p.flush(30) == 0
 
     deadline = time.monotonic() + 90
@@ -136,7 +143,7 @@ def test_deadletter_topic_holds_exactly_the_bad_records(scenario_run: dict[str, 
     got = Counter((base64.b64decode(e["original_b64"]), e["reason"]) for e in envelopes)
     assert got == Counter(expected)
     batch_env = [e for e in envelopes if e["array_index"] is not None]
-    assert [e["array_index"] for e in batch_env] == [2]
+    assert sorted(e["array_index"] for e in batch_env) == [2, 3]  # the array's element, the columnar row
 
 
 def test_deadletter_topic_read_by_kcat(scenario_run: dict[str, Any]) -> None:
