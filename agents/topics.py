@@ -18,7 +18,8 @@ __all__ = ["ensure_topics", "spec_topics"]
 def spec_topics(spec: MonitorSpec) -> dict[str, int]:
     """Every topic the spec reads or writes, with its partition count."""
     out = {s.topic: s.partitions for s in spec.streams}
-    for t in (spec.outputs.alerts_topic, spec.outputs.deadletter_topic, spec.outputs.profiles_topic):
+    for t in (spec.outputs.alerts_topic, spec.outputs.deadletter_topic, spec.outputs.profiles_topic,
+              spec.outputs.alerts_deadletter_topic):
         out[t] = spec.outputs.partitions
     return out  # type: ignore[return-value]
 

@@ -37,6 +37,9 @@ __all__ = [
     "FEATURE_CHECKS",
     "NUMERIC_METHODS",
     "RECORD_CHECKS",
+    "AlertFilter",
+    "AlertingSpec",
+    "SubscriptionSpec",
     "DriftSpec",
     "DuplicatesSpec",
     "FeatureSpec",
@@ -83,10 +86,13 @@ class _Model(BaseModel):
 
 
 class Threshold(_Model):
-    """Raise levels for one check: value ``>= warning`` warns, ``>= critical`` is critical."""
+    """Levels for one check: value ``>= warning`` warns, ``>= critical`` is critical; a firing
+    alert resolves only when the value falls below ``clear`` (hysteresis; default: the lowest
+    raise level times ``alerting.clear_ratio``)."""
 
     warning: float | None = Field(default=None, ge=0)
     critical: float | None = Field(default=None, ge=0)
+    clear: float | None = Field(default=None, ge=0)
 
     @model_validator(mode="after")
     def _ordered(self) -> Threshold:
@@ -96,7 +102,18 @@ class Threshold(_Model):
             raise ValueError(
                 f"'warning' ({self.warning}) must not exceed 'critical' ({self.critical})"
             )
+        if self.clear is not None and self.clear > self.raise_level:
+            raise ValueError(f"'clear' ({self.clear}) must not exceed the lowest raise level ({self.raise_level})")
         return self
+
+    @property
+    def raise_level(self) -> float:
+        """The lowest level that raises an alert."""
+        return self.warning if self.warning is not None else self.critical  # type: ignore[return-value]
+
+    def clear_level(self, clear_ratio: float) -> float:
+        """Below this a firing alert may resolve."""
+        return self.clear if self.clear is not None else self.raise_level * clear_ratio
 
     def severity(self, value: float) -> str | None:
         """The severity ``value`` reaches, or ``None`` below every level."""
@@ -339,7 +356,70 @@ class OutputsSpec(_Model):
     alerts_topic: str = Field(default="streamdq.alerts", pattern=_TOPIC)
     deadletter_topic: str = Field(default="streamdq.deadletter", pattern=_TOPIC)
     profiles_topic: str = Field(default="streamdq.profiles", pattern=_TOPIC)
+    alerts_deadletter_topic: str = Field(
+        default="streamdq.alerts.deadletter", pattern=_TOPIC,
+        description="Alert notifications a subscription could not deliver within its retry budget.")
     partitions: int = Field(default=1, ge=1, le=1024)
+
+
+Severity = Literal["info", "warning", "critical"]
+
+
+class AlertFilter(_Model):
+    """Which alerts a subscription receives (every list: any of; omitted: all)."""
+
+    streams: list[str] | None = None
+    features: list[str] | None = None
+    checks: list[str] | None = None
+    min_severity: Severity = "info"
+
+
+class SubscriptionSpec(_Model):
+    """Where alert notifications go: a webhook (signed JSON POST) or an Alertmanager (v2 API)."""
+
+    name: str = Field(pattern=_NAME)
+    kind: Literal["webhook", "alertmanager"]
+    url: str = Field(pattern=r"^https?://", description="Webhook URL, or the Alertmanager base URL.")
+    filter: AlertFilter = Field(default_factory=AlertFilter)
+    secret_env: str | None = Field(
+        default=None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
+        description="Environment variable holding the HMAC-SHA256 signing secret (webhooks).")
+    headers: dict[str, str] = Field(default_factory=dict, description="Extra HTTP headers.")
+    timeout_seconds: float = Field(default=5.0, gt=0, le=120)
+    max_retries: int = Field(default=5, ge=0, le=50, description="Retries after the first attempt.")
+    backoff_seconds: float = Field(default=0.5, gt=0, le=60, description="First retry delay; doubles, with jitter.")
+    max_backoff_seconds: float = Field(default=30.0, gt=0, le=3600)
+    queue_size: int = Field(default=1000, ge=1, le=100_000,
+                            description="Notifications waiting for delivery at most; beyond, they are dead-lettered.")
+    resolve_timeout_seconds: float = Field(
+        default=3600.0, gt=0, description="Alertmanager: endsAt of a firing alert is last_seen + this (re-sent "
+        "on every re-notification).")
+
+    @model_validator(mode="after")
+    def _fits_kind(self) -> SubscriptionSpec:
+        if self.kind == "alertmanager" and self.secret_env is not None:
+            raise ValueError("'secret_env' applies to webhooks only")
+        return self
+
+
+class AlertingSpec(_Model):
+    """The policy between check results and alerts, and the subscriptions."""
+
+    for_windows: int = Field(default=1, ge=1, le=1000,
+                             description="Consecutive windows at or above the raise level before an alert fires.")
+    clear_windows: int = Field(default=1, ge=1, le=1000,
+                               description="Consecutive windows below the clear level before it resolves.")
+    clear_ratio: float = Field(default=0.8, gt=0, le=1,
+                               description="Default clear level = lowest raise level x this (hysteresis).")
+    renotify_seconds: float = Field(
+        default=3600.0, ge=0, description="A still-firing alert is sent again at most this often (0: never); "
+        "escalations are sent at once.")
+    subscriptions: list[SubscriptionSpec] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _unique(self) -> AlertingSpec:
+        _no_duplicates([s.name for s in self.subscriptions], "subscription")
+        return self
 
 
 class MonitorSpec(_Model):
@@ -353,6 +433,7 @@ class MonitorSpec(_Model):
         default_factory=dict, description="Defaults for every feature; features may override."
     )
     outputs: OutputsSpec = Field(default_factory=OutputsSpec)
+    alerting: AlertingSpec = Field(default_factory=AlertingSpec)
 
     @model_validator(mode="after")
     def _unique(self) -> MonitorSpec:
