@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from monitor.alerts import Alert, evaluate_window
+from monitor.alerts import Alert, AlertPolicy, Observation, evaluate_window, observe_window
 from monitor.checks import FeatureState, FeatureWindowResult
 from monitor.checks.duplicates import DuplicateFilter
 from monitor.checks.record import RecordFlags, RecordState
@@ -70,7 +70,12 @@ class WindowReport:
     reference_version: str | None
     records: dict[str, Any] = field(default_factory=dict)
     changes: list[dict[str, Any]] = field(default_factory=list)
+    #: The window's raw verdicts: every check over its raise level in this window.
     alerts: list[Alert] = field(default_factory=list)
+    #: What is notified after the alert policy: firing/resolved events, deduplicated.
+    events: list[Alert] = field(default_factory=list)
+    #: Every evaluated check's verdict (the policy's input); not serialised.
+    observations: list[Observation] = field(default_factory=list)
 
     def rows(self) -> list[dict[str, Any]]:
         """One row per feature plus one stream-level row (``feature`` null): the replay's windows.jsonl."""
@@ -99,6 +104,7 @@ class WindowReport:
             "drift": {n: {m: d.to_dict() for m, d in ms.items()} for n, ms in self.drift.items()},
             "changes": self.changes,
             "alerts": [a.alert_id for a in self.alerts],
+            "events": [e.alert_id for e in self.events],
         }
 
 
@@ -194,6 +200,8 @@ class Engine:
         for name, ref in self.references.items():
             ref.check_against(spec.stream(name))
         self._streams = {s.name: _Stream(s, self.references.get(s.name)) for s in spec.streams}
+        #: Between the windows' verdicts and notifications; its state is checkpointed by the worker.
+        self.policy = AlertPolicy(spec.alerting)
         self.records_processed: dict[str, int] = {s.name: 0 for s in spec.streams}
 
     def _latest_event_time(self) -> float:
@@ -324,7 +332,8 @@ class Engine:
             add_rows(pane, rows)
 
         lateness = spec.time.allowed_lateness_seconds
-        for track in rt.tracks:
+        closing: list[tuple[int, int, WindowReport]] = []  # (row that closed it, track, report)
+        for k, track in enumerate(rt.tracks):
             if isinstance(track, CountTrack):
                 closed = track.add(n, update_slice, clock=now)
             else:
@@ -337,10 +346,17 @@ class Engine:
                         at = np.concatenate([flags.head[flags.late], flags.head[dropped]])
                         self._count_excluded(track, at)
                     closed = track.advance(rt.watermark - lateness)
+                    for w in closed:  # the first row whose watermark passed the window's end
+                        w.meta["row"] = min(int(np.searchsorted(flags.head, w.end + lateness, side="left")), n - 1)
                 else:
                     track.add(np.full(n, now), update_rows)
                     closed = track.advance(now) if track.next_to_close is not None else []
-            reports += [self._report(rt, w) for w in closed]
+            closing += [(int(w.meta.get("row", n - 1)), k, self._report(rt, w, policy=False)) for w in closed]
+        # The policy sees the windows in the order records closed them, whatever the batching.
+        closing.sort(key=lambda item: (item[0], item[1]))
+        for _, _, report in closing:
+            self._apply_policy(report)
+            reports.append(report)
         self.records_processed[spec.name] += n
         return reports
 
@@ -398,7 +414,8 @@ class Engine:
     @staticmethod
     def _changes(rt: _Stream, w: ClosedWindow[_Pane], pane: _Pane,
                  drift: dict[str, dict[str, DriftResult]]) -> list[dict[str, Any]]:
-        """Feed the window's aggregates to the change detectors; the changes they flag."""
+        """Feed the window's aggregates to the change detectors: every series point, with the
+        detectors (if any) that flagged a change at it."""
         if not rt.detectors.names or rt.ref is None or w.partial:
             return []
         out = []
@@ -414,11 +431,15 @@ class Engine:
             if distances:
                 series.append(("drift", distances[0].statistic))
             for label, value in series:
-                for det in rt.detectors.update((w.spec.name, name, label), value):
-                    out.append({"feature": name, "series": label, "detector": det, "value": value})
+                fired = rt.detectors.update((w.spec.name, name, label), value)
+                out.append({"feature": name, "series": label, "value": value, "detectors": fired})
         return out
 
-    def _report(self, rt: _Stream, w: ClosedWindow[_Pane]) -> WindowReport:
+    def _apply_policy(self, report: WindowReport) -> None:
+        end = datetime.fromisoformat(report.window["end"].replace("Z", "+00:00")).timestamp()
+        report.events.extend(self.policy.observe(report.observations, now=end))
+
+    def _report(self, rt: _Stream, w: ClosedWindow[_Pane], *, policy: bool = True) -> WindowReport:
         spec = rt.spec
         present = [p for p in w.panes if p is not None]
         if len(w.panes) == 1 and present:
@@ -455,5 +476,8 @@ class Engine:
         report = WindowReport(stream=spec.name, window=window, count=count, features=features, drift=drift,
                               reference_version=rt.ref_version,
                               records=records, changes=self._changes(rt, w, merged, drift))
-        report.alerts.extend(evaluate_window(self.spec, spec, report))
+        report.observations.extend(observe_window(self.spec, spec, report))
+        report.alerts.extend(evaluate_window(self.spec, spec, report, report.observations))
+        if policy:
+            self._apply_policy(report)
         return report

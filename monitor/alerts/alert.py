@@ -57,6 +57,10 @@ class Alert:
     status: str = "firing"
     model: str | None = None
     details: dict[str, Any] = field(default_factory=dict)
+    #: Set by the alert policy: the notification's id (idempotency key) and the alert's lifetime.
+    event_id: str | None = None
+    first_seen: str | None = None
+    last_seen: str | None = None
 
     @property
     def fingerprint(self) -> str:
@@ -64,6 +68,8 @@ class Alert:
 
     @property
     def alert_id(self) -> str:
+        if self.event_id is not None:
+            return self.event_id
         key = f"{self.fingerprint}|{self.window['name']}|{self.window['index']}|{self.status}"
         return hashlib.sha256(key.encode()).hexdigest()[:32]
 
@@ -84,8 +90,8 @@ class Alert:
             "sample_size": self.sample_size,
             "window": self.window,
             "reference_version": self.reference_version,
-            "first_seen": self.created_at,
-            "last_seen": self.created_at,
+            "first_seen": self.first_seen or self.created_at,
+            "last_seen": self.last_seen or self.created_at,
             "summary": self.summary,
             "details": self.details,
         }

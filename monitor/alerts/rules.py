@@ -5,13 +5,14 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from monitor.alerts.alert import Alert
+from monitor.alerts.policy import Observation
 from monitor.detectors import SENSITIVITY
-from monitor.spec import FEATURE_CHECKS, RECORD_CHECKS, MonitorSpec, StreamSpec
+from monitor.spec import FEATURE_CHECKS, RECORD_CHECKS, MonitorSpec, StreamSpec, Threshold
 
 if TYPE_CHECKING:
     from monitor.engine import WindowReport
 
-__all__ = ["QUALITY_CHECKS", "evaluate_window"]
+__all__ = ["QUALITY_CHECKS", "evaluate_window", "observe_window"]
 
 #: Ratio checks evaluated on every feature with data in the window.
 QUALITY_CHECKS = FEATURE_CHECKS
@@ -35,51 +36,80 @@ def _where(win: dict[str, Any]) -> str:
     return f"window {win['name']} from {win['start']}"
 
 
-def evaluate_window(spec: MonitorSpec, stream: StreamSpec, report: WindowReport) -> list[Alert]:
+def evaluate_window(spec: MonitorSpec, stream: StreamSpec, report: WindowReport,
+                    observations: list[Observation] | None = None) -> list[Alert]:
     """Every threshold the window crosses: one alert per (feature, check) at its worst severity.
 
-    Drift distances alert at the method's warning/critical levels; drift tests
-    (KS, chi-square) alert as warnings when rejected after the multiple-testing
-    correction. "Insufficient data" never alerts.
+    These are the window's raw verdicts; what is notified (firing/resolved,
+    deduplicated, with hysteresis) is decided by :class:`~monitor.alerts.policy.AlertPolicy`
+    from :func:`observe_window`.
     """
-    alerts: list[Alert] = []
+    if observations is None:
+        observations = observe_window(spec, stream, report)
+    return [_as_alert(o) for o in observations if o.severity is not None]
+
+
+def _as_alert(o: Observation) -> Alert:
+    assert o.severity is not None  # callers pass raised observations only
+    return Alert(stream=o.stream, feature=o.feature, check=o.check, severity=o.severity, value=o.value,
+                 threshold=o.threshold, sample_size=o.sample_size, summary=o.summary, window=o.window,
+                 reference_version=o.reference_version, created_at=o.window["end"], model=o.model,
+                 details=o.details)
+
+
+def observe_window(spec: MonitorSpec, stream: StreamSpec, report: WindowReport) -> list[Observation]:
+    """One :class:`~monitor.alerts.policy.Observation` per evaluated check, raised or not.
+
+    Drift distances raise at the method's warning/critical levels; drift tests
+    (KS, chi-square) raise as warnings when rejected after the multiple-testing
+    correction; change detectors raise as warnings when they flag a change.
+    "Insufficient data" gives no observation at all (it neither raises nor clears).
+    """
+    out: list[Observation] = []
     win = report.window
     where = _where(win)
+    ratio = spec.alerting.clear_ratio
 
-    def add(feature: str | None, check: str, value: float, threshold: float, severity: str, n: int,
-            summary: str, details: dict[str, Any] | None = None) -> None:
-        alerts.append(Alert(stream=stream.name, feature=feature, check=check, severity=severity, value=value,
-                            threshold=threshold, sample_size=n, summary=summary, window=win,
-                            reference_version=report.reference_version, created_at=win["end"],
-                            details=details or {}))
+    def add(feature: str | None, check: str, value: float, severity: str | None, clear: bool, threshold: float,
+            n: int, summary: str, details: dict[str, Any] | None = None) -> None:
+        out.append(Observation(stream=stream.name, feature=feature, check=check, value=value, severity=severity,
+                               clear=clear, threshold=threshold, sample_size=n, window=win,
+                               reference_version=report.reference_version, summary=summary,
+                               details=details or {}))
+
+    def levels(thr: Threshold, value: float) -> tuple[str | None, bool, float]:
+        severity = thr.severity(value)
+        level = thr.level(severity) if severity is not None else thr.raise_level
+        return severity, value < thr.clear_level(ratio), level
 
     for check in RECORD_CHECKS:
         thr = spec.threshold_for(stream, None, check)
         value = report.records.get(check)
         if thr is None or value is None:
             continue
-        severity = thr.severity(value)
-        if severity is None:
-            continue
-        level = thr.level(severity)
+        severity, clear, level = levels(thr, value)
         if check == "volume_deviation":
             text = (f"{report.count} records in {where}, expected ~{report.records['expected_records']:.0f} "
-                    f"(|log2 ratio| {value:.2f} >= {level})")
+                    f"(|log2 ratio| {value:.2f}, level {level})")
         elif check == "freshness_p95_seconds":
-            text = f"p95 freshness lag {value:.1f}s in {where} (>= {level}s)"
+            text = f"p95 freshness lag {value:.1f}s in {where} (level {level}s)"
         else:
-            text = f"{value:.1%} {_WHAT[check]} in {where} (>= {level:.1%})"
+            text = f"{value:.1%} {_WHAT[check]} in {where} (level {level:.1%})"
         details = None
         if check == "unexpected_field_ratio":
             details = {"unexpected_fields": report.records.get("unexpected_fields")}
-        add(None, check, value, level, severity, report.count, f"{stream.name}: {text}, {severity}", details)
+        add(None, check, value, severity, clear, level, report.count,
+            f"{stream.name}: {text}, {severity or 'ok'}", details)
 
     for change in report.changes:
         what = "mean (standardised)" if change["series"] == "mean" else "drift score"
-        add(change["feature"], f"change_in_{change['series']}", change["value"], SENSITIVITY[change["detector"]],
-            "warning", report.features[change["feature"]].count,
-            f"{stream.name}.{change['feature']}: {change['detector']} detected a change in the {what} "
-            f"series at {where} (value {change['value']:.3g}, warning)", {"detector": change["detector"]})
+        detected = bool(change.get("detectors"))
+        names = ", ".join(change.get("detectors", [])) or "no detector"
+        add(change["feature"], f"change_in_{change['series']}", change["value"], "warning" if detected else None,
+            not detected, max((SENSITIVITY[d] for d in change.get("detectors", [])), default=0.0),
+            report.features[change["feature"]].count,
+            f"{stream.name}.{change['feature']}: {names} detected a change in the {what} series at {where} "
+            f"(value {change['value']:.3g})", {"detectors": change.get("detectors", [])})
 
     for feature in stream.features:
         fr = report.features[feature.name]
@@ -88,30 +118,29 @@ def evaluate_window(spec: MonitorSpec, stream: StreamSpec, report: WindowReport)
             value = fr.ratios.get(check)
             if thr is None or value is None:
                 continue
-            severity = thr.severity(value)
-            if severity is None:
-                continue
-            level = thr.level(severity)
-            add(feature.name, check, value, level, severity, fr.count,
-                f"{stream.name}.{feature.name}: {value:.1%} {_WHAT[check]} in {where} (>= {level:.1%}, {severity})")
+            severity, clear, level = levels(thr, value)
+            add(feature.name, check, value, severity, clear, level, fr.count,
+                f"{stream.name}.{feature.name}: {value:.1%} {_WHAT[check]} in {where} "
+                f"(level {level:.1%}, {severity or 'ok'})")
         for method, d in report.drift.get(feature.name, {}).items():
-            if not d.drifted or d.statistic is None:
-                continue
-            if d.p_value is not None:  # a test, rejected after the multiple-testing correction
-                add(feature.name, method, d.statistic, d.threshold, "warning", d.sample_size,
-                    f"{stream.name}.{feature.name}: distribution drifted from reference, {method} "
-                    f"statistic {d.statistic:.3f}, p={d.p_value:.2g} in {where} (alpha {d.threshold}, "
-                    f"{stream.drift.correction} corrected, warning)",
+            if d.drifted is None or d.statistic is None:
+                continue  # insufficient data: neither raises nor clears
+            if d.p_value is not None:  # a test, decided after the multiple-testing correction
+                verdict = "distribution drifted from reference" if d.drifted else "no drift"
+                add(feature.name, method, d.statistic, "warning" if d.drifted else None, not d.drifted,
+                    d.threshold, d.sample_size,
+                    f"{stream.name}.{feature.name}: {verdict}, {method} statistic {d.statistic:.3f}, "
+                    f"p={d.p_value:.2g} in {where} (alpha {d.threshold}, {stream.drift.correction} corrected)",
                     {"p_value": d.p_value, "effect_size": d.effect_size})
                 continue
             thr = spec.threshold_for(stream, feature, method.split("@")[0])  # psi@rolling: psi's levels
-            severity = thr.severity(d.statistic) if thr is not None else "warning"
-            if severity is None:
-                continue
-            level = thr.level(severity) if thr is not None else d.threshold
+            if thr is None:
+                severity, clear, level = ("warning" if d.drifted else None), not d.drifted, d.threshold
+            else:
+                severity, clear, level = levels(thr, d.statistic)
             label = "PSI" if method == "psi" else method
-            add(feature.name, method, d.statistic, level, severity, d.sample_size,
-                f"{stream.name}.{feature.name}: distribution drifted from reference, "
-                f"{label} {d.statistic:.3f} in {where} (>= {level}, {severity})",
+            add(feature.name, method, d.statistic, severity, clear, level, d.sample_size,
+                f"{stream.name}.{feature.name}: {'distribution drifted from reference' if severity else 'no drift'}"
+                f", {label} {d.statistic:.3f} in {where} (level {level}, {severity or 'ok'})",
                 {"effect_size": d.effect_size})
-    return alerts
+    return out

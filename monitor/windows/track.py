@@ -78,7 +78,9 @@ class CountTrack(Generic[P]):
             self.filled += take
             start += take
             if self.filled == self.pane_size:
-                out += self._close_pane(clock)
+                for w in self._close_pane(clock):
+                    w.meta["row"] = start - 1  # the row that completed it
+                    out.append(w)
         return out
 
     def _close_pane(self, clock: float, *, partial: bool = False) -> list[ClosedWindow[P]]:

@@ -38,6 +38,7 @@ REASON_CASES: dict[str, tuple[bytes | None, StreamSpec]] = {
     "invalid_id": (b'{"record_id": "", "x": 1.0}', STREAM),
     "invalid_event_time": (b'{"record_id": 1, "event_time": "not a time"}', STREAM),
     "unsupported_schema_version": (b'{"record_id": 1, "schema_version": 2}', STREAM),
+    "invalid_columns": (b'{"columns": {"record_id": [1, 2], "x": [1.0]}}', STREAM),
 }
 
 

@@ -1,0 +1,354 @@
+"""The alert lifecycle: from per-window verdicts to deduplicated firing/resolved notifications.
+
+Every closed window gives one :class:`Observation` per evaluated check (raised or not).
+:class:`AlertPolicy` turns them into the events that are actually sent:
+
+* a *condition* is one (fingerprint, window name); it becomes active after
+  ``for_windows`` consecutive raised windows and inactive again after
+  ``clear_windows`` consecutive clear windows (value below the clear level). A value
+  between the clear level and the raise level (the hysteresis band) keeps an active
+  condition active and resets both counters; a check that was not evaluated in a
+  window (insufficient data) changes nothing;
+* an *alert* (one per fingerprint) fires while any of its conditions is active, at the
+  highest severity among its active conditions' latest raised windows;
+* events: ``firing`` when the alert starts, when its severity rises above the last
+  notified one (at once) and, while it keeps firing, every ``renotify_seconds`` (0:
+  never); ``resolved`` when its last active condition clears. Nothing else: a condition
+  that stays raised window after window is notified once.
+
+The policy is pure: time is the window end passed to :meth:`AlertPolicy.observe`, never
+a clock. Its state is JSON, as a whole (:meth:`~AlertPolicy.to_state`) or per fingerprint
+(:meth:`~AlertPolicy.state_of`, :meth:`~AlertPolicy.load`, :meth:`~AlertPolicy.drain_changes`
+for a changelog-backed table), and a restored policy continues exactly where the old one
+stopped: no duplicate firing, no forgotten open alert.
+
+Examples
+--------
+>>> from monitor.spec import AlertingSpec
+>>> def obs(value, severity, clear, index):
+...     return Observation(stream="s", feature="x", check="psi", value=value, severity=severity, clear=clear,
+...                        threshold=0.1, sample_size=100, reference_version=None, summary="x",
+...                        window={"name": "w", "kind": "count", "index": index, "start": "t0", "end": "t1"})
+>>> policy = AlertPolicy(AlertingSpec(for_windows=2))
+>>> policy.observe([obs(0.3, "warning", False, 0)], now=60.0)
+[]
+>>> [a.status for a in policy.observe([obs(0.3, "warning", False, 1)], now=120.0)]
+['firing']
+>>> policy.observe([obs(0.3, "warning", False, 2)], now=180.0)
+[]
+>>> [a.status for a in policy.observe([obs(0.01, None, True, 3)], now=240.0)]
+['resolved']
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from monitor.alerts.alert import SEVERITIES, Alert, fingerprint
+from monitor.spec import AlertingSpec
+
+__all__ = ["POLICY_STATE_VERSION", "AlertPolicy", "Observation", "event_id"]
+
+#: Version of the JSON written by :meth:`AlertPolicy.to_state` and :meth:`AlertPolicy.state_of`.
+POLICY_STATE_VERSION = 1
+
+_RANK = {s: i for i, s in enumerate(SEVERITIES)}
+
+
+def _iso(ts: float) -> str:
+    """Epoch seconds as the RFC 3339 UTC timestamp used in events (as ``monitor.engine.iso``)."""
+    return datetime.fromtimestamp(ts, tz=UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def event_id(fingerprint: str, first_seen: str, status: str, seq: int) -> str:
+    """Idempotency key of one notification: the ``seq``-th (0, 1, 2, ...) event of the alert
+    ``fingerprint`` that started at ``first_seen`` (the event's ``first_seen`` timestamp).
+
+    A replay or a restarted worker that sends the same notification again sends the same id.
+
+    >>> event_id("0123456789abcdef", "2026-01-01T00:00:00.000Z", "firing", 0) == \\
+    ...     event_id("0123456789abcdef", "2026-01-01T00:00:00.000Z", "firing", 0)
+    True
+    >>> len(event_id("0123456789abcdef", "2026-01-01T00:00:00.000Z", "resolved", 1))
+    32
+    """
+    key = f"{fingerprint}|{first_seen}|{status}|{seq}"
+    return hashlib.sha256(key.encode()).hexdigest()[:32]
+
+
+@dataclass(frozen=True, slots=True)
+class Observation:
+    """One check's verdict in one closed window (produced for EVERY evaluated check, raised or not).
+
+    ``severity`` is the level reached in this window (``None``: not raised); ``clear`` is true
+    when the value is below the clear level and so counts toward resolving. A value between
+    the clear level and the raise level has neither (the hysteresis band). ``threshold`` is
+    the level of ``severity``, or the lowest raise level when ``severity`` is ``None``.
+    """
+
+    stream: str
+    feature: str | None
+    check: str
+    value: float
+    severity: str | None
+    clear: bool
+    threshold: float
+    sample_size: int
+    window: dict[str, Any]
+    reference_version: str | None
+    summary: str
+    details: dict[str, Any] = field(default_factory=dict)
+    model: str | None = None
+
+    @property
+    def fingerprint(self) -> str:
+        return fingerprint(self.stream, self.feature, self.check, self.model)
+
+
+@dataclass(slots=True)
+class _Condition:
+    """One (fingerprint, window name). Canonical: an inactive condition keeps only its raised
+    count (``clear`` 0, no evidence); an active one keeps its clear count and the latest raised
+    observation (``raised`` 0). An inactive condition with ``raised`` 0 is not stored."""
+
+    active: bool = False
+    raised: int = 0
+    clear: int = 0
+    #: The latest raised observation of an active condition, as JSON: what a firing event reports.
+    evidence: dict[str, Any] | None = None
+
+    @property
+    def empty(self) -> bool:
+        return not self.active and self.raised == 0
+
+
+@dataclass(slots=True)
+class _Open:
+    """An alert that is firing: when it started and what was last notified."""
+
+    first_seen: float
+    next_seq: int
+    notified_at: float
+    notified_severity: str
+
+
+@dataclass(slots=True)
+class _Entry:
+    conditions: dict[str, _Condition] = field(default_factory=dict)
+    open: _Open | None = None
+
+    @property
+    def empty(self) -> bool:
+        return self.open is None and not self.conditions
+
+
+def _evidence(o: Observation, now: float) -> dict[str, Any]:
+    return {"at": now, "severity": o.severity, "value": o.value, "threshold": o.threshold,
+            "sample_size": o.sample_size, "window": copy.deepcopy(o.window), "reference_version": o.reference_version,
+            "summary": o.summary, "details": copy.deepcopy(o.details)}
+
+
+def _entry_to_json(entry: _Entry) -> dict[str, Any]:
+    conditions = {
+        name: {"active": c.active, "raised": c.raised, "clear": c.clear, "evidence": copy.deepcopy(c.evidence)}
+        for name, c in sorted(entry.conditions.items())
+    }
+    alert = None
+    if entry.open is not None:
+        o = entry.open
+        alert = {"first_seen": o.first_seen, "next_seq": o.next_seq, "notified_at": o.notified_at,
+                 "notified_severity": o.notified_severity}
+    return {"schema_version": POLICY_STATE_VERSION, "conditions": conditions, "alert": alert}
+
+
+def _entry_from_json(state: dict[str, Any]) -> _Entry:
+    try:
+        if state.get("schema_version") != POLICY_STATE_VERSION:
+            raise ValueError(f"unsupported alert policy state version {state.get('schema_version')!r}")
+        entry = _Entry()
+        for name, c in state["conditions"].items():
+            evidence = c["evidence"]
+            if c["active"] and (not isinstance(evidence, dict) or evidence.get("severity") not in _RANK):
+                raise ValueError(f"active condition {name!r} without evidence")
+            entry.conditions[str(name)] = _Condition(active=bool(c["active"]), raised=int(c["raised"]),
+                                                     clear=int(c["clear"]), evidence=copy.deepcopy(evidence))
+        a = state["alert"]
+        if a is not None:
+            if a["notified_severity"] not in _RANK:
+                raise ValueError(f"unknown severity {a['notified_severity']!r}")
+            entry.open = _Open(first_seen=float(a["first_seen"]), next_seq=int(a["next_seq"]),
+                               notified_at=float(a["notified_at"]), notified_severity=str(a["notified_severity"]))
+    except (KeyError, TypeError, AttributeError) as exc:
+        raise ValueError(f"malformed alert policy state: {exc!r}") from exc
+    return entry
+
+
+class AlertPolicy:
+    """Per-fingerprint alert lifecycle with for/clear windows, hysteresis, escalation and
+    re-notification (see the module docstring). Not thread-safe; one instance per worker
+    (or per partition, keyed by fingerprint)."""
+
+    def __init__(self, spec: AlertingSpec) -> None:
+        self.spec = spec
+        self._entries: dict[str, _Entry] = {}
+        #: fingerprint -> its state at the last drain_changes()/load(), for every fingerprint touched since.
+        self._baseline: dict[str, dict[str, Any] | None] = {}
+
+    # -- evaluation -------------------------------------------------------------------------
+
+    def observe(self, observations: Sequence[Observation], *, now: float) -> list[Alert]:
+        """Apply one batch of observations (typically one closed window's) at time ``now`` (the
+        window end, epoch seconds) and return the events to send, in order of the fingerprints'
+        first appearance in the batch. Observations of one fingerprint in several window names
+        in one batch are decided together (one event at most per fingerprint and batch)."""
+        now = float(now)
+        batch: dict[str, list[Observation]] = {}
+        for o in observations:
+            if o.severity is not None and o.severity not in _RANK:
+                raise ValueError(f"unknown severity {o.severity!r} (one of {', '.join(SEVERITIES)})")
+            fp = o.fingerprint
+            if fp not in batch:
+                batch[fp] = []
+                if fp not in self._baseline:
+                    self._baseline[fp] = self.state_of(fp)
+            batch[fp].append(o)
+        events: list[Alert] = []
+        for fp, obs in batch.items():
+            entry = self._entries.get(fp) or _Entry()
+            for o in obs:
+                self._update(entry, o, now)
+            event = self._decide(fp, entry, obs, now)
+            if event is not None:
+                events.append(event)
+            if entry.empty:
+                self._entries.pop(fp, None)
+            else:
+                self._entries[fp] = entry
+        return events
+
+    def _update(self, entry: _Entry, o: Observation, now: float) -> None:
+        name = str(o.window["name"])
+        c = entry.conditions.get(name) or _Condition()
+        if o.severity is not None:  # raised (wins over an inconsistent clear=True)
+            c.clear = 0
+            if c.active:
+                c.evidence = _evidence(o, now)
+            else:
+                c.raised += 1
+                if c.raised >= self.spec.for_windows:
+                    c.active, c.raised, c.evidence = True, 0, _evidence(o, now)
+        elif o.clear:
+            c.raised = 0
+            if c.active:
+                c.clear += 1
+                if c.clear >= self.spec.clear_windows:
+                    c.active, c.clear, c.evidence = False, 0, None
+        else:  # the hysteresis band: an active condition stays active, nothing counts
+            c.raised = c.clear = 0
+        if c.empty:
+            entry.conditions.pop(name, None)
+        else:
+            entry.conditions[name] = c
+
+    def _decide(self, fp: str, entry: _Entry, obs: list[Observation], now: float) -> Alert | None:
+        active = [(name, c.evidence) for name, c in entry.conditions.items() if c.active and c.evidence]
+        ident = obs[-1]
+        if not active:
+            if entry.open is None:
+                return None
+            o = entry.open
+            entry.open = None
+            return self._event(ident, fp, o, "resolved", o.notified_severity, now, reason="resolved",
+                               evidence=_evidence(ident, now))
+        # the evidence of the alert's severity: highest severity, then the most recent, then the window name
+        _, evidence = max(active, key=lambda ne: (_RANK[ne[1]["severity"]], ne[1]["at"], ne[0]))
+        severity = str(evidence["severity"])
+        if entry.open is None:
+            entry.open = _Open(first_seen=now, next_seq=0, notified_at=now, notified_severity=severity)
+            reason = "started"
+        elif _RANK[severity] > _RANK[entry.open.notified_severity]:
+            reason = "escalated"
+        elif self.spec.renotify_seconds > 0 and now - entry.open.notified_at >= self.spec.renotify_seconds:
+            reason = "renotify"
+        else:
+            return None
+        entry.open.notified_at, entry.open.notified_severity = now, severity
+        return self._event(ident, fp, entry.open, "firing", severity, now, reason=reason, evidence=evidence)
+
+    @staticmethod
+    def _event(ident: Observation, fp: str, o: _Open, status: str, severity: str, now: float, *, reason: str,
+               evidence: dict[str, Any]) -> Alert:
+        seq = o.next_seq
+        o.next_seq += 1
+        first_seen = _iso(o.first_seen)
+        details = copy.deepcopy(evidence["details"])
+        details["notification_seq"] = seq
+        details["notification_reason"] = reason
+        return Alert(stream=ident.stream, feature=ident.feature, check=ident.check, model=ident.model,
+                     severity=severity, value=evidence["value"], threshold=evidence["threshold"],
+                     sample_size=evidence["sample_size"], summary=evidence["summary"],
+                     window=copy.deepcopy(evidence["window"]), reference_version=evidence["reference_version"],
+                     created_at=_iso(now), status=status, details=details,
+                     event_id=event_id(fp, first_seen, status, seq), first_seen=first_seen, last_seen=_iso(now))
+
+    # -- inspection ---------------------------------------------------------------------------
+
+    def open_alerts(self) -> list[str]:
+        """Fingerprints currently firing, sorted."""
+        return sorted(fp for fp, e in self._entries.items() if e.open is not None)
+
+    # -- state --------------------------------------------------------------------------------
+
+    def state_of(self, fingerprint: str) -> dict[str, Any] | None:
+        """JSON state of one fingerprint, or ``None`` when there is nothing to remember (no open
+        alert and no condition part-way to ``for_windows``)."""
+        entry = self._entries.get(fingerprint)
+        return None if entry is None else _entry_to_json(entry)
+
+    def load(self, fingerprint: str, state: dict[str, Any] | None) -> None:
+        """Restore one fingerprint from ``state`` (as returned by :meth:`state_of`, e.g. read back
+        from a checkpoint table). The loaded state counts as saved: it is not a change."""
+        if state is None:
+            self._entries.pop(fingerprint, None)
+        else:
+            entry = _entry_from_json(state)
+            if entry.empty:
+                self._entries.pop(fingerprint, None)
+            else:
+                self._entries[fingerprint] = entry
+        self._baseline.pop(fingerprint, None)
+
+    def drain_changes(self) -> dict[str, dict[str, Any] | None]:
+        """Fingerprints whose state differs from the last call (or load) -> their new state
+        (``None``: deleted). Writing these to a table keyed by fingerprint keeps it in step."""
+        changes: dict[str, dict[str, Any] | None] = {}
+        for fp, before in self._baseline.items():
+            after = self.state_of(fp)
+            if after != before:
+                changes[fp] = after
+        self._baseline = {}
+        return changes
+
+    def to_state(self) -> dict[str, Any]:
+        """The whole policy state as JSON (``schema_version`` 1)."""
+        return {"schema_version": POLICY_STATE_VERSION,
+                "fingerprints": {fp: _entry_to_json(e) for fp, e in sorted(self._entries.items())}}
+
+    @classmethod
+    def from_state(cls, spec: AlertingSpec, state: dict[str, Any]) -> AlertPolicy:
+        """A policy continuing from :meth:`to_state`'s output."""
+        if not isinstance(state, dict) or state.get("schema_version") != POLICY_STATE_VERSION:
+            version = state.get("schema_version") if isinstance(state, dict) else None
+            raise ValueError(f"unsupported alert policy state version {version!r}")
+        policy = cls(spec)
+        fingerprints = state.get("fingerprints")
+        if not isinstance(fingerprints, dict):
+            raise ValueError("malformed alert policy state: 'fingerprints' must be an object")
+        for fp, entry_state in fingerprints.items():
+            policy.load(str(fp), entry_state)
+        return policy
