@@ -5,13 +5,18 @@ Faust settings chosen on purpose (see CONVENTIONS.md, "Known facts"):
 auto-create off), ``topic_disable_leader=True`` (no leader topic needed),
 ``web_tables_enabled=False`` (table views would expose state), agents with
 ``concurrency=1`` (faust-streaming #606), in-memory store and no tables on
-the hot path.
+the hot path: the only table holds the open alerts (the alert policy's state,
+one JSON document per fingerprint), written when a window closes and changes
+it, and read back when the worker starts, so a restart neither re-fires an
+open alert nor forgets one.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import dataclass, field
+from typing import Any
 
 import faust
 import orjson
@@ -19,7 +24,9 @@ from prometheus_client import CollectorRegistry
 
 from agents.deadletter import deadletter_envelope
 from agents.metrics import FaustCollector, Metrics
+from agents.notify import Notifier
 from agents.settings import Settings
+from agents.topics import ALERT_STATE_TABLE
 from monitor.engine import Engine, WindowReport
 from monitor.records import Rejection
 from monitor.reference import ReferenceProfile
@@ -32,16 +39,21 @@ log = logging.getLogger("streamdq.worker")
 
 @dataclass
 class WorkerContext:
-    """What the agents share: the engine, the metrics and the output topics."""
+    """What the agents share: the engine, the metrics, the output topics, the alert state
+    table and the notifier (webhooks, Alertmanager)."""
 
     spec: MonitorSpec
     engine: Engine
     metrics: Metrics
     app: faust.App
+    notifier: Notifier
+    alert_state: Any = None
     alerts_topic: faust.TopicT = field(init=False)
     deadletter_topic: faust.TopicT = field(init=False)
     profiles_topic: faust.TopicT = field(init=False)
+    alerts_deadletter_topic: faust.TopicT = field(init=False)
     started: bool = False
+    restored: bool = False
 
     def __post_init__(self) -> None:
         out = self.spec.outputs
@@ -50,20 +62,50 @@ class WorkerContext:
         self.alerts_topic = self.app.topic(out.alerts_topic, **raw)
         self.deadletter_topic = self.app.topic(out.deadletter_topic, **raw)
         self.profiles_topic = self.app.topic(out.profiles_topic, **raw)
+        self.alerts_deadletter_topic = self.app.topic(out.alerts_deadletter_topic, **raw)
+
+    def restore_alerts(self) -> None:
+        """Load the open alerts from the table (after Faust recovered it, before the first batch)."""
+        if self.restored or self.alert_state is None:
+            return
+        count = 0
+        for fp, state in list(self.alert_state.items()):
+            if state is not None:
+                self.engine.policy.load(fp, state)
+                count += 1
+        self.restored = True
+        self.metrics.open_alerts.set(len(self.engine.policy.open_alerts()))
+        if count:
+            log.info("restored %d open alert(s) from the alert-state table", count)
 
     async def publish(self, report: WindowReport) -> None:
-        """Send a closed window's summary and its alerts; update metrics."""
+        """Send a closed window's summary and its alert events; checkpoint the alert state."""
         self.metrics.observe_window(report)
         await self.profiles_topic.send(key=report.stream.encode(),
                                        value=orjson.dumps(report.to_dict(), option=orjson.OPT_SERIALIZE_NUMPY))
-        for alert in report.alerts:
+        for alert in report.events:
             event = alert.to_event()
             # Await the broker's ack: an alert must not be lost to a crash after commit.
             fut = await self.alerts_topic.send(key=alert.fingerprint.encode(),
                                                value=orjson.dumps(event, option=orjson.OPT_SERIALIZE_NUMPY))
             await fut
-            self.metrics.alerts.labels(alert.stream, alert.check, alert.severity).inc()
-            log.warning("ALERT %s %s", alert.severity.upper(), alert.summary)
+            self.notifier.submit(event)  # never blocks: bounded queues, delivered in the background
+            self.metrics.alerts.labels(alert.stream, alert.check, alert.severity, alert.status).inc()
+            log.warning("ALERT %s %s %s", alert.status.upper(), alert.severity.upper(), alert.summary)
+        if self.alert_state is not None:
+            for fp, state in self.engine.policy.drain_changes().items():
+                if state is None:
+                    self.alert_state.pop(fp, None)
+                else:
+                    self.alert_state[fp] = state
+        self.metrics.open_alerts.set(len(self.engine.policy.open_alerts()))
+
+    async def notification_dead_letter(self, event: dict[str, Any], subscription: str, reason: str) -> None:
+        """A notification a subscription could not deliver: to the alerts dead-letter topic."""
+        body = orjson.dumps({"schema_version": 1, "subscription": subscription, "reason": reason, "event": event},
+                            option=orjson.OPT_SERIALIZE_NUMPY)
+        fut = await self.alerts_deadletter_topic.send(key=str(event.get("fingerprint", "")).encode(), value=body)
+        await fut
 
     async def dead_letter(self, stream: StreamSpec, message: faust.types.Message, rejection: Rejection) -> None:
         """Send one rejected record to the dead-letter topic and wait for the ack."""
@@ -106,7 +148,22 @@ def create_app(spec: MonitorSpec, settings: Settings, *, references: dict[str, R
     registry = registry if registry is not None else CollectorRegistry()
     metrics = Metrics(spec, registry=registry)
     registry.register(FaustCollector(app))
-    ctx = WorkerContext(spec=spec, engine=Engine(spec, references=references), metrics=metrics, app=app)
+    holder: list[WorkerContext] = []
+
+    async def dead_letter(event: dict[str, Any], subscription: str, reason: str) -> None:
+        await holder[0].notification_dead_letter(event, subscription, reason)
+
+    notifier = Notifier(spec.alerting.subscriptions, registry=registry, dead_letter=dead_letter)
+    ctx = WorkerContext(spec=spec, engine=Engine(spec, references=references), metrics=metrics, app=app,
+                        notifier=notifier)
+    holder.append(ctx)
+    # Written only when a window changes the alert state (never per record); use_partitioner lets the
+    # timer and the batch loop write it outside a single event's context.
+    table = app.Table(ALERT_STATE_TABLE, default=None, partitions=1, use_partitioner=True, key_type=str)
+    # One changelog partition: every write goes to partition 0. (With use_partitioner Faust would ask the
+    # producer to hash the key, which fails before the producer has metadata for the changelog topic.)
+    table.partition_for_key = lambda key: 0
+    ctx.alert_state = table
     for stream in spec.streams:
         features.register(app, ctx, stream)
 
@@ -114,6 +171,14 @@ def create_app(spec: MonitorSpec, settings: Settings, *, references: dict[str, R
     async def _tick() -> None:
         for report in ctx.engine.tick():
             await ctx.publish(report)
+
+    @app.task
+    async def _notifications() -> None:
+        await notifier.start()
+        try:
+            await asyncio.Event().wait()  # until the worker stops and cancels this task
+        finally:
+            await notifier.stop(timeout=10)
 
     web.register(app, ctx, registry)
     return app, ctx

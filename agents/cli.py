@@ -181,10 +181,10 @@ def replay(spec: str, input_path: str | None, topic: str | None, from_: str | No
         summary = run_replay(s, st, records, out, references=references,
                              progress=lambda n: status.update(f"replaying: {n:,} records ..."))
     table = Table(title=f"replay of {input_path or topic}: {summary.records:,} records, {summary.windows} windows")
-    for col in ("feature", "check", "severity", "alerts"):
+    for col in ("feature", "check", "severity", "status", "events"):
         table.add_column(col)
-    for (feature, check, severity), n in sorted(summary.alerts.items(), key=lambda kv: str(kv[0])):
-        table.add_row(feature or "(record)", check, severity, str(n))
+    for (feature, check, severity, status), n in sorted(summary.alerts.items(), key=lambda kv: str(kv[0])):
+        table.add_row(feature or "(record)", check, severity, status, str(n))
     Console().print(table)
     if summary.rejected:
         click.echo("rejected records: " + ", ".join(f"{k} {v}" for k, v in sorted(summary.rejected.items())))
@@ -326,6 +326,21 @@ def demo(duration: float | None, spec_path: str | None, rate: float, web_port: i
     from agents.demo import run_demo
 
     sys.exit(run_demo(duration=duration, spec_path=spec_path, rate=rate, web_port=web_port, seed=seed))
+
+
+@cli.group()
+def alerts() -> None:
+    """Alert notifications: watch the alerts topic, test the subscriptions."""
+
+
+def _attach_alert_commands() -> None:
+    from agents.alerts_cli import send_test, tail
+
+    alerts.add_command(tail)       # streamdq alerts tail
+    alerts.add_command(send_test)  # streamdq alerts test SPEC
+
+
+_attach_alert_commands()
 
 
 def main() -> None:

@@ -219,10 +219,10 @@ def _drain(console: Console, consumer: Any, spec: Any, stats: dict[str, Any], sh
             continue
         doc = orjson.loads(msg.value())
         if msg.topic() == spec.outputs.alerts_topic:
-            key = f"{doc['fingerprint']}:{doc['severity']}"
-            stats["alerts"][(doc["feature"], doc["check"], doc["severity"])] += 1
-            shown[key] += 1
-            if shown[key] == 1:  # first alert per condition and severity; repeats are counted
+            stats["alerts"][(doc["feature"], doc["check"], doc["severity"], doc["status"])] += 1
+            if doc["status"] == "resolved":
+                console.print(f"[green]RESOLVED {doc['severity'].upper():8}[/] {doc['summary']}")
+            else:
                 style = _STYLE.get(doc["severity"], "")
                 console.print(f"[{style}]ALERT {doc['severity'].upper():8}[/] {doc['summary']}")
         else:
@@ -239,11 +239,12 @@ def _print_summary(console: Console, stats: dict[str, Any], metrics_url: str) ->
     console.print(f"records sent: {stats['produced']:,} "
                   f"({', '.join(f'{k} {v:,}' for k, v in stats['phases'].items())}); "
                   f"malformed messages sent: {stats['malformed_sent']}")
-    table = Table(title="alerts received (by feature, check, severity)")
-    for col in ("feature", "check", "severity", "count"):
+    table = Table(title="alert events received (firing and resolved, after the alert policy)")
+    for col in ("feature", "check", "severity", "status", "events"):
         table.add_column(col)
-    for (feature, check, severity), n in sorted(stats["alerts"].items(), key=lambda kv: (str(kv[0][0]), kv[0][1])):
-        table.add_row(str(feature), check, severity, str(n))
+    for (feature, check, severity, status), n in sorted(stats["alerts"].items(),
+                                                         key=lambda kv: (str(kv[0][0]), kv[0][1], kv[0][3])):
+        table.add_row(str(feature or "(record)"), check, severity, status, str(n))
     console.print(table)
     dlq = ", ".join(f"{k} {v}" for k, v in sorted(stats["deadletters"].items())) or "none"
     console.print(f"dead letters received: {sum(stats['deadletters'].values())} ({dlq})")

@@ -41,6 +41,7 @@ def register(app: faust.App, ctx: WorkerContext, stream: StreamSpec) -> Any:
     async def consume(events: faust.StreamT) -> None:
         ctx.started = True
         async for batch in events.take_events(MAX_BATCH, within=BATCH_WITHIN):
+            ctx.restore_alerts()  # tables are recovered before the first batch is handed over
             # Row records of consecutive messages are processed together; a columnar message is
             # processed as it is (already columns). Order is kept either way.
             rows: list[dict[str, Any]] = []

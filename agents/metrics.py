@@ -35,8 +35,10 @@ class Metrics:
                                    "topic, by reason code.", ["stream", "reason"], registry=registry)
         self.windows = Counter("streamdq_windows_closed", "Windows closed and evaluated.",
                                ["stream", "window"], registry=registry)
-        self.alerts = Counter("streamdq_alerts", "Alert events sent to the alerts topic.",
-                              ["stream", "check", "severity"], registry=registry)
+        self.alerts = Counter("streamdq_alerts", "Alert events (firing, resolved) sent to the alerts topic.",
+                              ["stream", "check", "severity", "status"], registry=registry)
+        self.open_alerts = Gauge("streamdq_open_alerts", "Alerts currently firing (after the alert policy).",
+                                 registry=registry)
         self.window_records = Gauge("streamdq_window_records", "Records in the last closed window.",
                                     ["stream", "window"], registry=registry)
         self.ratios = {

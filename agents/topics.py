@@ -12,7 +12,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 from monitor.errors import ConfigError
 from monitor.spec import MonitorSpec
 
-__all__ = ["ensure_topics", "spec_topics"]
+__all__ = ["ALERT_STATE_TABLE", "changelog_topics", "ensure_topics", "spec_topics"]
 
 
 def spec_topics(spec: MonitorSpec) -> dict[str, int]:
@@ -24,8 +24,17 @@ def spec_topics(spec: MonitorSpec) -> dict[str, int]:
     return out  # type: ignore[return-value]
 
 
+#: Name of the Faust table holding open alerts (its changelog topic is created explicitly).
+ALERT_STATE_TABLE = "alert-state"
+
+
+def changelog_topics(spec: MonitorSpec) -> dict[str, int]:
+    """The changelog topics of the worker's Faust tables (compacted, one partition)."""
+    return {f"streamdq-{spec.name}-{ALERT_STATE_TABLE}-changelog": 1}
+
+
 def ensure_topics(bootstrap: str, topics: dict[str, int], *, log: Callable[[str], None] = lambda _: None,
-                  timeout: float = 30.0) -> None:
+                  timeout: float = 30.0, compacted: bool = False) -> None:
     """Create missing topics; fail if an existing one has fewer partitions than configured."""
     admin = AdminClient({"bootstrap.servers": bootstrap})
     md = admin.list_topics(timeout=timeout)
@@ -34,7 +43,8 @@ def ensure_topics(bootstrap: str, topics: dict[str, int], *, log: Callable[[str]
     for name, partitions in topics.items():
         have = md.topics.get(name)
         if have is None or have.error is not None:
-            missing.append(NewTopic(name, num_partitions=partitions, replication_factor=-1))
+            config = {"cleanup.policy": "compact"} if compacted else {}
+            missing.append(NewTopic(name, num_partitions=partitions, replication_factor=-1, config=config))
         elif len(have.partitions) < partitions:
             problems.append(f"topic {name!r} has {len(have.partitions)} partitions, the spec asks for {partitions}")
     if problems:

@@ -10,7 +10,7 @@ import faust
 
 from agents.app import create_app
 from agents.settings import Settings
-from agents.topics import ensure_topics, spec_topics
+from agents.topics import changelog_topics, ensure_topics, spec_topics
 from monitor.errors import ConfigError
 from monitor.reference import ReferenceProfile
 from monitor.spec import MonitorSpec, load_spec
@@ -52,7 +52,9 @@ def run_worker(spec_path: str | Path, settings: Settings) -> None:
     if not settings.bootstrap:
         raise ConfigError("no Kafka cluster: set KAFKA_BOOTSTRAP or pass --bootstrap "
                           "(or run `streamdq kafka start` for a local one)")
-    ensure_topics(settings.bootstrap, spec_topics(spec), log=logging.getLogger("streamdq.topics").info)
+    log = logging.getLogger("streamdq.topics").info
+    ensure_topics(settings.bootstrap, spec_topics(spec), log=log)
+    ensure_topics(settings.bootstrap, changelog_topics(spec), log=log, compacted=True)
     app, _ = create_app(spec, settings, references=references)
     tune_gc()
     worker = faust.Worker(app, loglevel=settings.log_level, quiet=True)

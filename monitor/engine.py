@@ -84,7 +84,8 @@ class WindowReport:
         alerts_by: dict[str | None, list[str]] = {}
         for a in self.alerts:
             alerts_by.setdefault(a.feature, []).append(a.alert_id)
-        out = [{**base, "feature": None, "records": self.records, "alerts": alerts_by.get(None, [])}]
+        out = [{**base, "feature": None, "records": self.records, "alerts": alerts_by.get(None, []),
+                "events": [e.to_event() for e in self.events]}]
         for name, fr in self.features.items():
             out.append({**base, "feature": name, "quality": fr.to_dict(),
                         "drift": {m: d.to_dict() for m, d in self.drift.get(name, {}).items()},

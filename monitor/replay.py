@@ -33,12 +33,12 @@ class ReplaySummary:
     records: int = 0
     rejected: Counter[str] = field(default_factory=Counter)
     windows: int = 0
-    alerts: Counter[tuple[str | None, str, str]] = field(default_factory=Counter)
+    alerts: Counter[tuple[str | None, str, str, str]] = field(default_factory=Counter)
 
     def to_dict(self) -> dict[str, Any]:
         return {"records": self.records, "rejected": dict(self.rejected), "windows": self.windows,
-                "alerts": [{"feature": f, "check": c, "severity": s, "count": n}
-                           for (f, c, s), n in sorted(self.alerts.items(), key=lambda kv: str(kv[0]))]}
+                "alerts": [{"feature": f, "check": c, "severity": s, "status": st, "count": n}
+                           for (f, c, s, st), n in sorted(self.alerts.items(), key=lambda kv: str(kv[0]))]}
 
 
 def replay_spec(spec: MonitorSpec) -> MonitorSpec:
@@ -71,9 +71,9 @@ def replay(spec: MonitorSpec, stream: StreamSpec, records: Iterable[dict[str, An
                 summary.windows += 1
                 for row in report.rows():
                     windows_fh.write(orjson.dumps(row, option=opt))
-                for alert in report.alerts:
+                for alert in report.events:  # what the worker would have sent: after the alert policy
                     alerts_fh.write(orjson.dumps(alert.to_event(), option=opt))
-                    summary.alerts[(alert.feature, alert.check, alert.severity)] += 1
+                    summary.alerts[(alert.feature, alert.check, alert.severity, alert.status)] += 1
 
         batch: list[dict[str, Any]] = []
         for item in _checked(records, stream):

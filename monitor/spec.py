@@ -392,8 +392,8 @@ class SubscriptionSpec(_Model):
     queue_size: int = Field(default=1000, ge=1, le=100_000,
                             description="Notifications waiting for delivery at most; beyond, they are dead-lettered.")
     resolve_timeout_seconds: float = Field(
-        default=3600.0, gt=0, description="Alertmanager: endsAt of a firing alert is last_seen + this (re-sent "
-        "on every re-notification).")
+        default=7200.0, gt=0, description="Alertmanager: endsAt of a firing alert is its last sighting (or now, "
+        "if later) + this, and it is re-sent on every re-notification: keep it above alerting.renotify_seconds.")
 
     @model_validator(mode="after")
     def _fits_kind(self) -> SubscriptionSpec:

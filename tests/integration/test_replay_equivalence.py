@@ -80,4 +80,5 @@ def test_replay_and_worker_raise_the_same_alerts(kafka_bootstrap: str, tmp_path:
     assert summary.records == len(records)
     assert live, "the worker raised no alert"
     assert {e["check"] for e in live} >= {"psi", "missing_ratio"}
+    assert {e["status"] for e in live} == {"firing", "resolved"}  # the drift ends: its alerts resolve
     assert sorted(map(_key, live)) == sorted(map(_key, offline))

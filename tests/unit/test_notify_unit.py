@@ -9,6 +9,7 @@ import random
 import shutil
 import subprocess
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -138,9 +139,32 @@ def test_alertmanager_payload_firing() -> None:
                                     "window": "w1k#7", "alert_id": ev["alert_id"],
                                     "reference_version": "0123456789ab"}
     assert alert["startsAt"] == "2024-05-01T10:00:00.000Z"
-    assert alert["endsAt"] == "2024-05-01T11:00:00.000Z"  # last_seen + resolve timeout
+    # last_seen (2024) is long past: the alert must not arrive already expired, so it ends at now + timeout
+    ends = datetime.fromisoformat(alert["endsAt"].replace("Z", "+00:00")).timestamp()
+    assert abs(ends - (time.time() + 3600)) < 30
     assert "generatorURL" not in alert
     assert all(isinstance(v, str) for part in ("labels", "annotations") for v in alert[part].values())
+
+
+def test_alertmanager_payload_recent_alert_ends_after_last_seen() -> None:
+    ev = event(severity="critical")
+    future = datetime.now(UTC) + timedelta(minutes=10)
+    ev["last_seen"] = future.isoformat()
+    [alert] = alertmanager_payload(ev, resolve_timeout_seconds=600)
+    ends = datetime.fromisoformat(alert["endsAt"].replace("Z", "+00:00"))
+    assert abs((ends - future).total_seconds() - 600) < 1
+
+
+def test_alertmanager_payload_escalation_ends_the_lower_severities() -> None:
+    ev = event(severity="critical")
+    ev["details"] = {"notification_reason": "escalated"}
+    alerts = alertmanager_payload(ev, resolve_timeout_seconds=3600)
+    assert [a["labels"]["severity"] for a in alerts] == ["critical", "info", "warning"]
+    now = time.time()
+    for lower in alerts[1:]:
+        assert datetime.fromisoformat(lower["endsAt"].replace("Z", "+00:00")).timestamp() <= now + 1
+        assert {k: v for k, v in lower["labels"].items() if k != "severity"} == \
+            {k: v for k, v in alerts[0]["labels"].items() if k != "severity"}
 
 
 def test_alertmanager_payload_resolved_and_stream_level() -> None:
@@ -159,7 +183,6 @@ def test_alertmanager_payload_window_without_index_uses_start() -> None:
     ev["window"] = {"name": "t5m", "kind": "time", "index": None, "start": "2024-05-01T09:55:00.000Z"}
     [alert] = alertmanager_payload(ev, resolve_timeout_seconds=60)
     assert alert["annotations"]["window"] == "2024-05-01T09:55:00.000Z"
-    assert alert["endsAt"] == "2024-05-01T10:01:00.000Z"
 
 
 def test_alertmanager_payload_needs_iso_times() -> None:
