@@ -104,11 +104,11 @@ def observe_window(spec: MonitorSpec, stream: StreamSpec, report: WindowReport) 
     for change in report.changes:
         what = "mean (standardised)" if change["series"] == "mean" else "drift score"
         detected = bool(change.get("detectors"))
-        names = ", ".join(change.get("detectors", [])) or "no detector"
+        verdict = (f"{', '.join(change['detectors'])} detected a change" if detected else "no change detected")
         add(change["feature"], f"change_in_{change['series']}", change["value"], "warning" if detected else None,
             not detected, max((SENSITIVITY[d] for d in change.get("detectors", [])), default=0.0),
             report.features[change["feature"]].count,
-            f"{stream.name}.{change['feature']}: {names} detected a change in the {what} series at {where} "
+            f"{stream.name}.{change['feature']}: {verdict} in the {what} series at {where} "
             f"(value {change['value']:.3g})", {"detectors": change.get("detectors", [])})
 
     for feature in stream.features:

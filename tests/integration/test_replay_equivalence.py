@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import time
 import uuid
 from pathlib import Path
@@ -82,3 +85,23 @@ def test_replay_and_worker_raise_the_same_alerts(kafka_bootstrap: str, tmp_path:
     assert {e["check"] for e in live} >= {"psi", "missing_ratio"}
     assert {e["status"] for e in live} == {"firing", "resolved"}  # the drift ends: its alerts resolve
     assert sorted(map(_key, live)) == sorted(map(_key, offline))
+
+    # The same range replayed from the topic (the CLI's --topic path) gives the same file, and a
+    # reference profile can be built from a topic range too.
+    spec_path = tmp_path / "spec.yaml"
+    spec_path.write_text(yaml.safe_dump(spec, sort_keys=False))
+    env = {**os.environ, "KAFKA_BOOTSTRAP": kafka_bootstrap}
+    topic = spec["streams"][0]["topic"]
+    res = subprocess.run([sys.executable, "-m", "agents.cli", "replay", str(spec_path), "--topic", topic,
+                          "--out", str(tmp_path / "from-topic")], capture_output=True, text=True, timeout=120,
+                         env=env)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert (tmp_path / "from-topic" / "alerts.jsonl").read_bytes() == (tmp_path / "out" / "alerts.jsonl").read_bytes()
+    res = subprocess.run([sys.executable, "-m", "agents.cli", "reference", "build", str(spec_path), "--topic", topic,
+                          "--from", "0", "--to", "500", "--out", str(tmp_path / "topic-ref.json")],
+                         capture_output=True, text=True, timeout=120, env=env)
+    assert res.returncode == 0, res.stdout + res.stderr
+    profile = orjson.loads((tmp_path / "topic-ref.json").read_bytes())
+    # offsets count messages: the first 500 messages are single records (arrays come after them)
+    assert profile["rows"] == 500 and profile["source"]["kind"] == "kafka"
+

@@ -66,6 +66,12 @@ PUBLIC_API = {
     "monitor.reference": {"MAX_CATEGORIES", "PROFILE_SCHEMA_VERSION", "FeatureProfile",
                           "ReferenceProfile", "build_profile", "build_profile_from_file", "read_rows"},
     "monitor.windows": {"MAX_EMPTY_WINDOWS", "ClosedWindow", "CountTrack", "TimeTrack"},
+    "monitor.join": {"COUNTERS", "JOIN_STATE_VERSION", "JoinedExample", "LATENCY_BINS_PER_DECADE",
+                     "LATENCY_MAX_SECONDS", "LATENCY_MIN_SECONDS", "LabelJoinStore", "LatencyHistogram", "META_KEY",
+                     "PendingPrediction", "combined_stats"},
+    "monitor.performance": {"BinaryPerformance", "CBPEstimator", "DEFAULT_ECE_BINS", "DEFAULT_SCORE_BINS",
+                            "DEFAULT_THRESHOLD", "IsotonicCalibrator", "LOG_LOSS_EPS", "Label",
+                            "MulticlassPerformance", "RegressionPerformance"},
 }
 
 
