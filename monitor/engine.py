@@ -289,7 +289,8 @@ class Engine:
         else:
             cols = extract_columns(records, spec.features)
             ids = [r[spec.id_field] for r in records]
-            times = [r.get(spec.time_field) for r in records]
+            parsed = getattr(records, "times", None)  # a RecordBatch from decode_message carries them
+            times = parsed if parsed is not None else [r.get(spec.time_field) for r in records]
             keys = list(map(tuple, records))  # each record's field names, in order
             uniq = dict.fromkeys(keys)
             field_sets = list(uniq)

@@ -24,8 +24,8 @@ __all__ = ["MAX_EMPTY_WINDOWS", "ClosedWindow", "CountTrack", "TimeTrack"]
 
 P = TypeVar("P")
 
-#: Empty time windows emitted at most per advance of the clock/watermark (a jump
-#: of days in event time must not emit millions of windows); the rest are skipped.
+#: Empty time windows emitted at most for one gap in the data (a jump of days in event
+#: time must not emit millions of windows); the rest of the gap is skipped.
 MAX_EMPTY_WINDOWS = 100
 
 
@@ -186,8 +186,7 @@ class TimeTrack(Generic[P]):
                 continue
             out += self._emit(k, pane)
             self.closed_any = True
-            if pane is None:
-                emitted_empty += 1
+            emitted_empty = emitted_empty + 1 if pane is None else 0  # the cap is per gap
             k += 1
         self.next_to_close = k
         return out

@@ -91,3 +91,15 @@ def test_engine_reports_are_identical_for_rows_and_columns() -> None:
         opt = orjson.OPT_SERIALIZE_NUMPY
         assert orjson.dumps(da, option=opt) == orjson.dumps(db, option=opt)
     assert any(b"psi" in d for d in dump)
+
+
+def test_valid_arrays_take_the_column_wise_check_and_keep_their_parsed_times() -> None:
+    records = SyntheticFeatures(seed=2).records(50, now=1_700_000_000.0)
+    ok, bad = decode_message(orjson.dumps(records), STREAM)
+    assert bad == [] and list(ok) == records
+    times = getattr(ok, "times", None)
+    assert times is not None and times.tolist() == [1_700_000_000.0] * 50
+    # one bad record: the record-by-record path names it, the others pass
+    records[7]["event_time"] = "yesterday"
+    ok, bad = decode_message(orjson.dumps(records), STREAM)
+    assert [b.index for b in bad] == [7] and len(ok) == 49 and getattr(ok, "times", None) is None
