@@ -8,45 +8,26 @@ that pytest never mistakes it for a test when a test module imports it.
 from __future__ import annotations
 
 import asyncio
-import functools
 import sys
 import time
 import uuid
-from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any
 
 import click
 import orjson
 
-from monitor.errors import ConfigError, StreamdqError
+from agents.clierrors import friendly
+from monitor.errors import ConfigError
 
 __all__ = ["format_event", "make_test_event", "send_test", "tail"]
 
-F = TypeVar("F", bound=Callable[..., Any])
 
 #: monitor.alerts.SEVERITIES, spelled out: importing monitor.alerts here would slow down every `streamdq` call.
 SEVERITIES = ("info", "warning", "critical")
 _SEVERITY_STYLE = {"critical": "bold red", "warning": "yellow", "info": "cyan"}
 
 
-def _friendly(fn: F) -> F:
-    """User mistakes print a message and exit non-zero (2: configuration, 1: other), never a traceback."""
-
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return fn(*args, **kwargs)
-        except ConfigError as exc:
-            click.secho(f"error: {exc.args[0]}", fg="red", err=True)
-            for path, msg in exc.problems:
-                click.echo(f"  {click.style(path, bold=True)}: {msg}", err=True)
-            sys.exit(2)
-        except StreamdqError as exc:
-            click.secho(f"error: {exc}", fg="red", err=True)
-            sys.exit(1)
-
-    return wrapper  # type: ignore[return-value]
 
 
 def _now_iso() -> str:
@@ -99,7 +80,7 @@ def _fmt(value: Any) -> str:
 @click.option("--json", "as_json", is_flag=True, help="Print each event as its raw JSON line.")
 @click.option("--max-events", type=click.IntRange(min=1), default=None, help="Stop after printing this many.")
 @click.option("--timeout", type=click.FloatRange(min=0), default=None, help="Stop after this many seconds.")
-@_friendly
+@friendly
 def tail(spec_path: str | None, topic: str | None, bootstrap: str | None, from_beginning: bool,
          streams: tuple[str, ...], features: tuple[str, ...], checks: tuple[str, ...], min_severity: str,
          status: str | None, as_json: bool, max_events: int | None, timeout: float | None) -> None:
@@ -192,7 +173,7 @@ def make_test_event(stream: Any, *, severity: str = "warning", status: str = "fi
 @click.option("--status", type=click.Choice(["firing", "resolved"]), default="firing", show_default=True,
               help="resolved clears a test alert sent before (Alertmanager).")
 @click.option("--subscription", "only", multiple=True, help="Only these subscriptions (default: all).")
-@_friendly
+@friendly
 def send_test(spec: str, severity: str, status: str, only: tuple[str, ...]) -> None:
     """Send one test alert to every subscription of SPEC (filters ignored, no retries); exit 1 if any fails."""
     from prometheus_client import CollectorRegistry

@@ -6,38 +6,20 @@ message and exit non-zero, never a traceback.
 
 from __future__ import annotations
 
-import functools
 import os
 import sys
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import click
 import orjson
 
+from agents.clierrors import friendly
 from monitor.errors import ConfigError, StreamdqError
-
-F = TypeVar("F", bound=Callable[..., Any])
 
 __all__ = ["main"]
 
 
-def _friendly(fn: F) -> F:
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return fn(*args, **kwargs)
-        except ConfigError as exc:
-            click.secho(f"error: {exc.args[0]}", fg="red", err=True)
-            for path, msg in exc.problems:
-                click.echo(f"  {click.style(path, bold=True)}: {msg}", err=True)
-            sys.exit(2)
-        except StreamdqError as exc:
-            click.secho(f"error: {exc}", fg="red", err=True)
-            sys.exit(1)
-
-    return wrapper  # type: ignore[return-value]
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -48,7 +30,7 @@ def cli() -> None:
 
 @cli.command()
 @click.argument("spec", type=click.Path(dir_okay=False))
-@_friendly
+@friendly
 def validate(spec: str) -> None:
     """Check a monitor spec; print each problem with the path of the bad key."""
     from monitor.spec import load_spec
@@ -78,7 +60,7 @@ def reference() -> None:
 @click.option("--stream", default=None, help="Stream to profile (default: the spec's only stream).")
 @click.option("--sample-size", default=200_000, show_default=True,
               help="Values kept per numeric feature for quantiles and bin edges.")
-@_friendly
+@friendly
 def reference_build(spec: str, input_path: str | None, topic: str | None, from_: str | None, to: str | None,
                     bootstrap: str | None, out: str, stream: str | None, sample_size: int) -> None:
     """Build a versioned reference profile from clean records (a file or a topic range)."""
@@ -117,7 +99,7 @@ def reference_build(spec: str, input_path: str | None, topic: str | None, from_:
 @reference.command("merge")
 @click.argument("profiles", nargs=-1, required=True, type=click.Path(dir_okay=False))
 @click.option("--out", required=True, type=click.Path(dir_okay=False), help="Merged profile JSON to write.")
-@_friendly
+@friendly
 def reference_merge(profiles: tuple[str, ...], out: str) -> None:
     """Merge several profiles of one stream (e.g. daily profiles into a weekly one)."""
     from monitor.reference import ReferenceProfile
@@ -150,7 +132,7 @@ def _bootstrap(bootstrap: str | None) -> str:
 @click.option("--bootstrap", default=None, help="With --topic: Kafka bootstrap servers (default: $KAFKA_BOOTSTRAP).")
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Folder for alerts.jsonl, windows.jsonl.")
 @click.option("--stream", default=None, help="Stream to replay (default: the spec's only stream).")
-@_friendly
+@friendly
 def replay(spec: str, input_path: str | None, topic: str | None, from_: str | None, to: str | None,
            bootstrap: str | None, out: str, stream: str | None) -> None:
     """Run the engine offline over recorded data (event time drives the windows)."""
@@ -209,7 +191,7 @@ def _pick_stream(spec: Any, name: str | None) -> Any:
 @click.option("--web-port", type=int, default=None,
               help="Port of /metrics and /health (default: $STREAMDQ_WEB_PORT or 6066).")
 @click.option("--loglevel", default=None, help="debug, info, warning (default: $STREAMDQ_LOG_LEVEL or info).")
-@_friendly
+@friendly
 def worker(spec: str, bootstrap: str | None, web_port: int | None, loglevel: str | None) -> None:
     """Run a monitoring worker (a Faust worker) for SPEC until Ctrl-C/SIGTERM."""
     from agents.settings import Settings
@@ -224,7 +206,7 @@ def kafka() -> None:
 
 
 @kafka.command("fetch")
-@_friendly
+@friendly
 def kafka_fetch() -> None:
     """Download the Kafka broker jars with Maven (done automatically by start)."""
     from agents.localkafka import fetch_jars
@@ -233,7 +215,7 @@ def kafka_fetch() -> None:
 
 
 @kafka.command("start")
-@_friendly
+@friendly
 def kafka_start() -> None:
     """Start a broker in the background on a free loopback port."""
     from agents.localkafka import LocalKafka, cache_dir
@@ -254,7 +236,7 @@ def kafka_start() -> None:
 
 
 @kafka.command("stop")
-@_friendly
+@friendly
 def kafka_stop() -> None:
     """Stop the background broker."""
     from agents.localkafka import LocalKafka
@@ -263,7 +245,7 @@ def kafka_stop() -> None:
 
 
 @kafka.command("status")
-@_friendly
+@friendly
 def kafka_status() -> None:
     """Show whether the background broker is up (exit 1 if not)."""
     from agents.localkafka import LocalKafka
@@ -290,7 +272,7 @@ def _broker_up(bootstrap: str) -> bool:
 @cli.command("topics")
 @click.argument("spec", type=click.Path(dir_okay=False))
 @click.option("--bootstrap", default=None, help="Kafka bootstrap servers (default: $KAFKA_BOOTSTRAP).")
-@_friendly
+@friendly
 def topics(spec: str, bootstrap: str | None) -> None:
     """Create the spec's topics with their configured partition counts."""
     from agents.settings import Settings
@@ -320,7 +302,7 @@ def schema() -> None:
 @click.option("--rate", type=float, default=2000.0, show_default=True, help="Records per second sent by the producer.")
 @click.option("--web-port", type=int, default=None, help="Worker metrics port (default: a free port).")
 @click.option("--seed", type=int, default=7, show_default=True)
-@_friendly
+@friendly
 def demo(duration: float | None, spec_path: str | None, rate: float, web_port: int | None, seed: int) -> None:
     """Run everything locally: Kafka, a worker, and a producer with injected drift and bad records."""
     from agents.demo import run_demo
