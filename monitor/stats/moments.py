@@ -54,8 +54,9 @@ class Moments:
         nb = int(x.size)
         if nb == 0:
             return
-        mb = float(x.mean())
-        sb = float(((x - mb) ** 2).sum())
+        with np.errstate(over="ignore"):  # |x| > ~1e154: the variance is inf, as River's would be
+            mb = float(x.mean())
+            sb = float(((x - mb) ** 2).sum())
         na = self._var.mean.n
         if na == 0:
             self._var.mean.n, self._var.mean._mean, self._var._S = float(nb), mb, sb

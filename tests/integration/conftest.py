@@ -157,7 +157,8 @@ def reference_file(tmp_path: Path) -> Path:
 
 
 def producer(bootstrap: str) -> Producer:
-    return Producer({"bootstrap.servers": bootstrap, "linger.ms": 5, "enable.idempotence": True, "log_level": 3})
+    # log_level 0: producers outliving the session's broker would log connection errors at exit.
+    return Producer({"bootstrap.servers": bootstrap, "linger.ms": 5, "enable.idempotence": True, "log_level": 0})
 
 
 def consume_all(bootstrap: str, topic: str, *, expect: int | None = None, timeout: float = 60.0,
