@@ -66,7 +66,10 @@ class WorkerContext:
 
     def restore_alerts(self) -> None:
         """Load the open alerts from the table (after Faust recovered it, before the first batch)."""
-        if self.restored or self.alert_state is None:
+        if self.restored:
+            return
+        if self.alert_state is None:
+            self.restored = True
             return
         count = 0
         for fp, state in list(self.alert_state.items()):
@@ -169,6 +172,8 @@ def create_app(spec: MonitorSpec, settings: Settings, *, references: dict[str, R
 
     @app.timer(interval=1.0, name="streamdq.tick")
     async def _tick() -> None:
+        if not ctx.restored:  # before the first batch (and table recovery) there is nothing to close
+            return
         for report in ctx.engine.tick():
             await ctx.publish(report)
 
