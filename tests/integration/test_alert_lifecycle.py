@@ -12,10 +12,16 @@ from typing import Any
 import orjson
 import pytest
 
+from monitor.alerts import fingerprint
 from monitor.synthetic import Scenario, SyntheticFeatures
 
 from .conftest import consume_all, demo_spec, launch_worker, make_reference, producer
-from .test_notify import Receiver
+from .test_notify import (
+    AlertmanagerProc,
+    Receiver,
+    alertmanager,  # noqa: F401 - the fixture, used through request.getfixturevalue
+    notifications,
+)
 
 BASE = 1_760_000_000.0
 
@@ -124,3 +130,44 @@ def test_alert_state_survives_a_worker_restart(kafka_bootstrap: str, tmp_path: P
         if e["status"] == "resolved" and e["fingerprint"] in firing:
             original = next(b for b in before if b["fingerprint"] == e["fingerprint"])
             assert e["first_seen"] == original["first_seen"]  # the same alert, carried over
+
+
+@pytest.mark.timeout(300)
+def test_alertmanager_receives_firing_then_resolved_from_the_worker(
+        kafka_bootstrap: str, tmp_path: Path, request: pytest.FixtureRequest) -> None:
+    am: AlertmanagerProc = request.getfixturevalue("alertmanager")  # a real Alertmanager (test_notify's fixture)
+    spec = _spec(tmp_path, subscriptions=[{
+        "name": "am", "kind": "alertmanager", "url": am.url, "filter": {"checks": ["psi"], "min_severity": "warning"},
+        "max_retries": 5, "backoff_seconds": 0.2}])
+    topic = spec["streams"][0]["topic"]
+    fp = fingerprint("features", "age", "psi")
+
+    def listed() -> list[dict[str, Any]]:
+        return [a for a in am.alerts() if a["labels"].get("fingerprint") == fp]
+
+    def wait(cond: Any, what: str, timeout: float = 60) -> Any:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            got = cond()
+            if got:
+                return got
+            time.sleep(0.3)
+        pytest.fail(f"timed out waiting for {what}\nalertmanager log:\n{am.log_tail()}")
+
+    worker = launch_worker(kafka_bootstrap, spec, tmp_path)
+    try:
+        gen = SyntheticFeatures(seed=51)
+        n = _send(kafka_bootstrap, topic, gen, 2000, 0, Scenario())
+        n = _send(kafka_bootstrap, topic, gen, 2000, n, Scenario(drift=True))
+        [alert] = wait(listed, "Alertmanager to list the age PSI alert")
+        assert alert["status"]["state"] == "active"
+        assert alert["labels"]["alertname"] == "streamdq_psi" and alert["labels"]["feature"] == "age"
+        assert alert["labels"]["severity"] == "critical"
+        wait(lambda: notifications(am.receiver, fp, "firing"), "Alertmanager's firing notification")
+        # only PSI passes the subscription's filter
+        assert {a["labels"]["check"] for a in am.alerts()} == {"psi"}
+        n = _send(kafka_bootstrap, topic, gen, 3000, n, Scenario())
+        wait(lambda: not listed(), "Alertmanager to stop listing the alert once it resolved")
+        wait(lambda: notifications(am.receiver, fp, "resolved"), "Alertmanager's resolved notification")
+    finally:
+        worker.stop()
