@@ -71,30 +71,31 @@ class Metrics:
                 self.records.labels(s.name, outcome)
 
     def observe_window(self, report: WindowReport) -> None:
+        """Set the gauges to the closed window's values. A value the window could not give
+        (no records, insufficient data) removes the series, so no stale value lingers."""
         stream, window = report.stream, report.window["name"]
         self.windows.labels(stream, window).inc()
         self.window_records.labels(stream, window).set(report.count)
         for name, fr in report.features.items():
             for check, gauge in self.ratios.items():
-                value = fr.ratios.get(check)
-                if value is not None:
-                    gauge.labels(stream, name, window).set(value)
-            if fr.cardinality is not None:
-                self.cardinality.labels(stream, name, window).set(fr.cardinality)
+                _set(gauge, (stream, name, window), fr.ratios.get(check))
+            _set(self.cardinality, (stream, name, window), fr.cardinality)
         for name, methods in report.drift.items():
             for method, d in methods.items():
-                if d.statistic is not None:
-                    self.drift.labels(stream, name, window, method).set(d.statistic)
-                if d.drifted is not None:
-                    self.drifted.labels(stream, name, window, method).set(1.0 if d.drifted else 0.0)
+                _set(self.drift, (stream, name, window, method), d.statistic)
+                _set(self.drifted, (stream, name, window, method), None if d.drifted is None else float(d.drifted))
         rec = report.records
         for check, gauge in self.record_ratios.items():
-            if rec.get(check) is not None:
-                gauge.labels(stream, window).set(rec[check])
-        if rec.get("freshness_p95_seconds") is not None:
-            self.freshness.labels(stream, window).set(rec["freshness_p95_seconds"])
-        if rec.get("volume_deviation") is not None:
-            self.volume.labels(stream, window).set(rec["volume_deviation"])
+            _set(gauge, (stream, window), rec.get(check))
+        _set(self.freshness, (stream, window), rec.get("freshness_p95_seconds"))
+        _set(self.volume, (stream, window), rec.get("volume_deviation"))
+
+
+def _set(gauge: Gauge, labels: tuple[str, ...], value: float | None) -> None:
+    if value is not None:
+        gauge.labels(*labels).set(value)
+        return
+    gauge.remove(*labels)  # a no-op for a series never set
 
 
 class FaustCollector(Collector):

@@ -32,3 +32,29 @@ def test_prometheus_config_is_valid() -> None:
     res = subprocess.run([promtool, "check", "config", str(REPO / "deploy" / "prometheus" / "prometheus.yml")],
                          capture_output=True, text=True, timeout=60)
     assert res.returncode == 0, res.stdout + res.stderr
+
+
+def test_a_window_without_a_value_removes_the_gauge_series() -> None:
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    from agents.metrics import Metrics
+    from monitor.engine import Engine
+
+    spec = load_spec(REPO / "deploy" / "monitor.yaml")
+    registry = CollectorRegistry()
+    metrics = Metrics(spec, registry=registry)
+    engine = Engine(spec, clock=lambda: 0.0)
+    records = [{"record_id": i, "age": 30.0 + i % 7} for i in range(2000)]
+    [report] = [r for r in engine.process("features", records) if r.window["name"] == "w2000"]
+    metrics.observe_window(report)
+    page = generate_latest(registry).decode()
+    assert 'streamdq_feature_missing_ratio{feature="age",stream="features",window="w2000"} 0.0' in page
+    # a window with no record leaves no ratio to show: the series goes away instead of going stale
+    empty = report.__class__(stream=report.stream, window=report.window, count=0,
+                             features={n: f.__class__(feature=n, count=0, missing=0, type_violations=0,
+                                                      out_of_domain=0, moments=None, histogram=None,
+                                                      ratios={c: None for c in f.ratios})
+                                       for n, f in report.features.items()},
+                             drift={}, reference_version=None, records={})
+    metrics.observe_window(empty)
+    assert 'streamdq_feature_missing_ratio{feature="age"' not in generate_latest(registry).decode()
