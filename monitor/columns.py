@@ -34,9 +34,13 @@ from numpy.typing import NDArray
 
 from monitor.spec import FeatureSpec
 
-__all__ = ["MISSING", "VALID", "WRONG_TYPE", "Column", "column_of", "extract_column", "extract_columns", "parse_times"]
+__all__ = ["MAX_EPOCH", "MIN_EPOCH", "MISSING", "VALID", "WRONG_TYPE", "Column", "column_of", "extract_column",
+           "extract_columns", "iso", "parse_times"]
 
 VALID, MISSING, WRONG_TYPE = 0, 1, 2
+
+#: Event times outside years 1..9999 (e.g. epoch milliseconds sent as seconds) are invalid.
+MIN_EPOCH, MAX_EPOCH = -62135596800.0, 253402300799.0
 _NUMBER_TYPES = frozenset({int, float, type(None)})
 
 
@@ -234,13 +238,33 @@ def _utc_iso_fast(values: Sequence[Any]) -> NDArray[np.float64] | None:
     if not all(map(methodcaller("endswith", suffix), values)):
         return None
     cut = len(suffix)
+    if first[10:11] != "T" or min(map(len, values)) < 19 + cut:  # only full date-times take this path
+        return None
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error")  # numpy warns (not fails) on odd inputs: take the slow path
             stamps = np.array([v[:-cut] for v in values], dtype="datetime64[us]")
     except (ValueError, TypeError, Warning):
         return None
+    if np.isnat(stamps).any():  # "NaT" parses; it is no time
+        return None
     return stamps.astype(np.int64) / 1e6
+
+
+def iso(ts: float) -> str:
+    """Epoch seconds as ISO-8601 UTC with milliseconds (clamped to years 1..9999).
+
+    >>> iso(0.0)
+    '1970-01-01T00:00:00.000Z'
+    """
+    ts = min(max(ts, MIN_EPOCH), MAX_EPOCH)
+    return datetime.fromtimestamp(ts, tz=UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _in_range(t: NDArray[np.float64]) -> NDArray[np.float64]:
+    with np.errstate(invalid="ignore"):
+        t[~((t >= MIN_EPOCH) & (t <= MAX_EPOCH))] = np.nan  # also NaN and +-inf
+    return t
 
 
 def parse_times(values: Sequence[Any]) -> NDArray[np.float64]:
@@ -256,12 +280,11 @@ def parse_times(values: Sequence[Any]) -> NDArray[np.float64]:
         except OverflowError:
             t = None
         if t is not None:
-            t[~np.isfinite(t)] = np.nan
-            return t
+            return _in_range(t)
     elif types == {str}:
         fast = _utc_iso_fast(values)
         if fast is not None:
-            return fast
+            return _in_range(fast)
     out = np.full(len(values), np.nan)
     for i, v in enumerate(values):
         if v.__class__ is str:
@@ -273,4 +296,4 @@ def parse_times(values: Sequence[Any]) -> NDArray[np.float64]:
                 continue
             if math.isfinite(f):
                 out[i] = f
-    return out
+    return _in_range(out)

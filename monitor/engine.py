@@ -18,7 +18,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import numpy as np
@@ -28,7 +28,7 @@ from monitor.alerts import Alert, AlertPolicy, Observation, evaluate_window, obs
 from monitor.checks import FeatureState, FeatureWindowResult
 from monitor.checks.duplicates import DuplicateFilter
 from monitor.checks.record import RecordFlags, RecordState
-from monitor.columns import Column, column_of, extract_columns, parse_times
+from monitor.columns import Column, column_of, extract_columns, iso, parse_times
 from monitor.detectors import ChangeDetectors
 from monitor.drift import DriftResult
 from monitor.evaluation import evaluate_drift
@@ -39,6 +39,7 @@ from monitor.spec import MonitorSpec, StreamSpec
 from monitor.windows import ClosedWindow, CountTrack, TimeTrack
 
 __all__ = ["EVENT_CLOCK", "MICRO_BATCH", "Engine", "WindowReport"]
+
 
 class _EventClock:
     def __repr__(self) -> str:
@@ -51,11 +52,6 @@ EVENT_CLOCK: Any = _EventClock()
 
 #: Records :meth:`Engine.process_one` buffers before processing them as one batch.
 MICRO_BATCH = 1024
-
-
-def iso(ts: float) -> str:
-    """ISO-8601 UTC with milliseconds, e.g. ``1970-01-01T00:00:00.000Z``."""
-    return datetime.fromtimestamp(ts, tz=UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 @dataclass(frozen=True, slots=True)
@@ -320,10 +316,11 @@ class Engine:
                 state.update(cols, flags, rows)
                 entry = memo[key] = [state, False]
             if not entry[1] and pane.records.count == 0 and pane.records.late_excluded == 0:
-                pane.features, pane.records = entry[0].features, entry[0].records
+                pane.features = entry[0].features
+                pane.records += entry[0].records  # not adopted: late records are counted on it
                 entry[1] = True
-                # Later merges read the adopted objects before this batch ends; nothing mutates
-                # them until the next batch, when the memo is gone.
+                # Later merges read the adopted feature states before this batch ends; nothing
+                # mutates them until the next batch, when the memo is gone.
             else:
                 pane += entry[0]
 
@@ -392,14 +389,16 @@ class Engine:
             now = max(rt.watermark, latest)
             if not math.isfinite(now):
                 now = 0.0
-        if not math.isfinite(rt.watermark) and not has_time[0]:
-            rt.watermark = now  # records without an event time before any with one: the clock stands in
         running = np.maximum.accumulate(np.concatenate([[rt.watermark], np.where(has_time, t_raw, -np.inf)]))
         before = running[:-1]
         lateness = spec.time.allowed_lateness_seconds
         out_of_order = has_time & (t_raw < before)
         late = has_time & (t_raw < before - lateness)
-        fill = np.where(np.isfinite(before), before, now)
+        # A record without an event time takes the latest one seen; before any, the batch's first
+        # (never the wall clock, which would make every later, older event time look late); with no
+        # event time at all it stays out of time windows (count windows still count it).
+        first = float(t_raw[has_time][0]) if has_time.any() else np.nan
+        fill = np.where(np.isfinite(before), before, first)
         t = np.where(has_time, t_raw, fill)
         rt.watermark = float(running[-1])
         # Freshness: processing clock minus event time. With the event clock (replay) it is the
@@ -408,7 +407,7 @@ class Engine:
         lag = np.where(has_time, head - t_raw, np.nan)
         flags = RecordFlags(duplicate=duplicate, unexpected=unexpected, late=late, out_of_order=out_of_order,
                             has_time=has_time, lag=lag, time=t, unexpected_names=names, layout=layout,
-                            head=np.where(np.isfinite(running[1:]), running[1:], now))
+                            head=running[1:])  # monotone (-inf before the first event time)
         return flags, now
 
     # -- closing a window ---------------------------------------------------------------------

@@ -69,6 +69,10 @@ def evaluate_drift(spec: MonitorSpec, stream: StreamSpec, states: Mapping[str, F
                                               drifted=None, effect_size=effect)
                 continue
             statistic, p_value = _compute(method, state, ref)
+            if not math.isfinite(statistic):  # nothing to compare (e.g. no valid reference value)
+                results[method] = DriftResult(method=method, statistic=None, threshold=threshold, sample_size=n,
+                                              drifted=None, effect_size=effect)
+                continue
             if info.kind == "test":
                 r = DriftResult(method=method, statistic=statistic, threshold=threshold, sample_size=n,
                                 drifted=False, p_value=p_value, effect_size=effect)

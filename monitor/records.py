@@ -20,7 +20,6 @@ Examples
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, overload
@@ -28,7 +27,7 @@ from typing import Any, overload
 import numpy as np
 import orjson
 
-from monitor.columns import _iso_seconds, parse_times
+from monitor.columns import MAX_EPOCH, MIN_EPOCH, _iso_seconds, parse_times
 from monitor.spec import StreamSpec
 
 __all__ = ["REASONS", "SCHEMA_VERSIONS", "ColumnBatch", "Rejection", "check_record", "decode_message",
@@ -109,10 +108,11 @@ def event_time_seconds(value: Any) -> float | None:
             f = float(value)
         except OverflowError:  # an int beyond float range
             return None
-        return f if math.isfinite(f) else None
-    if isinstance(value, str):
-        t = _iso_seconds(value)
-        return None if math.isnan(t) else t
+    elif isinstance(value, str):
+        f = _iso_seconds(value)
+    else:
+        return None
+    return f if MIN_EPOCH <= f <= MAX_EPOCH else None  # NaN fails both comparisons
     return None
 
 
@@ -129,7 +129,7 @@ def check_record(rec: Any, stream: StreamSpec) -> tuple[str, str] | None:
         return "missing_id", f"field {stream.id_field!r} is missing or null"
     if isinstance(rid, bool) or not (isinstance(rid, int) or (isinstance(rid, str) and rid)):
         return "invalid_id", f"field {stream.id_field!r} must be a non-empty string or an integer"
-    if stream.time_field in rec and event_time_seconds(rec[stream.time_field]) is None:
+    if rec.get(stream.time_field) is not None and event_time_seconds(rec[stream.time_field]) is None:
         return "invalid_event_time", f"field {stream.time_field!r} = {rec[stream.time_field]!r:.80}"
     return None
 

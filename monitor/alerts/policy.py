@@ -46,10 +46,10 @@ import copy
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
 from monitor.alerts.alert import SEVERITIES, Alert, fingerprint
+from monitor.columns import iso
 from monitor.spec import AlertingSpec
 
 __all__ = ["POLICY_STATE_VERSION", "AlertPolicy", "Observation", "event_id"]
@@ -60,9 +60,7 @@ POLICY_STATE_VERSION = 1
 _RANK = {s: i for i, s in enumerate(SEVERITIES)}
 
 
-def _iso(ts: float) -> str:
-    """Epoch seconds as the RFC 3339 UTC timestamp used in events (as ``monitor.engine.iso``)."""
-    return datetime.fromtimestamp(ts, tz=UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+_iso = iso  # the same format as window bounds
 
 
 def event_id(fingerprint: str, first_seen: str, status: str, seq: int) -> str:

@@ -211,5 +211,5 @@ class TimeTrack(Generic[P]):
         last = max(self.open)
         out = self.advance((last + 1) * self.pane_len)
         for w in out:
-            w.partial = w.end > (last + 1) * self.pane_len or w is out[-1]
+            w.partial = w.partial or w is out[-1]
         return out

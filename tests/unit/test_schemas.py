@@ -186,7 +186,8 @@ ENVELOPE_CASES: list[tuple[str, dict[str, Any], str | None]] = [
     ("beyond-u64-id", {"record_id": 2**64}, "invalid_id"),
     ("beyond-i64-id", {"record_id": -(2**63) - 1}, "invalid_id"),
     ("object-id", {"record_id": {"a": 1}}, "invalid_id"),
-    ("null-event-time", {"record_id": "a", "event_time": None}, "invalid_event_time"),
+    ("null-event-time", {"record_id": "a", "event_time": None}, None),  # null = absent
+    ("epoch-millis-event-time", {"record_id": "a", "event_time": 1_700_000_000_000}, "invalid_event_time"),
     ("bool-event-time", {"record_id": "a", "event_time": True}, "invalid_event_time"),
     ("word-event-time", {"record_id": "a", "event_time": "yesterday"}, "invalid_event_time"),
     ("list-event-time", {"record_id": "a", "event_time": [1]}, "invalid_event_time"),

@@ -28,6 +28,17 @@ values = st.one_of(st.none(), st.booleans(), st.integers(-5, 200), st.floats(all
                    st.sampled_from(["US", "DE", "xx", "", "IN"]))
 
 
+def _canonical(state: dict[str, Any]) -> dict[str, Any]:
+    """The state with the HLL sketch compared by its estimate: DataSketches may serialise the same
+    sketch's coupons in another order after a round trip."""
+    out = dict(state)
+    if out.get("cardinality") is not None:
+        from monitor.stats import Cardinality
+
+        out["cardinality"] = Cardinality.from_state(out["cardinality"]).get()
+    return out
+
+
 def _json(state: dict[str, Any]) -> dict[str, Any]:
     return json.loads(json.dumps(state))  # what a checkpoint store would hand back
 
@@ -39,7 +50,7 @@ def test_feature_state_round_trips(rows: list[dict[str, Any]]) -> None:
         fs = FeatureState(f, REFERENCE.features[f.name])
         fs.update_column(extract_column(rows, f))
         back = FeatureState.from_state(f, _json(fs.to_state()), REFERENCE.features[f.name])
-        assert back.to_state() == fs.to_state()
+        assert _canonical(back.to_state()) == _canonical(fs.to_state())
         assert back.result() == fs.result()
         # the restored state keeps accumulating exactly like the original
         more = SyntheticFeatures(seed=5).records(20)
