@@ -84,14 +84,13 @@ class WorkerContext:
     async def publish(self, report: WindowReport) -> None:
         """Send a closed window's summary and its alert events; checkpoint the alert state."""
         self.metrics.observe_window(report)
-        await self.profiles_topic.send(key=report.stream.encode(),
-                                       value=orjson.dumps(report.to_dict(), option=orjson.OPT_SERIALIZE_NUMPY))
+        await send_acked(self.profiles_topic, report.stream.encode(),
+                         orjson.dumps(report.to_dict(), option=orjson.OPT_SERIALIZE_NUMPY))
         for alert in report.events:
             event = alert.to_event()
-            # Await the broker's ack: an alert must not be lost to a crash after commit.
-            fut = await self.alerts_topic.send(key=alert.fingerprint.encode(),
-                                               value=orjson.dumps(event, option=orjson.OPT_SERIALIZE_NUMPY))
-            await fut
+            # Acknowledged by the broker before the batch is: an alert must not be lost to a crash.
+            await send_acked(self.alerts_topic, alert.fingerprint.encode(),
+                             orjson.dumps(event, option=orjson.OPT_SERIALIZE_NUMPY))
             self.notifier.submit(event)  # never blocks: bounded queues, delivered in the background
             self.metrics.alerts.labels(alert.stream, alert.check, alert.severity, alert.status).inc()
             log.warning("ALERT %s %s %s", alert.status.upper(), alert.severity.upper(), alert.summary)
@@ -107,17 +106,42 @@ class WorkerContext:
         """A notification a subscription could not deliver: to the alerts dead-letter topic."""
         body = orjson.dumps({"schema_version": 1, "subscription": subscription, "reason": reason, "event": event},
                             option=orjson.OPT_SERIALIZE_NUMPY)
-        fut = await self.alerts_deadletter_topic.send(key=str(event.get("fingerprint", "")).encode(), value=body)
-        await fut
+        await send_acked(self.alerts_deadletter_topic, str(event.get("fingerprint", "")).encode(), body)
 
     async def dead_letter(self, stream: StreamSpec, message: faust.types.Message, rejection: Rejection) -> None:
         """Send one rejected record to the dead-letter topic and wait for the ack."""
         body = deadletter_envelope(stream=stream.name, topic=message.topic, partition=message.partition,
                                    offset=message.offset, timestamp_ms=_ts_ms(message), rejection=rejection)
-        fut = await self.deadletter_topic.send(key=rejection.reason.encode(), value=body)
-        await fut
+        await send_acked(self.deadletter_topic, rejection.reason.encode(), body)
         self.metrics.records.labels(stream.name, "deadlettered").inc()
         self.metrics.deadletters.labels(stream.name, rejection.reason).inc()
+
+
+#: Retry delays of a send the broker did not acknowledge (seconds, doubling up to the last).
+SEND_RETRY_DELAYS = (0.2, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0)
+
+
+async def send_acked(topic: faust.TopicT, key: bytes, value: bytes) -> None:
+    """Send and wait for the broker's acknowledgement, retrying until it comes.
+
+    Faust acknowledges a batch's offsets once the agent's body has returned (or raised), so a
+    send that failed would otherwise lose its records for good. Retrying here blocks the stream
+    while the broker cannot take writes, which is what at-least-once needs.
+    """
+    attempt = 0
+    while True:
+        try:
+            fut = await topic.send(key=key, value=value)
+            await fut
+            return
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - every send failure is retried the same way
+            delay = SEND_RETRY_DELAYS[min(attempt, len(SEND_RETRY_DELAYS) - 1)]
+            log.warning("send to %s failed (%s: %s); retrying in %.1fs", topic.get_topic_name(),
+                        type(exc).__name__, exc, delay)
+            attempt += 1
+            await asyncio.sleep(delay)
 
 
 def _ts_ms(message: faust.types.Message) -> int | None:
@@ -174,16 +198,23 @@ def create_app(spec: MonitorSpec, settings: Settings, *, references: dict[str, R
     async def _tick() -> None:
         if not ctx.restored:  # before the first batch (and table recovery) there is nothing to close
             return
-        for report in ctx.engine.tick():
+        try:
+            reports = ctx.engine.tick()
+        except Exception:  # a bug must not stop the worker: log it, the next tick tries again
+            log.exception("closing processing-time windows failed")
+            return
+        for report in reports:
             await ctx.publish(report)
 
     @app.task
     async def _notifications() -> None:
         await notifier.start()
-        try:
-            await asyncio.Event().wait()  # until the worker stops and cancels this task
-        finally:
-            await notifier.stop(timeout=10)
+
+    @app.on_before_shutdown.connect
+    async def _stop_notifications(app: faust.App, **kwargs: Any) -> None:
+        # Sent after the consumer stopped and before the producer is flushed and stopped, so what
+        # is still queued is delivered or dead-lettered through a working producer.
+        await notifier.stop(timeout=10)
 
     web.register(app, ctx, registry)
     return app, ctx

@@ -7,9 +7,9 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
-from confluent_kafka import OFFSET_END, Consumer, TopicPartition
+from confluent_kafka import OFFSET_END, Consumer, KafkaError, KafkaException, TopicPartition
 
-from monitor.errors import ConfigError
+from monitor.errors import ConfigError, KafkaUnavailableError
 from monitor.records import Rejection, decode_message
 from monitor.spec import StreamSpec
 
@@ -42,9 +42,13 @@ def read_topic(bootstrap: str, topic: str, *, start: int | float | None = None, 
     offsets seen when reading starts, so the read always terminates.
     """
     consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"streamdq-read-{uuid.uuid4().hex}",
-                         "enable.auto.commit": False, "auto.offset.reset": "earliest", "log_level": 3})
+                         "enable.auto.commit": False, "auto.offset.reset": "earliest", "log_level": 0,
+                         "enable.partition.eof": True})
     try:
-        md = consumer.list_topics(topic, timeout=timeout)
+        try:
+            md = consumer.list_topics(topic, timeout=timeout)
+        except KafkaException as exc:
+            raise KafkaUnavailableError(f"cannot reach Kafka at {bootstrap}: {exc.args[0]}") from None
         tmeta = md.topics.get(topic)
         if tmeta is None or tmeta.error is not None or not tmeta.partitions:
             raise ConfigError(f"topic {topic!r} does not exist on {bootstrap}")
@@ -64,6 +68,9 @@ def read_topic(bootstrap: str, topic: str, *, start: int | float | None = None, 
                     raise ConfigError(f"no message from {topic}[{p}] at offset {pos} within {timeout:.0f}s")
                 for msg in batch:
                     if msg.error() is not None:
+                        if msg.error().code() == KafkaError._PARTITION_EOF:
+                            pos = hi  # the end of what exists (transaction markers, compaction gaps)
+                            break
                         continue
                     if msg.offset() >= hi:
                         pos = hi

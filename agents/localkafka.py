@@ -284,7 +284,8 @@ class LocalKafka:
         if state is None:
             return False
         pid = int(state["pid"])  # type: ignore[call-overload]
-        running = _pid_alive(pid)
+        # After a reboot or a crash the PID may belong to another process: only signal our broker.
+        running = _pid_alive(pid) and _is_our_broker(pid, str(state["work_dir"]))
         if running:
             os.kill(pid, signal.SIGTERM)
             deadline = time.monotonic() + timeout
@@ -295,6 +296,14 @@ class LocalKafka:
         shutil.rmtree(str(state["work_dir"]), ignore_errors=True)
         cls.state_file().unlink(missing_ok=True)
         return running
+
+
+def _is_our_broker(pid: int, work_dir: str) -> bool:
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return False
+    return "kafka.Kafka" in cmdline and work_dir in cmdline
 
 
 def _pid_alive(pid: int) -> bool:

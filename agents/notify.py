@@ -63,6 +63,9 @@ __all__ = [
 ]
 
 log = logging.getLogger("streamdq.notify")
+# httpx logs every request URL at INFO; webhook URLs often carry tokens, Alertmanager URLs credentials.
+logging.getLogger("httpx").setLevel(logging.WARNING)
+logging.getLogger("httpcore").setLevel(logging.WARNING)
 
 #: Severity order of :attr:`monitor.spec.AlertFilter.min_severity`.
 SEVERITY_RANK = {"info": 0, "warning": 1, "critical": 2}
@@ -308,6 +311,14 @@ class Notifier:
     def started(self) -> bool:
         return self._client is not None
 
+    def check_secrets(self) -> None:
+        """Raise :class:`ConfigError` when a subscription's ``secret_env`` variable is unset or empty
+        (the worker calls this before it starts consuming)."""
+        missing = [(f"alerting.subscriptions.{s.name}.secret_env", f"environment variable {s.secret_env} is not set")
+                   for s in self.subscriptions.values() if s.secret_env and not self._environ.get(s.secret_env)]
+        if missing:
+            raise ConfigError("alert subscriptions: signing secrets missing", missing)
+
     async def start(self) -> None:
         """Read the signing secrets, open the HTTP client and start one delivery task per subscription.
 
@@ -315,10 +326,7 @@ class Notifier:
         """
         if self._client is not None:
             return
-        missing = [(f"alerting.subscriptions.{s.name}.secret_env", f"environment variable {s.secret_env} is not set")
-                   for s in self.subscriptions.values() if s.secret_env and not self._environ.get(s.secret_env)]
-        if missing:
-            raise ConfigError("alert subscriptions: signing secrets missing", missing)
+        self.check_secrets()
         self._secrets = {name: (self._environ[s.secret_env].encode() if s.secret_env else None)
                          for name, s in self.subscriptions.items()}
         self._closing = False
@@ -470,18 +478,24 @@ class Notifier:
         except (TypeError, ValueError, KeyError) as exc:  # a malformed event: no retry can fix it
             return result(False, None, f"invalid event: {type(exc).__name__}: {exc}")
         try:
-            async with asyncio.timeout(sub.timeout_seconds):
-                response = await self._client.post(url, content=body, headers=headers, timeout=sub.timeout_seconds)
+            async with asyncio.timeout(sub.timeout_seconds), self._client.stream(
+                    "POST", url, content=body, headers=headers, timeout=sub.timeout_seconds) as response:
+                status = response.status_code
+                head = b""
+                if not 200 <= status < 300:  # keep at most 2 KiB of an error body, however large it is
+                    async for part in response.aiter_bytes():
+                        head += part
+                        if len(head) >= 2048:
+                            break
         except (TimeoutError, httpx.TimeoutException):
             return result(False, None, f"timeout after {sub.timeout_seconds:g} s", True)
         except httpx.TransportError as exc:
             return result(False, None, f"{type(exc).__name__}: {exc or 'connection failed'}", True)
         except Exception as exc:  # noqa: BLE001 - a delivery task must survive anything a request raises
             return result(False, None, f"{type(exc).__name__}: {exc}")
-        status = response.status_code
         if 200 <= status < 300:
             return result(True, status, None)
-        text = response.text.strip().replace("\n", " ")[:200]
+        text = head.decode("utf-8", "replace").strip().replace("\n", " ")[:200]
         error = f"HTTP {status}" + (f": {text}" if text else "")
         return result(False, status, error, status >= 500 or status in RETRYABLE_STATUS)
 

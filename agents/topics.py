@@ -9,7 +9,7 @@ from collections.abc import Callable
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from monitor.errors import ConfigError
+from monitor.errors import ConfigError, KafkaUnavailableError
 from monitor.spec import MonitorSpec
 
 __all__ = ["ALERT_STATE_TABLE", "changelog_topics", "ensure_topics", "spec_topics"]
@@ -36,8 +36,11 @@ def changelog_topics(spec: MonitorSpec) -> dict[str, int]:
 def ensure_topics(bootstrap: str, topics: dict[str, int], *, log: Callable[[str], None] = lambda _: None,
                   timeout: float = 30.0, compacted: bool = False) -> None:
     """Create missing topics; fail if an existing one has fewer partitions than configured."""
-    admin = AdminClient({"bootstrap.servers": bootstrap})
-    md = admin.list_topics(timeout=timeout)
+    admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 0})
+    try:
+        md = admin.list_topics(timeout=timeout)
+    except KafkaException as exc:
+        raise KafkaUnavailableError(f"cannot reach Kafka at {bootstrap}: {exc.args[0]}") from None
     problems = []
     missing = []
     for name, partitions in topics.items():

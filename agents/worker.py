@@ -55,7 +55,8 @@ def run_worker(spec_path: str | Path, settings: Settings) -> None:
     log = logging.getLogger("streamdq.topics").info
     ensure_topics(settings.bootstrap, spec_topics(spec), log=log)
     ensure_topics(settings.bootstrap, changelog_topics(spec), log=log, compacted=True)
-    app, _ = create_app(spec, settings, references=references)
+    app, ctx = create_app(spec, settings, references=references)
+    ctx.notifier.check_secrets()  # a missing secret is a configuration error (exit 2), found before consuming
     tune_gc()
     worker = faust.Worker(app, loglevel=settings.log_level, quiet=True)
     worker.execute_from_commandline()

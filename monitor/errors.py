@@ -6,7 +6,8 @@ also from the builtin a caller would naturally catch::
     StreamdqError
     ├── ConfigError(ValueError)        a monitor spec or CLI argument is wrong
     ├── ProfileError(ValueError)       a reference profile is unreadable or mismatched
-    └── KafkaLauncherError(RuntimeError) the local broker could not be fetched/started
+    ├── KafkaLauncherError(RuntimeError) the local broker could not be fetched/started
+    └── KafkaUnavailableError(ConnectionError) the cluster could not be reached
 
 Record-level problems (a malformed message, a missing id) are *not*
 exceptions: they are :class:`monitor.records.Rejection` values carrying a
@@ -52,3 +53,7 @@ class ProfileError(StreamdqError, ValueError):
 
 class KafkaLauncherError(StreamdqError, RuntimeError):
     """The local Apache Kafka broker could not be fetched, started or stopped."""
+
+
+class KafkaUnavailableError(StreamdqError, ConnectionError):
+    """The Kafka cluster could not be reached (or refused a request)."""

@@ -89,3 +89,23 @@ def test_drift_that_cannot_be_computed_is_insufficient_data_not_a_verdict() -> N
         "f", [{"record_id": i, "c": "a"} for i in range(200)])
     assert report.drift["c"] and all(d.statistic is None and d.drifted is None for d in report.drift["c"].values())
     assert not [o for o in report.observations if o.feature == "c" and o.check in report.drift["c"]]
+
+
+def test_an_unreachable_broker_is_a_clear_error_not_a_traceback() -> None:
+    import pytest
+
+    from agents.localkafka import free_port
+    from agents.topics import ensure_topics
+    from monitor.errors import KafkaUnavailableError, StreamdqError
+
+    with pytest.raises(KafkaUnavailableError, match="cannot reach Kafka") as info:
+        ensure_topics(f"127.0.0.1:{free_port()}", {"t": 1}, timeout=1.5)
+    assert isinstance(info.value, StreamdqError)  # the CLI turns it into a message and exit 1
+
+
+def test_http_client_logs_do_not_carry_urls() -> None:
+    import logging
+
+    import agents.notify  # noqa: F401 - importing it sets the levels
+
+    assert logging.getLogger("httpx").getEffectiveLevel() >= logging.WARNING
