@@ -23,6 +23,9 @@ if TYPE_CHECKING:  # the reference package builds on these checks; import only f
 
 __all__ = ["MISSING", "FeatureState", "FeatureWindowResult"]
 
+#: Categories learnt at most per window when there is no reference or configured vocabulary.
+OPEN_VOCABULARY = 1000
+
 #: Marker for an absent key when updating one value at a time.
 MISSING = object()
 
@@ -125,8 +128,11 @@ class FeatureState:
         else:
             self.cardinality = Cardinality()
             if spec.type == "categorical":
-                vocab = reference.category_names() if reference is not None else (spec.categories or [])
-                self.cats = CategoryCounts(vocab)
+                if reference is not None or spec.categories:
+                    vocab = reference.category_names() if reference is not None else list(spec.categories or [])
+                    self.cats = CategoryCounts(vocab)
+                else:  # nothing to go by: learn the categories seen (bounded), e.g. for a rolling reference
+                    self.cats = CategoryCounts([], open_limit=OPEN_VOCABULARY)
 
     # -- updates ---------------------------------------------------------------------------
 

@@ -74,10 +74,15 @@ class BinnedCounts:
 
 
 class CategoryCounts:
-    """Counts per category over a fixed vocabulary plus an :data:`OTHER` bucket.
+    """Counts per category over a vocabulary plus an :data:`OTHER` bucket.
 
-    Values outside ``categories`` are counted under :data:`OTHER`, so memory is
-    bounded by ``len(categories) + 1`` counters whatever the stream sends.
+    With a fixed vocabulary, values outside ``categories`` are counted under
+    :data:`OTHER`. With ``open_limit > 0`` (no reference or configured
+    categories to go by) new values join the vocabulary as they are seen, up to
+    ``open_limit`` categories; later new values go to :data:`OTHER`. Either way
+    memory is bounded by ``max(len(categories), open_limit) + 1`` counters.
+    Open vocabularies merge by label; the merge equals counting the
+    concatenation as long as neither side filled its vocabulary on its own.
 
     Examples
     --------
@@ -86,20 +91,44 @@ class CategoryCounts:
     ...     c.update(v)
     >>> c.vector()
     [2, 1, 1]
+    >>> o = CategoryCounts([], open_limit=2)
+    >>> for v in ["x", "y", "z", "x"]:
+    ...     o.update(v)
+    >>> o.get()
+    {'x': 2, 'y': 1, '__other__': 1}
     """
 
-    __slots__ = ("_index", "categories", "counts")
+    __slots__ = ("_index", "categories", "counts", "open_limit")
 
-    def __init__(self, categories: Sequence[str]) -> None:
+    def __init__(self, categories: Sequence[str], *, open_limit: int = 0) -> None:
         self.categories = list(categories)
         self._index = {c: i for i, c in enumerate(self.categories)}
         self.counts = [0] * (len(self.categories) + 1)
+        self.open_limit = open_limit
+
+    def _learn(self, value: str) -> int | None:
+        """Add ``value`` to an open vocabulary (if there is room); its index, or None."""
+        if len(self.categories) >= self.open_limit:
+            return None
+        j = len(self.categories)
+        self.categories.append(value)
+        self._index[value] = j
+        self.counts.insert(j, 0)  # OTHER stays last
+        return j
 
     def update(self, value: str) -> None:
-        self.counts[self._index.get(value, len(self.categories))] += 1
+        j = self._index.get(value)
+        if j is None and self.open_limit:
+            j = self._learn(value)
+        self.counts[len(self.categories) if j is None else j] += 1
 
     def index_of(self, values: Sequence[str]) -> NDArray[np.intp]:
-        """Bucket index of each value (``len(categories)`` = :data:`OTHER`)."""
+        """Bucket index of each value (``len(categories)`` = :data:`OTHER`); an open vocabulary
+        learns the new values first."""
+        if self.open_limit:
+            for v in values:
+                if v not in self._index and self._learn(v) is None:
+                    break
         other = len(self.categories)
         return np.fromiter((self._index.get(v, other) for v in values), dtype=np.intp, count=len(values))
 
@@ -121,16 +150,26 @@ class CategoryCounts:
         return dict(zip([*self.categories, OTHER], self.counts, strict=True))
 
     def __iadd__(self, other: CategoryCounts) -> CategoryCounts:
-        if other.categories != self.categories:
+        if other.categories == self.categories:
+            self.counts = [a + b for a, b in zip(self.counts, other.counts, strict=True)]
+            return self
+        if not (self.open_limit or other.open_limit):
             raise ValueError("cannot merge category counts over different vocabularies")
-        self.counts = [a + b for a, b in zip(self.counts, other.counts, strict=True)]
+        self.open_limit = max(self.open_limit, other.open_limit)
+        for label, count in zip(other.categories, other.counts, strict=False):  # merge by label
+            j = self._index.get(label)
+            if j is None:
+                j = self._learn(label)
+            self.counts[len(self.categories) if j is None else j] += count
+        self.counts[-1] += other.counts[-1]
         return self
 
     def to_state(self) -> dict[str, Any]:
-        return {"schema_version": 1, "categories": self.categories, "counts": self.counts}
+        return {"schema_version": 1, "categories": self.categories, "counts": self.counts,
+                "open_limit": self.open_limit}
 
     @classmethod
     def from_state(cls, state: dict[str, Any]) -> CategoryCounts:
-        c = cls(state["categories"])
+        c = cls(state["categories"], open_limit=int(state.get("open_limit", 0)))
         c.counts = [int(x) for x in state["counts"]]
         return c

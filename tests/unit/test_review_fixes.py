@@ -109,3 +109,30 @@ def test_http_client_logs_do_not_carry_urls() -> None:
     import agents.notify  # noqa: F401 - importing it sets the levels
 
     assert logging.getLogger("httpx").getEffectiveLevel() >= logging.WARNING
+
+
+def test_rolling_reference_detects_a_categorical_shift_without_a_fixed_reference() -> None:
+    spec = make([{"name": "w", "kind": "count", "size": 200}], [{"name": "c", "type": "categorical"}],
+                rolling_reference=1, min_samples=10)
+    e = Engine(spec, clock=lambda: 0.0)
+    before = e.process("f", [{"record_id": i, "c": "a"} for i in range(400)])
+    after = e.process("f", [{"record_id": 1000 + i, "c": "b"} for i in range(200)])
+    assert not any(d.drifted for r in before for d in r.drift.get("c", {}).values())
+    [shifted] = after
+    assert shifted.drift["c"]["psi@rolling"].drifted is True
+
+
+def test_open_vocabularies_merge_by_label() -> None:
+    from monitor.stats import CategoryCounts
+
+    a, b, whole = (CategoryCounts([], open_limit=3) for _ in range(3))
+    # merging equals counting the concatenation while neither side filled its vocabulary alone
+    left, right = ["x", "y", "x"], ["z", "y", "w"]
+    for v in left:
+        a.update(v)
+        whole.update(v)
+    for v in right:
+        b.update(v)
+        whole.update(v)
+    a += b
+    assert a.get() == whole.get() == {"x": 2, "y": 2, "z": 1, "__other__": 1}
