@@ -61,9 +61,9 @@ def evaluate_drift(spec: MonitorSpec, stream: StreamSpec, states: Mapping[str, F
             if info.kind == "test":
                 threshold = stream.drift.alpha
             else:
-                thr = spec.threshold_for(stream, f, method)
-                level = None if thr is None else (thr.warning if thr.warning is not None else thr.critical)
-                threshold = level if level is not None else info.default_threshold
+                thr = spec.threshold_for(stream, f, method)  # every distance has a default in the spec
+                assert thr is not None, method
+                threshold = thr.raise_level
             if n < stream.min_samples:
                 results[method] = DriftResult(method=method, statistic=None, threshold=threshold, sample_size=n,
                                               drifted=None, effect_size=effect)

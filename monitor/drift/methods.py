@@ -16,15 +16,17 @@ SMALL_SAMPLE = 1000
 class MethodInfo:
     """One drift method.
 
-    ``kind`` fixes how ``default_threshold`` is read, one meaning each: a
-    ``"distance"`` drifts when its statistic ``>= threshold``; a ``"test"``
-    drifts when its p-value ``<= threshold`` (the threshold is the test's
-    alpha). ``applies_to`` is the feature kinds it accepts.
+    ``kind`` fixes how a threshold is read, one meaning each: a ``"distance"``
+    drifts when its statistic ``>= threshold``; a ``"test"`` drifts when its
+    p-value ``<= threshold`` (the test's alpha). The levels themselves live in
+    the monitor spec (``thresholds:`` with ``monitor.spec.DEFAULT_THRESHOLDS``
+    for distances, ``drift.alpha`` for tests), in one place. ``applies_to`` is
+    the feature kinds it accepts.
 
     Examples
     --------
-    >>> METHODS["ks"].kind, METHODS["ks"].default_threshold
-    ('test', 0.05)
+    >>> METHODS["ks"].kind
+    'test'
     >>> sorted(METHODS["psi"].applies_to)
     ['categorical', 'numeric']
     """
@@ -32,7 +34,6 @@ class MethodInfo:
     name: str
     kind: Literal["distance", "test"]
     applies_to: frozenset[Literal["numeric", "categorical"]]
-    default_threshold: float
     description: str
 
 
@@ -43,19 +44,19 @@ _CATEGORICAL: frozenset[Literal["numeric", "categorical"]] = frozenset({"categor
 #: Every drift method streamdq computes, by name.
 METHODS: dict[str, MethodInfo] = {
     m.name: m for m in (
-        MethodInfo("psi", "distance", _BOTH, 0.1,
+        MethodInfo("psi", "distance", _BOTH,
                    "Population Stability Index over the reference bins or categories; 0.1 warns, 0.25 is critical."),
-        MethodInfo("ks", "test", _NUMERIC, 0.05,
+        MethodInfo("ks", "test", _NUMERIC,
                    "Two-sample Kolmogorov-Smirnov test against the reference quantiles (asymptotic p-value)."),
-        MethodInfo("wasserstein", "distance", _NUMERIC, 0.1,
+        MethodInfo("wasserstein", "distance", _NUMERIC,
                    "Wasserstein-1 distance divided by the reference standard deviation (normed, unit-free)."),
-        MethodInfo("jensen_shannon", "distance", _BOTH, 0.1,
+        MethodInfo("jensen_shannon", "distance", _BOTH,
                    "Jensen-Shannon distance (square root of the divergence, base 2) in [0, 1]."),
-        MethodInfo("hellinger", "distance", _BOTH, 0.1,
+        MethodInfo("hellinger", "distance", _BOTH,
                    "Hellinger distance between the bin or category proportions, in [0, 1]."),
-        MethodInfo("chi_square", "test", _CATEGORICAL, 0.05,
+        MethodInfo("chi_square", "test", _CATEGORICAL,
                    "Pearson chi-square goodness of fit of the window's counts to the reference proportions."),
-        MethodInfo("linf", "distance", _CATEGORICAL, 0.1,
+        MethodInfo("linf", "distance", _CATEGORICAL,
                    "L-infinity distance: the largest change of any category's proportion."),
     )
 }
