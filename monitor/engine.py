@@ -18,7 +18,6 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any
 
 import numpy as np
@@ -72,6 +71,8 @@ class WindowReport:
     events: list[Alert] = field(default_factory=list)
     #: Every evaluated check's verdict (the policy's input); not serialised.
     observations: list[Observation] = field(default_factory=list)
+    #: The window's end in epoch seconds (``window["end"]`` as a number; the policy's clock).
+    end_time: float = 0.0
 
     def rows(self) -> list[dict[str, Any]]:
         """One row per feature plus one stream-level row (``feature`` null): the replay's windows.jsonl."""
@@ -437,8 +438,7 @@ class Engine:
         return out
 
     def _apply_policy(self, report: WindowReport) -> None:
-        end = datetime.fromisoformat(report.window["end"].replace("Z", "+00:00")).timestamp()
-        report.events.extend(self.policy.observe(report.observations, now=end))
+        report.events.extend(self.policy.observe(report.observations, now=report.end_time))
 
     def _report(self, rt: _Stream, w: ClosedWindow[_Pane], *, policy: bool = True) -> WindowReport:
         spec = rt.spec
@@ -476,7 +476,7 @@ class Engine:
                   "end": iso(end), "partial": w.partial}
         report = WindowReport(stream=spec.name, window=window, count=count, features=features, drift=drift,
                               reference_version=rt.ref_version,
-                              records=records, changes=self._changes(rt, w, merged, drift))
+                              records=records, changes=self._changes(rt, w, merged, drift), end_time=end)
         report.observations.extend(observe_window(self.spec, spec, report))
         report.alerts.extend(evaluate_window(self.spec, spec, report, report.observations))
         if policy:
