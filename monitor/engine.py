@@ -148,7 +148,7 @@ class _Stream:
         self.dedup = DuplicateFilter(capacity=spec.duplicates.capacity) if spec.duplicates.enabled else None
         self.watermark = -math.inf
         self.pending: list[dict[str, Any]] = []
-        self.known = frozenset([spec.id_field, spec.time_field, "schema_version", *(f.name for f in spec.features)])
+        self.known = spec.known_fields
         self.ref_version = ref.profile_version if ref is not None else None  # a hash: compute once
         self.rate = spec.volume.expected_per_second or (ref.rate_per_second if ref is not None else None)
         self.event_mode = spec.time.mode == "event"

@@ -35,6 +35,8 @@ __all__ = [
     "CHECKS",
     "DEFAULT_THRESHOLDS",
     "FEATURE_CHECKS",
+    "MODEL_CHECKS",
+    "MODEL_DEFAULT_THRESHOLDS",
     "NUMERIC_METHODS",
     "RECORD_CHECKS",
     "AlertFilter",
@@ -42,6 +44,8 @@ __all__ = [
     "DriftSpec",
     "DuplicatesSpec",
     "FeatureSpec",
+    "JoinSpec",
+    "ModelSpec",
     "MonitorSpec",
     "OutputsSpec",
     "Range",
@@ -75,6 +79,21 @@ RECORD_CHECKS = ("duplicate_ratio", "late_ratio", "out_of_order_ratio", "unexpec
 DriftMethod = Literal["psi", "ks", "wasserstein", "jensen_shannon", "hellinger", "chi_square", "linf"]
 NUMERIC_METHODS = frozenset({"psi", "ks", "wasserstein", "jensen_shannon", "hellinger"})
 CATEGORICAL_METHODS = frozenset({"psi", "chi_square", "jensen_shannon", "hellinger", "linf"})
+
+#: Model checks (per model version and performance window); ``value >= level`` raises, like every check.
+ModelCheckName = Literal[
+    # realised (labels joined): drops against the reference performance, absolute
+    "accuracy_drop", "precision_drop", "recall_drop", "f1_drop", "roc_auc_drop",
+    # realised, absolute levels
+    "log_loss_increase", "calibration_error",
+    # regression: relative increase over the reference error (0.2 = 20 % worse)
+    "mae_increase", "rmse_increase", "mape_increase",
+    # label-free (CBPE, binary): estimated drops, before any label arrives
+    "estimated_accuracy_drop", "estimated_roc_auc_drop", "estimated_f1_drop",
+    # the join: share of decided predictions whose label never came (TTL ran out)
+    "label_expired_ratio",
+]
+MODEL_CHECKS: tuple[str, ...] = get_args(ModelCheckName)
 
 _NAME = r"^[A-Za-z_][A-Za-z0-9_.\-]{0,127}$"
 _TOPIC = r"^[A-Za-z0-9._\-]{1,249}$"
@@ -150,6 +169,18 @@ DEFAULT_THRESHOLDS: dict[str, Threshold] = {
     "jensen_shannon": Threshold(warning=0.10, critical=0.20),
     "hellinger": Threshold(warning=0.10, critical=0.20),
     "linf": Threshold(warning=0.10, critical=0.20),
+}
+
+
+#: Model checks used when the model spec does not configure them (the others are reported only).
+MODEL_DEFAULT_THRESHOLDS: dict[str, Threshold] = {
+    "accuracy_drop": Threshold(warning=0.05, critical=0.10),
+    "f1_drop": Threshold(warning=0.05, critical=0.10),
+    "roc_auc_drop": Threshold(warning=0.05, critical=0.10),
+    "mae_increase": Threshold(warning=0.20, critical=0.50),
+    "rmse_increase": Threshold(warning=0.20, critical=0.50),
+    "estimated_accuracy_drop": Threshold(warning=0.05, critical=0.10),
+    "estimated_roc_auc_drop": Threshold(warning=0.05, critical=0.10),
 }
 
 
@@ -293,11 +324,104 @@ class VolumeSpec(_Model):
         "profile's rate, when it has event times).")
 
 
+class JoinSpec(_Model):
+    """How labels join predictions: by record id, within a time-to-live, in bounded memory (per partition)."""
+
+    ttl_seconds: float = Field(
+        default=86_400.0, gt=0, le=90 * 86_400, description="How long a prediction waits for its label (and an "
+        "early label for its prediction); then it counts as expired. Measured in the stream's time mode.")
+    max_pending: int = Field(default=1_000_000, ge=1, le=100_000_000,
+                             description="Pending predictions per partition at most; beyond, the oldest is evicted.")
+    max_orphans: int = Field(default=100_000, ge=0, le=100_000_000,
+                             description="Labels waiting for their prediction per partition at most.")
+    checkpoint_seconds: float = Field(
+        default=10.0, gt=0, le=3600, description="How often the worker checkpoints the join state (a chunked "
+        "snapshot per partition, only when it changed); on restart it reloads it and replays the topics from the "
+        "checkpoint's offsets, so nothing pending is lost.")
+
+
+ModelDetector = Literal["ddm", "eddm", "hddm_a", "hddm_w", "adwin"]
+
+
+class ModelSpec(_Model):
+    """The model whose predictions a ``kind: predictions`` stream carries, and where its labels come from.
+
+    Binary classifiers give ``score_field`` (the probability of ``positive_label``, in [0, 1]);
+    multiclass classifiers ``class_field`` (the predicted class) and ``classes``; regressors
+    ``value_field``. Labels come from the ``kind: labels`` stream named by ``labels`` (its
+    ``label_field``), joined to predictions by record id.
+    """
+
+    name: str = Field(pattern=_NAME, description="Model name used when a record carries none.")
+    task: Literal["binary", "multiclass", "regression"]
+    labels: str = Field(pattern=_NAME, description="Name of the kind: labels stream.")
+    model_field: str = Field(default="model", description="Record field with the model name (optional in records).")
+    version_field: str = Field(default="model_version",
+                               description="Record field with the model version (optional; default 'unversioned').")
+    score_field: str | None = Field(default=None, description="Binary: predicted probability of the positive label.")
+    class_field: str | None = Field(default=None, description="Multiclass: the predicted class.")
+    value_field: str | None = Field(default=None, description="Regression: the predicted value.")
+    label_field: str = Field(default="label", description="The label's field in the labels stream.")
+    positive_label: str = Field(default="1", description="Binary: the label value (as a string; true/false for "
+                                "booleans) that is the positive class; every other value is negative.")
+    classes: list[str] | None = Field(default=None, min_length=2, description="Multiclass: the class list.")
+    threshold: float = Field(default=0.5, ge=0, le=1, description="Binary: a score >= threshold predicts positive.")
+    join: JoinSpec = Field(default_factory=JoinSpec)
+    windows: list[WindowSpec] = Field(
+        default_factory=lambda: [WindowSpec(name="perf1k", kind="count", size=1000)],
+        description="Count windows of performance, per model version: over labelled (joined) examples for the "
+        "realised metrics (with the label-free estimate on the same examples beside them), and over predictions "
+        "for the label-free estimate alone.")
+    min_samples: int = Field(default=200, ge=1, description="Fewest examples a window needs for a verdict.")
+    detectors: list[ModelDetector] = Field(
+        default_factory=lambda: ["ddm", "adwin"],  # type: ignore[arg-type]  # pydantic's stub wants the Literal list
+        description="River detectors on the error stream (one point per labelled example: 0/1 error for "
+        "classifiers, absolute error for regressors; DDM and friends take classifiers only).")
+    max_versions: int = Field(default=8, ge=1, le=1000,
+                              description="Model versions tracked at once; the least recently seen is dropped.")
+    thresholds: dict[ModelCheckName, Threshold] = Field(
+        default_factory=dict, description="Levels of the model checks (defaults: MODEL_DEFAULT_THRESHOLDS).")
+
+    @model_validator(mode="after")
+    def _fits_task(self) -> ModelSpec:
+        need = {"binary": "score_field", "multiclass": "class_field", "regression": "value_field"}[self.task]
+        if getattr(self, need) is None:
+            raise ValueError(f"a {self.task} model needs '{need}'")
+        if self.task == "multiclass" and not self.classes:
+            raise ValueError("a multiclass model needs 'classes'")
+        if self.task != "multiclass" and self.classes is not None:
+            raise ValueError("'classes' applies to multiclass models only")
+        if self.task == "regression" and set(self.detectors) - {"adwin"}:
+            raise ValueError("regression models take the 'adwin' detector only (DDM and friends need 0/1 errors)")
+        for w in self.windows:
+            if w.kind != "count":
+                raise ValueError(f"model window {w.name!r}: only count windows are supported")
+        _no_duplicates([w.name for w in self.windows], "model window")
+        return self
+
+    @property
+    def prediction_fields(self) -> list[str]:
+        """The prediction payload fields this model reads."""
+        return [f for f in (self.score_field, self.class_field, self.value_field) if f is not None]
+
+    def level_for(self, check: str) -> Threshold | None:
+        """The effective levels of a model check, ``None`` if it raises no alert."""
+        if check in self.thresholds:
+            return self.thresholds[check]
+        return MODEL_DEFAULT_THRESHOLDS.get(check)
+
+
 class StreamSpec(_Model):
-    """One input stream: a Kafka topic of JSON records with the listed features."""
+    """One input stream: a Kafka topic of JSON records with the listed features.
+
+    ``kind: predictions`` streams carry a model's predictions (their score/class/value fields are
+    features, monitored for quality and drift like any other) and name the model in ``model``;
+    ``kind: labels`` streams carry the ground truth joined to them by record id.
+    """
 
     name: str = Field(pattern=_NAME)
-    kind: Literal["features"] = "features"
+    kind: Literal["features", "predictions", "labels"] = "features"
+    model: ModelSpec | None = Field(default=None, description="kind: predictions only: the model and its labels.")
     topic: str | None = Field(default=None, pattern=_TOPIC, description="Defaults to the name.")
     partitions: int = Field(default=1, ge=1, le=1024)
     id_field: str = "record_id"
@@ -341,7 +465,34 @@ class StreamSpec(_Model):
         clash = sorted(reserved & {f.name for f in self.features})
         if clash:
             raise ValueError(f"feature name(s) {clash} clash with the id/time/schema_version fields")
+        if (self.kind == "predictions") != (self.model is not None):
+            raise ValueError("a kind: predictions stream needs 'model', and only such a stream takes it")
+        if self.model is not None:
+            m = self.model
+            names = {f.name: f for f in self.features}
+            for field_name in m.prediction_fields:
+                if field_name not in names:
+                    raise ValueError(f"model field {field_name!r} must be one of the stream's features")
+            if m.score_field is not None:
+                f = names[m.score_field]
+                if f.type != "numeric":
+                    raise ValueError(f"score field {f.name!r} must be a numeric feature")
+                if f.range is None or f.range.min is None or f.range.max is None \
+                        or f.range.min < 0 or f.range.max > 1:
+                    raise ValueError(f"score field {f.name!r} needs a range within [0, 1] "
+                                     "(so scores outside it are reported), e.g. range: {min: 0, max: 1}")
+            if m.value_field is not None and names[m.value_field].type != "numeric":
+                raise ValueError(f"value field {m.value_field!r} must be a numeric feature")
+            if m.class_field is not None and names[m.class_field].type not in ("categorical", "boolean"):
+                raise ValueError(f"class field {m.class_field!r} must be a categorical or boolean feature")
         return self
+
+    @property
+    def known_fields(self) -> frozenset[str]:
+        """Fields a record may carry without counting as unexpected: features, id, time, schema_version,
+        and a predictions stream's model name and version fields."""
+        extra = [self.model.model_field, self.model.version_field] if self.model is not None else []
+        return frozenset([self.id_field, self.time_field, "schema_version", *extra, *(f.name for f in self.features)])
 
     def feature(self, name: str) -> FeatureSpec:
         for f in self.features:
@@ -439,7 +590,36 @@ class MonitorSpec(_Model):
     def _unique(self) -> MonitorSpec:
         _no_duplicates([s.name for s in self.streams], "stream")
         _no_duplicates([s.topic for s in self.streams], "stream topic")
+        by_name = {s.name: s for s in self.streams}
+        claimed: dict[str, str] = {}
+        for s in self.streams:
+            if s.model is None:
+                continue
+            labels = by_name.get(s.model.labels)
+            if labels is None or labels.kind != "labels":
+                raise ValueError(f"stream {s.name!r}: model.labels {s.model.labels!r} must name a kind: labels stream")
+            if s.model.label_field not in {f.name for f in labels.features}:
+                raise ValueError(f"stream {s.name!r}: label_field {s.model.label_field!r} must be a feature of "
+                                 f"stream {labels.name!r}")
+            if labels.partitions != s.partitions:
+                raise ValueError(f"streams {s.name!r} and {labels.name!r} must have the same number of partitions "
+                                 "(predictions and labels are co-partitioned by record id)")
+            if labels.id_field != s.id_field:
+                raise ValueError(f"streams {s.name!r} and {labels.name!r} must use the same id_field")
+            if labels.time.mode != s.time.mode:
+                raise ValueError(f"streams {s.name!r} and {labels.name!r} must use the same time mode")
+            if labels.name in claimed:
+                raise ValueError(f"labels stream {labels.name!r} serves two models ({claimed[labels.name]!r}, "
+                                 f"{s.name!r})")
+            claimed[labels.name] = s.name
         return self
+
+    def model_of_labels(self, labels: str) -> StreamSpec | None:
+        """The predictions stream whose model reads the labels stream ``labels``."""
+        for s in self.streams:
+            if s.model is not None and s.model.labels == labels:
+                return s
+        return None
 
     def stream(self, name: str) -> StreamSpec:
         for s in self.streams:

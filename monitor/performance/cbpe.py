@@ -90,10 +90,34 @@ class IsotonicCalibrator:
         xm = np.bincount(idx, weights=s, minlength=n_bins)[used] / w
         rate = np.bincount(idx, weights=yv.astype(np.float64), minlength=n_bins)[used] / w
         res = isotonic_regression(rate, weights=w, increasing=True)
-        fitted = np.clip(np.asarray(res.x, dtype=np.float64), 0.0, 1.0)
+        return cls._from_blocks(xm, np.asarray(res.x, dtype=np.float64), np.asarray(res.blocks))
+
+    @classmethod
+    def fit_counts(cls, pos_counts: ArrayLike, neg_counts: ArrayLike) -> IsotonicCalibrator:
+        """Fit the map on binned reference data: per equal-width score bin, the count of positive and of
+        negative labels (what :class:`~monitor.performance.BinaryPerformance` keeps), each bin at its centre.
+
+        >>> IsotonicCalibrator.fit_counts([0, 1, 3, 4], [4, 3, 1, 0]).y
+        [0.0, 0.25, 0.75, 1.0]
+        """
+        pos = np.asarray(pos_counts, dtype=np.float64).ravel()
+        neg = np.asarray(neg_counts, dtype=np.float64).ravel()
+        if pos.shape != neg.shape or not pos.size or (pos < 0).any() or (neg < 0).any():
+            raise ValueError("pos_counts and neg_counts must be non-negative arrays of one length")
+        w = pos + neg
+        used = w > 0
+        if not used.any():
+            raise ValueError("cannot fit a calibration map on no data")
+        centres = (np.arange(pos.size, dtype=np.float64) + 0.5) / pos.size
+        res = isotonic_regression(pos[used] / w[used], weights=w[used], increasing=True)
+        return cls._from_blocks(centres[used], np.asarray(res.x, dtype=np.float64), np.asarray(res.blocks))
+
+    @classmethod
+    def _from_blocks(cls, xm: NDArray[np.float64], fitted: NDArray[np.float64],
+                     blocks: NDArray[Any]) -> IsotonicCalibrator:
+        fitted = np.clip(fitted, 0.0, 1.0)
         xs: list[float] = []
         ys: list[float] = []
-        blocks = np.asarray(res.blocks)
         for start, stop in itertools.pairwise(blocks.tolist()):
             v = float(fitted[start])
             xs.append(float(xm[start]))

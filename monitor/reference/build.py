@@ -62,6 +62,8 @@ def read_rows(path: str | Path, stream: StreamSpec) -> Iterator[dict[str, Any]]:
     elif suffix == ".csv":
         types: dict[str, str] = {f.name: f.type for f in stream.features}
         types[stream.time_field] = "time"
+        if stream.model is not None and stream.model.task == "regression":
+            types.setdefault(stream.model.label_field, "numeric")  # the reference label of a regressor
         with path.open(newline="", encoding="utf-8") as fh:
             for row in csv.DictReader(fh):
                 yield {k: _from_csv(v, types.get(k)) for k, v in row.items()}
@@ -136,6 +138,12 @@ def build_profile(
     cats: dict[str, Counter[str]] = {f.name: Counter() for f in stream.features if f.type in ("categorical", "boolean")}
     t_min, t_max = np.inf, -np.inf
     rows_n = 0
+    # A predictions stream's rows may also carry the label: then the model's reference performance is kept.
+    model = None
+    if stream.model is not None:
+        from monitor.model.reference import ReferenceBuilder  # the model package imports this package
+
+        model = ReferenceBuilder(stream.model)
     batch: list[dict[str, Any]] = []
 
     def consume(recs: list[dict[str, Any]]) -> None:
@@ -153,6 +161,8 @@ def build_profile(
                     if len(counter) > MAX_CATEGORIES:
                         raise ProfileError(f"feature {f.name!r} has more than {MAX_CATEGORIES} distinct "
                                            "values; is it really categorical?")
+        if model is not None:
+            model.update(recs)
         t = parse_times([r.get(stream.time_field) for r in recs])
         t = t[~np.isnan(t)]
         if t.size:
@@ -182,6 +192,7 @@ def build_profile(
         rows=rows_n,
         features=features,
         rate_per_second=(rows_n - 1) / span if span else None,
+        model=model.result() if model is not None else None,
     )
 
 

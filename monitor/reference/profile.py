@@ -110,12 +110,18 @@ class ReferenceProfile:
     rows: int
     features: dict[str, FeatureProfile] = field(default_factory=dict)
     rate_per_second: float | None = None
+    #: Predictions streams whose reference rows carry labels: the model's reference performance,
+    #: ``{"task": ..., "performance": <BinaryPerformance/MulticlassPerformance/RegressionPerformance
+    #: state>}`` (mergeable; a binary model's CBPE calibration map is fitted from it).
+    model: dict[str, Any] | None = None
 
     @property
     def profile_version(self) -> str:
         """Content hash of the statistics (same data and settings, same version)."""
-        body = orjson.dumps({k: v.to_dict() for k, v in sorted(self.features.items())},
-                            option=orjson.OPT_SORT_KEYS)
+        content: dict[str, Any] = {k: v.to_dict() for k, v in sorted(self.features.items())}
+        if self.model is not None:  # profiles without a model keep the hash they always had
+            content = {"features": content, "model": self.model}
+        body = orjson.dumps(content, option=orjson.OPT_SORT_KEYS)
         return hashlib.sha256(body).hexdigest()[:12]
 
     def to_dict(self) -> dict[str, Any]:
@@ -128,6 +134,7 @@ class ReferenceProfile:
             "rows": self.rows,
             "rate_per_second": self.rate_per_second,
             "features": {k: v.to_dict() for k, v in self.features.items()},
+            **({"model": self.model} if self.model is not None else {}),
         }
 
     @classmethod
@@ -139,7 +146,8 @@ class ReferenceProfile:
         try:
             feats = {name: FeatureProfile(name=name, **fd) for name, fd in d["features"].items()}
             profile = cls(stream=d["stream"], source=d["source"], created_at=d["created_at"],
-                          rows=int(d["rows"]), features=feats, rate_per_second=d.get("rate_per_second"))
+                          rows=int(d["rows"]), features=feats, rate_per_second=d.get("rate_per_second"),
+                          model=d.get("model"))
         except (KeyError, TypeError, AttributeError) as exc:
             raise ProfileError(f"reference profile is missing or has a bad field: {exc}") from None
         declared = d.get("profile_version")
@@ -181,7 +189,7 @@ class ReferenceProfile:
             rate = (self.rows + other.rows) / (self.rows / self.rate_per_second + other.rows / other.rate_per_second)
         return ReferenceProfile(stream=self.stream, source={"kind": "merged", "sources": [self.source, other.source]},
                                 created_at=max(self.created_at, other.created_at), rows=self.rows + other.rows,
-                                features=features, rate_per_second=rate)
+                                features=features, rate_per_second=rate, model=_merge_model(self.model, other.model))
 
     def save(self, path: str | Path) -> Path:
         path = Path(path)
@@ -249,3 +257,15 @@ def _merge_feature(a: FeatureProfile, b: FeatureProfile) -> FeatureProfile:
         max=max(x for x in (a.max, b.max) if x is not None) if a.max is not None or b.max is not None else None,
         bin_edges=edges, bin_counts=bins,
         quantiles=[float(v) for v in summary.values] if summary is not None else None)
+
+
+def _merge_model(a: dict[str, Any] | None, b: dict[str, Any] | None) -> dict[str, Any] | None:
+    """Reference performances add (they are mergeable accumulators); a side without one contributes nothing."""
+    if a is None or b is None:
+        return a if b is None else b
+    if a.get("task") != b.get("task"):
+        raise ProfileError(f"cannot merge: the profiles' models differ in task ({a.get('task')} vs {b.get('task')})")
+    from monitor.model.reference import merge_performance_states  # the model package imports this module
+
+    return {**a, "performance": merge_performance_states(a["task"], a["performance"], b["performance"]),
+            "examples": int(a.get("examples", 0)) + int(b.get("examples", 0))}
