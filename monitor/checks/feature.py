@@ -165,7 +165,7 @@ class FeatureState:
         self.moments.update_many(v)  # type: ignore[union-attr]
         self.sample.update_many(v)  # type: ignore[union-attr]
         if self.hist is not None:
-            self.hist.update_many(v)
+            self.hist.update_finite(v)  # valid values are finite
 
     def _update_coded(self, col: Column) -> None:
         codes, vocab = col.codes, col.vocab

@@ -14,6 +14,9 @@ __all__ = ["OTHER", "BinnedCounts", "CategoryCounts"]
 #: Bucket for categories the reference never saw (and for overflow past the bound).
 OTHER = "__other__"
 
+#: Up to this many bin edges, batches are binned by comparisons against every edge.
+_COMPARE_EDGES = 64
+
 
 class BinnedCounts:
     """Counts of numeric values in bins fixed by ``edges`` (interior cut points).
@@ -44,11 +47,32 @@ class BinnedCounts:
         self.counts[bisect_right(self.edges, x)] += 1
 
     def update_many(self, x: NDArray[np.float64]) -> None:
-        """Count a batch of values (``searchsorted`` + ``bincount``)."""
-        if x.size:
-            idx = np.searchsorted(self._edges, x, side="right")
-            add = np.bincount(idx, minlength=len(self.counts))
-            self.counts = [a + int(b) for a, b in zip(self.counts, add, strict=True)]
+        """Count a batch of values (NaN goes to the last bin, as ``bisect_right`` puts it)."""
+        n = x.size
+        if not n:
+            return
+        nan = n - int(np.count_nonzero(x == x))
+        self.update_finite(x[x == x] if nan else x)
+        if nan:
+            self.counts[-1] += nan
+
+    def update_finite(self, x: NDArray[np.float64]) -> None:
+        """Count a batch of values without NaN.
+
+        With few edges, each edge's count of values at or past it (a branch-free
+        comparison) gives the bins by differences: several times faster than a binary
+        search per value, whose branches a CPU cannot predict on real data.
+        """
+        n = x.size
+        if not n:
+            return
+        if len(self.edges) > _COMPARE_EDGES:
+            add = np.bincount(np.searchsorted(self._edges, x, side="right"), minlength=len(self.counts)).tolist()
+            self.counts = [a + b for a, b in zip(self.counts, add, strict=True)]
+            return
+        at_or_past = [n, *np.count_nonzero(x >= self._edges[:, None], axis=1).tolist(), 0]  # bisect_right > k
+        counts = self.counts
+        self.counts = [counts[k] + at_or_past[k] - at_or_past[k + 1] for k in range(len(counts))]
 
     @property
     def n(self) -> int:

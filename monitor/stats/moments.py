@@ -11,6 +11,8 @@ from river import stats
 
 __all__ = ["Moments"]
 
+_sum, _min, _max = np.add.reduce, np.minimum.reduce, np.maximum.reduce
+
 
 class Moments:
     """Running count/mean/std/min/max, backed by River's :class:`river.stats.Var`.
@@ -55,8 +57,9 @@ class Moments:
         if nb == 0:
             return
         with np.errstate(over="ignore"):  # |x| > ~1e154: the variance is inf, as River's would be
-            mb = float(x.mean())
-            sb = float(((x - mb) ** 2).sum())
+            mb = float(_sum(x)) / nb  # x.mean() without its Python-level wrapper
+            d = x - mb
+            sb = float(_sum(d * d))
         na = self._var.mean.n
         if na == 0:
             self._var.mean.n, self._var.mean._mean, self._var._S = float(nb), mb, sb
@@ -66,7 +69,7 @@ class Moments:
             self._var.mean._mean += delta * nb / n
             self._var._S += sb + delta * delta * na * nb / n
             self._var.mean.n = n
-        lo, hi = float(x.min()), float(x.max())
+        lo, hi = float(_min(x)), float(_max(x))
         if lo < self.min:
             self.min = lo
         if hi > self.max:
