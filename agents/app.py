@@ -24,10 +24,12 @@ from prometheus_client import CollectorRegistry
 
 from agents.deadletter import deadletter_envelope
 from agents.metrics import FaustCollector, Metrics
+from agents.models import ModelRuntime, runtime_table
 from agents.notify import Notifier
 from agents.settings import Settings
-from agents.topics import ALERT_STATE_TABLE
+from agents.topics import ALERT_STATE_TABLE, JOIN_STATE_TABLE, join_state_partitions
 from monitor.engine import Engine, WindowReport
+from monitor.model import ModelMonitor, ModelWindowReport
 from monitor.records import Rejection
 from monitor.reference import ReferenceProfile
 from monitor.spec import MonitorSpec, StreamSpec
@@ -54,6 +56,8 @@ class WorkerContext:
     alerts_deadletter_topic: faust.TopicT = field(init=False)
     started: bool = False
     restored: bool = False
+    #: Model runtimes by the name of the predictions or labels stream they read.
+    models: dict[str, ModelRuntime] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         out = self.spec.outputs
@@ -86,7 +90,17 @@ class WorkerContext:
         self.metrics.observe_window(report)
         await send_acked(self.profiles_topic, report.stream.encode(),
                          orjson.dumps(report.to_dict(), option=orjson.OPT_SERIALIZE_NUMPY))
-        for alert in report.events:
+        await self._send_events(report.events)
+
+    async def publish_model(self, report: ModelWindowReport) -> None:
+        """Send a closed model window and its alert events (same topics and alert model as the engine's)."""
+        self.metrics.observe_model_window(report)
+        await send_acked(self.profiles_topic, report.stream.encode(),
+                         orjson.dumps(report.to_dict(), option=orjson.OPT_SERIALIZE_NUMPY))
+        await self._send_events(report.events)
+
+    async def _send_events(self, events: list[Any]) -> None:
+        for alert in events:
             event = alert.to_event()
             # Acknowledged by the broker before the batch is: an alert must not be lost to a crash.
             await send_acked(self.alerts_topic, alert.fingerprint.encode(),
@@ -191,11 +205,50 @@ def create_app(spec: MonitorSpec, settings: Settings, *, references: dict[str, R
     # producer to hash the key, which fails before the producer has metadata for the changelog topic.)
     table.partition_for_key = lambda key: 0
     ctx.alert_state = table
+    join_table = None
+    if join_state_partitions(spec):
+        join_table = runtime_table(app, JOIN_STATE_TABLE, join_state_partitions(spec))
+    for stream in spec.streams:
+        if stream.model is None:
+            continue
+        monitor = ModelMonitor(spec, stream.name, reference=references.get(stream.name), policy=ctx.engine.policy)
+        runtime = ModelRuntime(ctx, stream, monitor, join_table, bootstrap=settings.bootstrap or "",
+                               group_id=app_id)
+        ctx.models[stream.name] = ctx.models[stream.model.labels] = runtime
+        metrics.watch_model(monitor)
     for stream in spec.streams:
         features.register(app, ctx, stream)
+    runtimes = list({id(r): r for r in ctx.models.values()}.values())
+    if runtimes:
+        every = min(r.stream.model.join.checkpoint_seconds for r in runtimes if r.stream.model is not None)
+
+        @app.timer(interval=every, name="streamdq.join_checkpoint")
+        async def _checkpoint() -> None:
+            for runtime in runtimes:
+                try:
+                    await runtime.checkpoint()
+                except Exception:  # logged; the next checkpoint tries again
+                    log.exception("checkpointing the join state of %s failed", runtime.stream.name)
+
+        @app.on_before_shutdown.connect
+        async def _last_checkpoint(app: faust.App, **kwargs: Any) -> None:
+            for runtime in runtimes:
+                try:
+                    await runtime.checkpoint()
+                except Exception:
+                    log.exception("final join checkpoint of %s failed", runtime.stream.name)
 
     @app.timer(interval=1.0, name="streamdq.tick")
     async def _tick() -> None:
+        if app.tables.recovery.completed.is_set():
+            # The join state is restored (and its gap replayed) as soon as the tables are, not only when the
+            # next record arrives: pending predictions must age and be visible after a restart.
+            for runtime in runtimes:
+                if not runtime.restored:
+                    try:
+                        await runtime.ensure_restored()
+                    except Exception:  # logged; retried on the next tick or batch
+                        log.exception("restoring the join state of %s failed", runtime.stream.name)
         if not ctx.restored:  # before the first batch (and table recovery) there is nothing to close
             return
         try:
@@ -205,6 +258,9 @@ def create_app(spec: MonitorSpec, settings: Settings, *, references: dict[str, R
             return
         for report in reports:
             await ctx.publish(report)
+        for runtime in runtimes:
+            if runtime.restored and not runtime.monitor.event_mode:
+                runtime.monitor.expire()  # processing time: predictions age even when nothing arrives
 
     @app.task
     async def _notifications() -> None:

@@ -57,7 +57,7 @@ def reference() -> None:
 @click.option("--to", default=None, help="With --topic: end offset (exclusive) or ISO-8601 time (default: now).")
 @click.option("--bootstrap", default=None, help="With --topic: Kafka bootstrap servers (default: $KAFKA_BOOTSTRAP).")
 @click.option("--out", required=True, type=click.Path(dir_okay=False), help="Profile JSON to write.")
-@click.option("--stream", default=None, help="Stream to profile (default: the spec's only stream).")
+@click.option("--stream", default=None, help="Stream to profile (default: the spec's only features stream).")
 @click.option("--sample-size", default=200_000, show_default=True,
               help="Values kept per numeric feature for quantiles and bin edges.")
 @friendly
@@ -94,6 +94,17 @@ def reference_build(spec: str, input_path: str | None, topic: str | None, from_:
     profile.save(out)
     click.secho(f"wrote {out}: stream {st.name!r}, {profile.rows:,} records, "
                 f"{len(profile.features)} features, profile_version {profile.profile_version}", fg="green")
+    if st.model is not None:
+        from monitor.model import reference_metrics
+
+        metrics = reference_metrics(profile.model)
+        if metrics is None:
+            click.secho(f"note: no row carried both a prediction and a {st.model.label_field!r} label, so the profile "
+                        "has no reference performance (performance drops and CBPE calibration need one)", fg="yellow")
+        else:
+            shown = ", ".join(f"{k} {v:.4g}" for k, v in metrics.items()
+                              if k in ("accuracy", "roc_auc", "f1", "macro_f1", "mae", "rmse") and v is not None)
+            click.echo(f"model reference performance over {profile.model['examples']:,} labelled rows: {shown}")
 
 
 @reference.command("merge")
@@ -131,7 +142,7 @@ def _bootstrap(bootstrap: str | None) -> str:
 @click.option("--to", default=None, help="With --topic: end offset (exclusive) or ISO-8601 time (default: now).")
 @click.option("--bootstrap", default=None, help="With --topic: Kafka bootstrap servers (default: $KAFKA_BOOTSTRAP).")
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Folder for alerts.jsonl, windows.jsonl.")
-@click.option("--stream", default=None, help="Stream to replay (default: the spec's only stream).")
+@click.option("--stream", default=None, help="Stream to replay (default: the spec's only features stream).")
 @friendly
 def replay(spec: str, input_path: str | None, topic: str | None, from_: str | None, to: str | None,
            bootstrap: str | None, out: str, stream: str | None) -> None:
@@ -180,9 +191,13 @@ def _pick_stream(spec: Any, name: str | None) -> Any:
         except KeyError:
             raise ConfigError(f"no stream named {name!r} in the spec "
                               f"(streams: {', '.join(x.name for x in spec.streams)})") from None
-    if len(spec.streams) != 1:
-        raise ConfigError("the spec has several streams; choose one with --stream")
-    return spec.streams[0]
+    if len(spec.streams) == 1:
+        return spec.streams[0]
+    features = [x for x in spec.streams if x.kind == "features"]
+    if len(features) == 1:  # predictions/labels streams are chosen by name
+        return features[0]
+    raise ConfigError("the spec has several streams; choose one with --stream "
+                      f"(streams: {', '.join(x.name for x in spec.streams)})")
 
 
 @cli.command()

@@ -74,6 +74,13 @@ def register(app: faust.App, ctx: WorkerContext, stream: StreamSpec) -> Any:
         processed.inc(len(records))
         for report in reports:
             await ctx.publish(report)
+        runtime = ctx.models.get(stream.name)
+        if runtime is not None:  # a predictions or labels stream: join it too
+            try:
+                await runtime.feed(stream, records, origins)
+            except Exception:
+                log.exception("model monitoring failed on a batch of %d records from %s", len(records), stream.topic)
+                ctx.metrics.model_errors.labels(stream.name).inc()
 
     consume.__name__ = f"consume_{stream.name}".replace(".", "_").replace("-", "_")
     return app.agent(topic, name=f"streamdq.{stream.name}", concurrency=1)(consume)

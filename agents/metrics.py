@@ -16,6 +16,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from monitor.engine import WindowReport
+from monitor.model import ModelMonitor, ModelWindowReport
 from monitor.spec import FEATURE_CHECKS, MonitorSpec
 
 if TYPE_CHECKING:
@@ -65,6 +66,23 @@ class Metrics:
                                "event time in the last closed window.", ["stream", "window"], registry=registry)
         self.volume = Gauge("streamdq_volume_deviation", "|log2(records / expected records)| of the last closed "
                             "time window (1 = off by 2x).", ["stream", "window"], registry=registry)
+        model_labels = ["stream", "model", "version", "window"]
+        self.model_performance = Gauge(
+            "streamdq_model_performance", "Model performance in the last closed model window: realised (labels "
+            "joined) or estimated without labels (CBPE), over the window's labelled examples or predictions.",
+            [*model_labels, "basis", "source", "metric"], registry=registry)
+        self.model_estimation_error = Gauge(
+            "streamdq_model_estimation_error", "|estimated - realised| of a metric over the same labelled examples "
+            "(how far the label-free estimate was from the truth).", [*model_labels, "metric"], registry=registry)
+        self.model_label_expired = Gauge(
+            "streamdq_model_label_expired_ratio", "Share of the predictions decided in the last predictions window "
+            "whose label never came within the TTL.", model_labels, registry=registry)
+        self.model_windows = Counter("streamdq_model_windows_closed", "Model windows closed and evaluated.",
+                                     ["stream", "model", "basis"], registry=registry)
+        self.model_errors = Counter("streamdq_model_errors", "Batches the model monitor failed on (logged).",
+                                    ["stream"], registry=registry)
+        self._join = _JoinCollector()
+        registry.register(self._join)
         # Pre-create the zero series so dashboards and rate() see them from the start.
         for s in spec.streams:
             for outcome in ("processed", "deadlettered"):
@@ -89,6 +107,77 @@ class Metrics:
             _set(gauge, (stream, window), rec.get(check))
         _set(self.freshness, (stream, window), rec.get("freshness_p95_seconds"))
         _set(self.volume, (stream, window), rec.get("volume_deviation"))
+
+
+    def watch_model(self, monitor: ModelMonitor) -> None:
+        """Export ``monitor``'s join counters and sizes at scrape time."""
+        self._join.monitors.append(monitor)
+
+    def observe_model_window(self, report: ModelWindowReport) -> None:
+        """Set the model gauges to a closed model window's values (absent values remove the series)."""
+        base = (report.stream, report.model, report.version, report.window["name"])
+        self.model_windows.labels(report.stream, report.model, report.basis).inc()
+        for source, values in (("realised", report.realised), ("estimated", report.estimated)):
+            for metric, value in (values or {}).items():
+                if metric in _MODEL_METRICS:
+                    _set(self.model_performance, (*base, report.basis, source, metric),
+                         None if value is None else float(value))
+        for metric, err in report.estimation_error().items():
+            self.model_estimation_error.labels(*base, metric).set(err)
+        if report.basis == "predictions":
+            _set(self.model_label_expired, base, report.join.get("label_expired_ratio"))
+
+
+#: Performance metrics exported as gauges (the reports hold more, e.g. expected confusion counts).
+_MODEL_METRICS = frozenset({"accuracy", "precision", "recall", "f1", "roc_auc", "log_loss", "brier", "ece",
+                            "accuracy_std", "macro_precision", "macro_recall", "macro_f1", "mae", "rmse", "mape",
+                            "mean_error"})
+
+
+class _JoinCollector(Collector):
+    """The label joins' counters and sizes, read from the model monitors at scrape time."""
+
+    def __init__(self) -> None:
+        self.monitors: list[ModelMonitor] = []
+
+    def describe(self) -> Iterator[Any]:
+        return iter(())
+
+    def collect(self) -> Iterator[Any]:
+        if not self.monitors:
+            return
+        events = CounterMetricFamily("streamdq_label_join_events", "Label-join outcomes (predictions, labels, "
+                                     "joined, expired, evicted, duplicate, skipped on restart).",
+                                     labels=["stream", "outcome"])
+        pending = GaugeMetricFamily("streamdq_label_pending_predictions", "Predictions waiting for their label.",
+                                    labels=["stream"])
+        orphans = GaugeMetricFamily("streamdq_label_orphan_labels", "Labels waiting for their prediction.",
+                                    labels=["stream"])
+        coverage = GaugeMetricFamily("streamdq_label_coverage_ratio", "Share of decided predictions that got a "
+                                     "label (joined / (joined + expired)).", labels=["stream"])
+        latency = GaugeMetricFamily("streamdq_label_latency_seconds", "Label latency (label time - prediction "
+                                    "time) over every joined example, by quantile.", labels=["stream", "quantile"])
+        unusable = CounterMetricFamily("streamdq_model_unusable_records", "Predictions without a usable score/"
+                                       "class/value and labels without a usable value (not joined).",
+                                       labels=["stream", "kind"])
+        for m in self.monitors:
+            st = m.join_stats()
+            name = m.stream.name
+            for outcome in ("predictions", "labels", "joined", "expired_predictions", "expired_orphan_labels",
+                            "evicted_pending", "evicted_orphans", "duplicate_predictions", "duplicate_labels",
+                            "skipped_predictions", "skipped_labels"):
+                events.add_metric([name, outcome], st[outcome])
+            pending.add_metric([name], st["pending"])
+            orphans.add_metric([name], st["orphans"])
+            if st["coverage"] is not None:
+                coverage.add_metric([name], st["coverage"])
+            lat = st["latency"]
+            for q, key in (("0.5", "p50"), ("0.95", "p95"), ("1", "max")):
+                if lat.get(key) is not None:
+                    latency.add_metric([name, q], lat[key])
+            unusable.add_metric([name, "predictions"], m.counters["unusable_predictions"])
+            unusable.add_metric([name, "labels"], m.counters["unusable_labels"])
+        yield from (events, pending, orphans, coverage, latency, unusable)
 
 
 def _set(gauge: Gauge, labels: tuple[str, ...], value: float | None) -> None:

@@ -12,7 +12,8 @@ from confluent_kafka.admin import AdminClient, NewTopic
 from monitor.errors import ConfigError, KafkaUnavailableError
 from monitor.spec import MonitorSpec
 
-__all__ = ["ALERT_STATE_TABLE", "changelog_topics", "ensure_topics", "spec_topics"]
+__all__ = ["ALERT_STATE_TABLE", "JOIN_STATE_TABLE", "changelog_topics", "ensure_topics", "join_state_partitions",
+           "spec_topics"]
 
 
 def spec_topics(spec: MonitorSpec) -> dict[str, int]:
@@ -28,9 +29,22 @@ def spec_topics(spec: MonitorSpec) -> dict[str, int]:
 ALERT_STATE_TABLE = "alert-state"
 
 
+#: Name of the Faust table holding the label-join checkpoints (one partition per input partition).
+JOIN_STATE_TABLE = "join-state"
+
+
+def join_state_partitions(spec: MonitorSpec) -> int:
+    """Partitions of the join-state table: as many as the widest predictions stream (0: no model)."""
+    return max((s.partitions for s in spec.streams if s.model is not None), default=0)
+
+
 def changelog_topics(spec: MonitorSpec) -> dict[str, int]:
-    """The changelog topics of the worker's Faust tables (compacted, one partition)."""
-    return {f"streamdq-{spec.name}-{ALERT_STATE_TABLE}-changelog": 1}
+    """The changelog topics of the worker's Faust tables (compacted): the alert state (one partition) and,
+    with a model, the join state (partitioned like the predictions)."""
+    out = {f"streamdq-{spec.name}-{ALERT_STATE_TABLE}-changelog": 1}
+    if join_state_partitions(spec):
+        out[f"streamdq-{spec.name}-{JOIN_STATE_TABLE}-changelog"] = join_state_partitions(spec)
+    return out
 
 
 def ensure_topics(bootstrap: str, topics: dict[str, int], *, log: Callable[[str], None] = lambda _: None,

@@ -373,10 +373,10 @@ class ModelSpec(_Model):
         "realised metrics (with the label-free estimate on the same examples beside them), and over predictions "
         "for the label-free estimate alone.")
     min_samples: int = Field(default=200, ge=1, description="Fewest examples a window needs for a verdict.")
-    detectors: list[ModelDetector] = Field(
-        default_factory=lambda: ["ddm", "adwin"],  # type: ignore[arg-type]  # pydantic's stub wants the Literal list
-        description="River detectors on the error stream (one point per labelled example: 0/1 error for "
-        "classifiers, absolute error for regressors; DDM and friends take classifiers only).")
+    detectors: list[ModelDetector] | None = Field(
+        default=None, description="River detectors on the error stream (one point per labelled example: 0/1 error "
+        "for classifiers, absolute error for regressors; DDM and friends take classifiers only). Default: "
+        "[ddm, adwin] for classifiers, [adwin] for regressors; [] turns them off.")
     max_versions: int = Field(default=8, ge=1, le=1000,
                               description="Model versions tracked at once; the least recently seen is dropped.")
     thresholds: dict[ModelCheckName, Threshold] = Field(
@@ -384,6 +384,8 @@ class ModelSpec(_Model):
 
     @model_validator(mode="after")
     def _fits_task(self) -> ModelSpec:
+        if self.detectors is None:  # frozen model: set the task's default once, here
+            object.__setattr__(self, "detectors", ["adwin"] if self.task == "regression" else ["ddm", "adwin"])
         need = {"binary": "score_field", "multiclass": "class_field", "regression": "value_field"}[self.task]
         if getattr(self, need) is None:
             raise ValueError(f"a {self.task} model needs '{need}'")
@@ -391,7 +393,7 @@ class ModelSpec(_Model):
             raise ValueError("a multiclass model needs 'classes'")
         if self.task != "multiclass" and self.classes is not None:
             raise ValueError("'classes' applies to multiclass models only")
-        if self.task == "regression" and set(self.detectors) - {"adwin"}:
+        if self.task == "regression" and set(self.detectors or []) - {"adwin"}:
             raise ValueError("regression models take the 'adwin' detector only (DDM and friends need 0/1 errors)")
         for w in self.windows:
             if w.kind != "count":
@@ -598,9 +600,16 @@ class MonitorSpec(_Model):
             labels = by_name.get(s.model.labels)
             if labels is None or labels.kind != "labels":
                 raise ValueError(f"stream {s.name!r}: model.labels {s.model.labels!r} must name a kind: labels stream")
-            if s.model.label_field not in {f.name for f in labels.features}:
+            label_feature = next((f for f in labels.features if f.name == s.model.label_field), None)
+            if label_feature is None:
                 raise ValueError(f"stream {s.name!r}: label_field {s.model.label_field!r} must be a feature of "
                                  f"stream {labels.name!r}")
+            if s.model.task == "binary":
+                allowed = (["true", "false"] if label_feature.type == "boolean" else label_feature.categories)
+                if allowed is not None and s.model.positive_label not in allowed:
+                    raise ValueError(f"stream {s.name!r}: positive_label {s.model.positive_label!r} is not a value of "
+                                     f"the {label_feature.type} label {label_feature.name!r} (one of {allowed}): every "
+                                     "label would count as negative")
             if labels.partitions != s.partitions:
                 raise ValueError(f"streams {s.name!r} and {labels.name!r} must have the same number of partitions "
                                  "(predictions and labels are co-partitioned by record id)")

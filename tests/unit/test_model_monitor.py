@@ -256,15 +256,17 @@ def test_labels_past_the_ttl_expire_their_predictions() -> None:
     mm = ModelMonitor(_spec(window=1000, ttl_seconds=ttl, min_samples=100), "predictions")
     out = _feed(mm, items, chunk=poll)
     mm.expire(now=mm.store(0).now + ttl + 1)  # the end: everything still pending runs out
-    # Oracle of the event-time TTL: a label joins unless the stream's time (the latest event time seen, up to the
-    # end of the label's poll) is more than the TTL past its prediction's time.
+    # Oracle of the event-time TTL: a label joins unless the stream's time when it is applied (the latest event
+    # time seen so far: each poll applies its predictions, then its labels one by one) is more than the TTL past
+    # its prediction's time.
     t_pred = {p["record_id"]: p["event_time"] for p in preds}
     now, too_late, delays = -math.inf, 0, []
     for a in range(0, len(items), poll):
         part = items[a:a + poll]
-        now = max(now, *(r["event_time"] for _, r, _, _ in part))
+        now = max(now, *(r["event_time"] for k, r, _, _ in part if k == "predictions"), -math.inf)
         for kind, r, _, _ in part:
             if kind == "labels":
+                now = max(now, r["event_time"])
                 too_late += now - t_pred[r["record_id"]] > ttl
                 delays.append(r["event_time"] - t_pred[r["record_id"]])
     late, unlabelled = int(np.sum(np.array(delays) > ttl)), len(preds) - len(labels)
@@ -272,8 +274,8 @@ def test_labels_past_the_ttl_expire_their_predictions() -> None:
     assert late > 100  # the scenario does have labels past the TTL
     assert st["expired_predictions"] == unlabelled + too_late
     assert too_late >= late
-    print(f"\n{late} labels came after the TTL, {too_late - late} more within it but in a poll whose latest event "
-          "time is past it")
+    print(f"\n{late} labels came after the TTL, {too_late - late} more within it but after a prediction of their "
+          "poll moved the stream's time past it")
     assert st["joined"] + st["expired_predictions"] == len(preds)
     assert st["pending"] == 0
     # the late labels found no prediction: they waited as orphans and ran out in turn
@@ -289,9 +291,6 @@ def test_labels_past_the_ttl_expire_their_predictions() -> None:
     assert all(abs(x - expected) < 0.06 for x in ratios[7:])
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: add_labels/add_predictions expire with the batch's LATEST event time "
-                   "before adding the batch, so a label within the TTL loses its prediction when a later record of "
-                   "the same batch is past the TTL: the join depends on how records are batched")
 def test_a_label_within_the_ttl_joins_whatever_the_batching() -> None:
     mm = ModelMonitor(_spec(ttl_seconds=60.0), "predictions")
     mm.add_predictions([{"record_id": "a", "event_time": 1000.0, "score": 0.9},
@@ -381,8 +380,6 @@ def test_restart_from_snapshots_keeps_pending_predictions_and_skips_replayed_off
         assert a.join == b.join
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: ModelMonitor.add_predictions adds predictions whose offset the join "
-                   "store skipped (already covered by the restored checkpoint) to the predictions windows again")
 def test_replayed_predictions_are_not_counted_twice_in_predictions_windows() -> None:
     preds, labels = generate(ModelScenario(n=3000), seed=8)
     spec = _spec(window=1000, min_samples=100)
@@ -617,8 +614,6 @@ def test_regression_known_values_and_mae_increase() -> None:
     assert alerts["rmse_increase"].value == pytest.approx(math.sqrt(5.0) - 1.0)
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: ModelSpec.detectors defaults to ['ddm', 'adwin'], which the same model "
-                   "rejects for task: regression, so a regression model without an explicit 'detectors' is invalid")
 def test_regression_model_with_default_detectors_is_valid() -> None:
     _other_spec("regression", {"value_field": "yhat"}, {"name": "yhat", "type": "numeric"},
                 {"name": "label", "type": "numeric"})

@@ -51,7 +51,10 @@ def paths(problems: list[tuple[str, str]]) -> list[str]:
 def test_deploy_spec_loads() -> None:
     spec = load_spec(DEPLOY_SPEC)
     assert spec.name == "shop-recommender"
-    [stream] = spec.streams
+    stream, predictions, labels = spec.streams
+    assert (predictions.kind, labels.kind) == ("predictions", "labels")
+    assert predictions.model is not None and predictions.model.labels == "labels"
+    assert predictions.model.detectors == ["ddm", "adwin"]  # the classifier default
     assert stream.name == "features" and stream.topic == "features"
     assert [w.name for w in stream.windows] == ["w2000", "t30s"]
     assert stream.windows[0].size == 2000 and stream.windows[1].seconds == 30

@@ -1,0 +1,276 @@
+"""The model side of a worker: predictions and labels fed to a ModelMonitor, join state checkpointed.
+
+Per ``kind: predictions`` stream, a :class:`ModelRuntime` owns the stream's
+:class:`~monitor.model.ModelMonitor`. The feature agents of the predictions and
+labels streams hand it each batch after the engine has checked it (so every
+prediction and label is also monitored for quality and drift like any record).
+
+Positions. Records are identified by their Kafka offset *and* their index in
+the message (a message may hold an array or columns):
+``position = offset * 2**24 + index``. The join store remembers the highest
+position it applied per topic and partition, so nothing is applied twice.
+
+Durability. Every ``model.join.checkpoint_seconds`` each changed partition's
+store is written to the ``join-state`` Faust table as a chunked snapshot
+(chunks of at most :data:`CHUNK_BYTES`, keyed ``stream/partition/generation/i``,
+then a manifest ``stream/partition`` naming the generation; the previous
+generation's chunks are deleted after it), and once more on shutdown. Faust
+commits consumer offsets on its own schedule, so on start the runtime reloads
+the snapshot and replays, for the join only, the records between the
+snapshot's positions and the committed offsets (read with an independent
+consumer): the pending predictions and early labels are exactly what they were.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import orjson
+from confluent_kafka import Consumer, KafkaError, TopicPartition
+
+from monitor.join import LabelJoinStore
+from monitor.model import ModelMonitor, ModelWindowReport
+from monitor.records import ColumnBatch, decode_message
+from monitor.spec import StreamSpec
+
+if TYPE_CHECKING:
+    import faust
+
+    from agents.app import WorkerContext
+
+__all__ = ["CHUNK_BYTES", "POSITION_BITS", "ModelRuntime", "positions"]
+
+log = logging.getLogger("streamdq.worker")
+
+#: A record's position is ``offset << POSITION_BITS | index in its message`` (messages hold < 16.7M records).
+POSITION_BITS = 24
+#: Largest snapshot chunk written to the join-state table (below Kafka's default 1 MiB message limit).
+CHUNK_BYTES = 256 * 1024
+
+
+def positions(origins: Sequence[Any]) -> list[int]:
+    """The position of each record, given the message each came from (records of a message are consecutive).
+
+    >>> class M:
+    ...     def __init__(self, offset): self.offset = offset
+    >>> a, b = M(7), M(8)
+    >>> [p - (7 << POSITION_BITS) for p in positions([a, a, b])]
+    [0, 1, 16777216]
+    """
+    out: list[int] = []
+    last: Any = None
+    index = 0
+    for message in origins:
+        if message is last:
+            index += 1
+        else:
+            last, index = message, 0
+        out.append((int(message.offset) << POSITION_BITS) | index)
+    return out
+
+
+class ModelRuntime:
+    """One predictions stream's model monitor, its checkpoints and its restore."""
+
+    def __init__(self, ctx: WorkerContext, stream: StreamSpec, monitor: ModelMonitor, table: Any,
+                 bootstrap: str, group_id: str) -> None:
+        assert stream.model is not None
+        self.ctx = ctx
+        self.stream = stream
+        self.labels: StreamSpec = ctx.spec.stream(stream.model.labels)
+        self.monitor = monitor
+        self.table = table
+        self.bootstrap = bootstrap
+        self.group_id = group_id
+        self.lock = asyncio.Lock()
+        self.restored = False
+        self._generation: dict[int, int] = {}
+        self._chunks: dict[int, int] = {}
+
+    # -- the batch path -------------------------------------------------------------------------------------
+
+    async def feed(self, stream: StreamSpec, records: Sequence[dict[str, Any]], origins: Sequence[Any]) -> None:
+        """Join a batch of the predictions or labels stream (already checked by the engine)."""
+        await self.ensure_restored()
+        async with self.lock:
+            reports = self._apply(stream, records, origins)
+        for report in reports:
+            await self.ctx.publish_model(report)
+
+    def _apply(self, stream: StreamSpec, records: Sequence[dict[str, Any]],
+               origins: Sequence[Any]) -> list[ModelWindowReport]:
+        add = self.monitor.add_predictions if stream.name == self.stream.name else self.monitor.add_labels
+        pos = positions(origins)
+        parts = {m.partition for m in origins}
+        if len(parts) == 1:
+            return add(records, partition=origins[0].partition, offsets=pos)
+        rows = list(records)  # several partitions in one batch: split, keeping each one's order
+        by_part: dict[int, list[int]] = {}
+        for i, m in enumerate(origins):
+            by_part.setdefault(m.partition, []).append(i)
+        reports: list[ModelWindowReport] = []
+        for p, idx in by_part.items():
+            reports += add([rows[i] for i in idx], partition=p, offsets=[pos[i] for i in idx])
+        return reports
+
+    # -- checkpoints ----------------------------------------------------------------------------------------
+
+    async def checkpoint(self) -> int:
+        """Write a snapshot of every partition whose store changed; returns how many were written."""
+        if not self.restored or self.table is None:
+            return 0
+        written = 0
+        async with self.lock:
+            for p in sorted(self.monitor.changed):
+                store = self.monitor.stores.get(p)
+                if store is None:
+                    continue
+                chunks = store.snapshot_chunks(CHUNK_BYTES)
+                store.drain_journal()  # snapshots only: keep the journal from growing
+                gen = self._generation.get(p, 0) + 1
+                prefix = f"{self.stream.name}/{p}"
+                for i, chunk in enumerate(chunks):
+                    self.table[f"{prefix}/{gen}/{i}"] = chunk
+                self.table[prefix] = orjson.dumps({"generation": gen, "chunks": len(chunks)})
+                for i in range(self._chunks.get(p, 0)):  # the previous generation is no longer needed
+                    self.table.pop(f"{prefix}/{gen - 1}/{i}", None)
+                self._generation[p], self._chunks[p] = gen, len(chunks)
+                self.monitor.mark_checkpointed(p)
+                written += 1
+        return written
+
+    async def ensure_restored(self) -> None:
+        """On the first batch: reload the checkpoints, then replay what they do not cover."""
+        if self.restored:
+            return
+        async with self.lock:
+            if self.restored:
+                return
+            loaded = self._load()
+            reports = await self._replay_gap()
+            self.restored = True
+        if loaded:
+            stats = self.monitor.join_stats()
+            log.info("model %s: restored the join state of %d partition(s): %d pending prediction(s), "
+                     "%d early label(s)", self.stream.model.name if self.stream.model else "?", loaded,
+                     stats["pending"], stats["orphans"])
+        for report in reports:
+            await self.ctx.publish_model(report)
+
+    def _load(self) -> int:
+        if self.table is None:
+            return 0
+        prefix = f"{self.stream.name}/"
+        manifests: dict[int, dict[str, Any]] = {}
+        items = {k: v for k, v in list(self.table.items()) if isinstance(k, str) and k.startswith(prefix)}
+        for key, value in items.items():
+            parts = key.split("/")
+            if len(parts) == 2 and value is not None:
+                manifests[int(parts[1])] = orjson.loads(value)
+        for p, man in manifests.items():
+            gen, n = int(man["generation"]), int(man["chunks"])
+            chunks = [items.get(f"{self.stream.name}/{p}/{gen}/{i}") for i in range(n)]
+            if any(c is None for c in chunks):
+                log.error("join state of %s partition %d is incomplete (generation %d); starting it empty",
+                          self.stream.name, p, gen)
+                continue
+            self.monitor.restore(p, LabelJoinStore.from_chunks(chunks))  # type: ignore[arg-type]
+            self._generation[p], self._chunks[p] = gen, n
+        return len(manifests)
+
+    async def _replay_gap(self) -> list[ModelWindowReport]:
+        """Apply the records the live stream will not deliver again (committed) but no checkpoint covers."""
+        assigned = self._assigned_partitions()
+        if not assigned:
+            return []
+        reports: list[ModelWindowReport] = []
+        for stream, covered in ((self.stream, "max_prediction_offset"), (self.labels, "max_label_offset")):
+            starts = {}
+            for p in assigned:
+                store = self.monitor.stores.get(p)
+                pos = getattr(store, covered) if store is not None else -1
+                starts[p] = pos >> POSITION_BITS if pos >= 0 else None  # re-read that message: its tail may be new
+            messages = await asyncio.to_thread(_read_gap, self.bootstrap, self.group_id, stream.topic or stream.name,
+                                               starts)
+            count = 0
+            for msg in messages:
+                ok, _ = decode_message(msg.value, stream)  # rejections were dead-lettered the first time
+                if not ok:
+                    continue
+                origins = [msg] * len(ok)
+                records = ok if isinstance(ok, ColumnBatch) else list(ok)
+                reports += self._apply(stream, records, origins)
+                count += len(ok)
+            if count:
+                log.info("model %s: replayed %d %s record(s) committed after the last join checkpoint",
+                         self.stream.name, count, stream.name)
+        return reports
+
+    def _assigned_partitions(self) -> list[int]:
+        try:
+            assignment = self.ctx.app.consumer.assignment()
+        except Exception:  # noqa: BLE001 - no consumer (tests): every partition
+            return list(range(self.stream.partitions))
+        topic = self.stream.topic or self.stream.name
+        return sorted({tp.partition for tp in assignment if tp.topic == topic})
+
+
+class _Msg:
+    """The parts of a Kafka message the replay needs (a faust Message look-alike)."""
+
+    __slots__ = ("offset", "partition", "value")
+
+    def __init__(self, partition: int, offset: int, value: bytes) -> None:
+        self.partition, self.offset, self.value = partition, offset, value
+
+
+def _read_gap(bootstrap: str, group_id: str, topic: str, starts: dict[int, int | None],
+              timeout: float = 30.0) -> list[_Msg]:
+    """Messages of ``topic`` from ``starts[p]`` (or the partition's beginning) up to the group's committed
+    offset, per partition (nothing where the group has committed nothing)."""
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group_id, "enable.auto.commit": False,
+                         "auto.offset.reset": "earliest", "log_level": 0, "enable.partition.eof": True})
+    out: list[_Msg] = []
+    try:
+        committed = consumer.committed([TopicPartition(topic, p) for p in starts], timeout=timeout)
+        for tp in committed:
+            end = tp.offset
+            if end is None or end < 0:
+                continue  # nothing committed: the live stream starts at the beginning anyway
+            low, _ = consumer.get_watermark_offsets(TopicPartition(topic, tp.partition), timeout=timeout)
+            start = starts.get(tp.partition)
+            lo = max(low, start if start is not None else low)
+            if lo >= end:
+                continue
+            consumer.assign([TopicPartition(topic, tp.partition, lo)])
+            pos = lo
+            while pos < end:
+                batch = consumer.consume(num_messages=1000, timeout=timeout)
+                if not batch:
+                    raise TimeoutError(f"no message from {topic}[{tp.partition}] at offset {pos} within {timeout}s")
+                for msg in batch:
+                    err = msg.error()
+                    if err is not None:
+                        if err.code() == KafkaError._PARTITION_EOF:
+                            pos = end
+                            break
+                        continue
+                    if msg.offset() >= end:
+                        pos = end
+                        break
+                    pos = msg.offset() + 1
+                    out.append(_Msg(tp.partition, msg.offset(), msg.value()))
+    finally:
+        consumer.close()
+    return out
+
+
+def runtime_table(app: faust.App, name: str, partitions: int) -> Any:
+    """The join-state table: values are raw bytes, each key written to the partition it names."""
+    table = app.Table(name, default=None, partitions=partitions, use_partitioner=True, key_type=str,
+                      value_type=bytes)  # bytes: the "raw" serializer
+    table.partition_for_key = lambda key: int(str(key).split("/")[1])
+    return table
