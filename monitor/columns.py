@@ -35,8 +35,8 @@ from numpy.typing import NDArray
 
 from monitor.spec import FeatureSpec
 
-__all__ = ["MAX_EPOCH", "MIN_EPOCH", "MISSING", "VALID", "WRONG_TYPE", "Column", "column_of", "extract_column",
-           "extract_columns", "extract_columns_checked", "iso", "parse_times"]
+__all__ = ["MAX_EPOCH", "MIN_EPOCH", "MISSING", "VALID", "WRONG_TYPE", "Column", "column_of", "extract_batch",
+           "extract_column", "extract_columns", "extract_columns_checked", "iso", "parse_times"]
 
 VALID, MISSING, WRONG_TYPE = 0, 1, 2
 
@@ -99,14 +99,24 @@ def extract_columns(records: Sequence[dict[str, Any]], features: Sequence[Featur
 
 def extract_columns_checked(records: Sequence[dict[str, Any]],
                             features: Sequence[FeatureSpec]) -> tuple[dict[str, Column], bool]:
-    """:func:`extract_columns`, and whether every record holds every feature's key.
+    """:func:`extract_columns`, and whether every record holds every feature's key."""
+    cols, complete, _ = extract_batch(records, features)
+    return cols, complete
 
-    Numeric features are read row by row into one 2-D array: a record's values
-    sit together in memory, so reading them record after record is several times
-    cheaper than one feature at a time across the batch.
+
+def extract_batch(records: Sequence[dict[str, Any]], features: Sequence[FeatureSpec],
+                  id_field: str | None = None) -> tuple[dict[str, Column], bool, Sequence[Any]]:
+    """The columns of :func:`extract_columns`, whether every record holds every feature's key,
+    and each record's ``id_field`` value (``rec[id_field]``: a missing id raises ``KeyError``).
+
+    Numeric features are read record by record into one 2-D array: a record's
+    values sit together in memory, so reading them record after record is much
+    cheaper than one feature at a time across the batch. The ids are read in
+    the same pass as the other features' values.
     """
     if not records or not features:
-        return {f.name: _column([], f) for f in features}, True
+        no_features = [r[id_field] for r in records] if id_field is not None else []
+        return {f.name: _column([], f) for f in features}, True, no_features
     numeric = [f for f in features if f.type == "numeric"]
     other = [f for f in features if f.type != "numeric"]
     out: dict[str, Column] = {}
@@ -115,12 +125,17 @@ def extract_columns_checked(records: Sequence[dict[str, Any]],
         rows, ok = _rows(records, [f.name for f in numeric])
         complete &= ok
         out.update(_numeric_block(rows, numeric))
-    if other:
-        rows, ok = _rows(records, [f.name for f in other])
+    ids: Sequence[Any] = []
+    names = [f.name for f in other] + ([id_field] if id_field is not None else [])
+    if names:
+        rows, ok = _rows(records, names)
         complete &= ok
-        columns: list[Sequence[Any]] = [rows] if len(other) == 1 else list(zip(*rows, strict=True))
-        out.update({f.name: _column(col, f) for f, col in zip(other, columns, strict=True)})
-    return {f.name: out[f.name] for f in features}, complete
+        columns: list[Sequence[Any]] = [rows] if len(names) == 1 else list(zip(*rows, strict=True))
+        out.update({f.name: _column(col, f) for f, col in zip(other, columns, strict=False)})
+        if id_field is not None:
+            # Read again where a key was missing, so that a missing id raises as ``rec[id_field]`` does.
+            ids = columns[-1] if ok else [r[id_field] for r in records]
+    return {f.name: out[f.name] for f in features}, complete, ids
 
 
 def _rows(records: Sequence[dict[str, Any]], names: list[str]) -> tuple[list[Any], bool]:

@@ -29,7 +29,7 @@ from monitor.alerts import Alert, AlertPolicy, Observation, evaluate_window, obs
 from monitor.checks import FeatureState, FeatureWindowResult
 from monitor.checks.duplicates import DuplicateFilter
 from monitor.checks.record import RecordFlags, RecordState
-from monitor.columns import Column, column_of, extract_columns_checked, iso, parse_times
+from monitor.columns import Column, column_of, extract_batch, iso, parse_times
 from monitor.detectors import ChangeDetectors
 from monitor.drift import DriftResult
 from monitor.evaluation import evaluate_drift
@@ -169,6 +169,7 @@ class _Stream:
         required = frozenset([spec.id_field, *(f.name for f in spec.features)])
         self._n_required = len(required)
         self._optional = sorted(self.known - required)
+        self._time_optional = spec.time_field in self._optional
         self.ref_version = ref.profile_version if ref is not None else None  # a hash: compute once
         self.rate = spec.volume.expected_per_second or (ref.rate_per_second if ref is not None else None)
         self.event_mode = spec.time.mode == "event"
@@ -177,8 +178,9 @@ class _Stream:
         self.history: dict[str, deque[dict[str, FeatureState]]] = {
             w.name: deque(maxlen=spec.rolling_reference) for w in spec.windows} if spec.rolling_reference else {}
 
-    def only_known_fields(self, records: Sequence[dict[str, Any]]) -> bool:
-        """Whether no record has a field outside the spec, given that each holds the id and every feature.
+    def only_known_fields(self, records: Sequence[dict[str, Any]], *, timed: bool = False) -> bool:
+        """Whether no record has a field outside the spec, given that each holds the id and every
+        feature (and, if ``timed``, the event-time field).
 
         Then a record's other fields are all known iff its length is the required
         fields plus the optional known ones (event time, ``schema_version``, ...) it
@@ -186,6 +188,8 @@ class _Stream:
         """
         n = len(records)
         lengths = np.fromiter(map(len, records), dtype=np.intp, count=n)
+        if timed and self._time_optional and bool((lengths == self._n_required + 1).all()):
+            return True  # each has the required fields and the time field, and nothing else
         expected = np.full(n, self._n_required, dtype=np.intp)
         for name in self._optional:
             expected += np.fromiter(map(operator.contains, records, repeat(name)), dtype=bool, count=n)
@@ -318,12 +322,13 @@ class Engine:
             field_sets: list[tuple[str, ...]] = [tuple(given)]
             layout = np.zeros(n, dtype=np.int32)
         else:
-            cols, complete = extract_columns_checked(records, spec.features)
-            ids = [r[spec.id_field] for r in records]
+            cols, complete, ids = extract_batch(records, spec.features, spec.id_field)
             parsed = getattr(records, "times", None)  # a RecordBatch from decode_message carries them
             times = parsed if parsed is not None else [r.get(spec.time_field) for r in records]
             layout = np.zeros(n, dtype=np.int32)
-            if spec.allow_extra_fields or (complete and rt.only_known_fields(records)):
+            # Without a null time, every record has the time field (the common case: one check less).
+            timed = parsed is None and None not in times
+            if spec.allow_extra_fields or (complete and rt.only_known_fields(records, timed=timed)):
                 field_sets = [()]  # no record has a field outside the spec (or it does not matter)
             else:
                 keys = list(map(tuple, records))  # each record's field names, in order

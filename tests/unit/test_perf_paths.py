@@ -198,3 +198,33 @@ def test_a_batch_split_by_a_count_window_is_merged_not_summarised_again(monkeypa
         assert g.moments[k] == w.moments[k]
     assert g.moments["mean"] == pytest.approx(w.moments["mean"], rel=1e-12)
     assert g.moments["std"] == pytest.approx(w.moments["std"], rel=1e-12)
+
+
+@pytest.mark.parametrize(("extra", "unexpected"), [
+    ({}, {}),
+    ({"schema_version": 1}, {}),
+    ({"surprise": 1}, {"surprise": 1}),
+    ({"event_time": None}, {}),  # a null time is still the time field
+])
+def test_unexpected_fields_with_every_record_timed(extra: dict[str, Any], unexpected: dict[str, int]) -> None:
+    engine = Engine(spec_with(), clock=lambda: 0.0)
+    records: list[dict[str, Any]] = [{"record_id": i, "event_time": float(i), "x": 1.0, "c": "a"} for i in range(10)]
+    records[4].update(extra)
+    [report] = engine.process("s", records)
+    assert report.records["unexpected_fields"] == unexpected
+
+
+def test_extract_batch_reads_ids_like_indexing() -> None:
+    from monitor.columns import extract_batch
+
+    features = [FeatureSpec(name="x", type="numeric"), FeatureSpec(name="c", type="categorical")]
+    records: list[dict[str, Any]] = [{"id": 1, "x": 1.0, "c": "a"}, {"id": None, "x": 2.0}, {"id": "z", "c": "b"}]
+    cols, complete, ids = extract_batch(records, features, "id")
+    assert list(ids) == [1, None, "z"] and not complete
+    assert cols["x"].status.tolist() == [0, 0, 1]  # type: ignore[union-attr]
+    cols, complete, ids = extract_batch(records[:1], features[1:], "id")
+    assert list(ids) == [1] and complete
+    with pytest.raises(KeyError):
+        extract_batch([{"x": 1.0, "c": "a"}], features, "id")
+    with pytest.raises(KeyError):
+        extract_batch([{"x": 1.0}], features, "id")
