@@ -1,9 +1,17 @@
 """``streamdq demo``: the whole system on one machine.
 
 Starts a local Apache Kafka (unless ``KAFKA_BOOTSTRAP`` is set), creates the
-topics, builds a reference profile from generated clean data, starts a worker
+topics, builds reference profiles from generated clean data, starts a worker
 process, and runs a synthetic producer: clean records, then an injected drift,
 then a missing-value spike, with malformed messages sprinkled throughout.
+
+When the spec has a predictions stream (``deploy/monitor.yaml`` does), the
+producer also plays a calibrated binary model: one prediction per record and,
+a few seconds later, its label (10 % never labelled). In the drift phase the
+model goes wrong (30 % of labels disagree with its scores, and its scores move
+towards 0.5); in the last phase the labels stop coming. The model windows
+(realised performance beside the label-free estimate) are printed as they close.
+
 Alerts and dead letters are printed as they arrive. Everything stops on
 Ctrl-C or after ``--duration`` seconds of traffic.
 """
@@ -11,7 +19,10 @@ Ctrl-C or after ``--duration`` seconds of traffic.
 from __future__ import annotations
 
 import base64
+import heapq
+import math
 import os
+import random
 import shutil
 import signal
 import subprocess
@@ -33,7 +44,7 @@ from agents.localkafka import LocalKafka, _die_with_parent, free_port
 from agents.topics import ensure_topics, spec_topics
 from monitor.errors import StreamdqError
 from monitor.reference import build_profile
-from monitor.spec import load_spec
+from monitor.spec import MonitorSpec, StreamSpec, load_spec
 from monitor.synthetic import Scenario, SyntheticFeatures, bad_messages
 
 __all__ = ["run_demo"]
@@ -43,6 +54,74 @@ DEFAULT_SPEC = _REPO / "deploy" / "monitor.yaml"
 #: One malformed message per this many records.
 BAD_EVERY = 400
 _STYLE = {"critical": "bold red", "warning": "yellow", "info": "cyan"}
+#: The demo model's label-join TTL (the spec's 10 minutes would outlast the demo).
+DEMO_TTL_SECONDS = 8.0
+
+
+class DemoModel:
+    """A calibrated binary model with delayed labels, played live (wall-clock time).
+
+    Clean: the score ``p ~ Beta(0.35, 0.35)`` is the probability the label is 1 (accuracy ~0.85).
+    Drift: the scores move towards 0.5 (less confident: the label-free estimate drops at once) and 30 %
+    of the labels are flipped (a concept change only labels reveal). Missing-spike phase: no labels.
+
+    >>> m = DemoModel(seed=1)
+    >>> p = m.predict("r1", now=100.0, phase="clean")
+    >>> sorted(p), 0.0 <= p["score"] <= 1.0
+    (['event_time', 'model_version', 'record_id', 'score'], True)
+    >>> [lab["record_id"] for lab in m.due(now=200.0)]  # its label, due a few seconds later
+    ['r1']
+    """
+
+    def __init__(self, *, seed: int, delay_mean: float = 2.0, label_share: float = 0.9) -> None:
+        self.rng = random.Random(seed)
+        self.delay_mean = delay_mean
+        self.label_share = label_share
+        self.queue: list[tuple[float, int, dict[str, Any]]] = []
+        self._seq = 0
+
+    def predict(self, record_id: str, *, now: float, phase: str) -> dict[str, Any]:
+        r = self.rng
+        p = r.betavariate(0.35, 0.35)
+        if phase == "drift":
+            p = 0.5 + (p - 0.5) * 0.5
+        y = int(r.random() < p)
+        if phase == "drift" and r.random() < 0.3:
+            y = 1 - y
+        if phase != "missing-spike" and r.random() < self.label_share:
+            t = now + r.expovariate(1.0 / self.delay_mean)
+            self._seq += 1
+            heapq.heappush(self.queue, (t, self._seq, {"record_id": record_id, "event_time": _iso(t), "label": y}))
+        return {"record_id": record_id, "event_time": _iso(now), "model_version": "v1", "score": round(p, 6)}
+
+    def due(self, *, now: float) -> list[dict[str, Any]]:
+        """Labels whose time has come, in label-time order."""
+        out = []
+        while self.queue and self.queue[0][0] <= now:
+            out.append(heapq.heappop(self.queue)[2])
+        return out
+
+    def reference_rows(self, n: int, *, now: float) -> list[dict[str, Any]]:
+        """Labelled clean predictions for the reference profile (performance baseline, CBPE calibration)."""
+        rows = []
+        for i in range(n):
+            rec = self.predict(f"ref{i}", now=now, phase="missing-spike")  # no label queued
+            p = rec["score"]
+            rows.append({**rec, "label": int(self.rng.random() < p)})
+        return rows
+
+
+def _iso(t: float) -> str:
+    from datetime import UTC, datetime
+
+    return datetime.fromtimestamp(t, tz=UTC).isoformat(timespec="milliseconds")
+
+
+def _model_streams(spec: MonitorSpec) -> tuple[StreamSpec, StreamSpec] | None:
+    for s in spec.streams:
+        if s.model is not None:
+            return s, spec.stream(s.model.labels)
+    return None
 
 
 def _phase(elapsed: float, duration: float) -> tuple[str, Scenario]:
@@ -71,7 +150,8 @@ def run_demo(*, duration: float | None, spec_path: str | None, rate: float, web_
             bootstrap = kafka.start()
         spec_file = Path(spec_path) if spec_path else DEFAULT_SPEC
         spec = load_spec(spec_file)
-        stream = spec.streams[0]
+        stream = next(s for s in spec.streams if s.kind == "features")
+        model_streams = _model_streams(spec)
 
         console.print("[bold]Reference[/]: profiling 20,000 generated clean records ...")
         clean = SyntheticFeatures(seed=seed + 1000).records(20_000, now=time.time())
@@ -80,7 +160,19 @@ def run_demo(*, duration: float | None, spec_path: str | None, rate: float, web_
         console.print(f"  profile_version {profile.profile_version} -> {ref_path}")
 
         raw = yaml.safe_load(spec_file.read_text())
-        raw["streams"][0]["reference"] = str(ref_path)
+        by_name = {s["name"]: s for s in raw["streams"]}
+        by_name[stream.name]["reference"] = str(ref_path)
+        if model_streams is not None:
+            preds_stream = model_streams[0]
+            rows = DemoModel(seed=seed + 2000).reference_rows(20_000, now=time.time())
+            mprofile = build_profile(preds_stream, lambda: rows, source={"kind": "synthetic", "seed": seed + 2000})
+            mref = mprofile.save(work / "predictions.profile.json")
+            perf = (mprofile.model or {}).get("performance")
+            by_name[preds_stream.name]["reference"] = str(mref)
+            by_name[preds_stream.name]["model"].setdefault("join", {})["ttl_seconds"] = DEMO_TTL_SECONDS
+            console.print(f"[bold]Model reference[/]: 20,000 labelled predictions -> {mref}"
+                          + (f" (accuracy {_accuracy(perf):.3f})" if perf else ""))
+            console.print(f"  label-join TTL shortened to {DEMO_TTL_SECONDS:g} s for the demo")
         run_spec = work / "monitor.yaml"
         run_spec.write_text(yaml.safe_dump(raw, sort_keys=False))
         ensure_topics(bootstrap, spec_topics(spec), log=lambda m: console.print(f"[dim]{m}[/]"))
@@ -100,7 +192,7 @@ def run_demo(*, duration: float | None, spec_path: str | None, rate: float, web_
         metrics_url = f"http://127.0.0.1:{port}/metrics"
         console.print(f"[bold green]Worker ready.[/] Metrics: {metrics_url}   Health: http://127.0.0.1:{port}/health")
         summary = _produce_and_watch(console, bootstrap, spec, stream.topic, duration=duration, rate=rate,
-                                     seed=seed, worker=worker, metrics_url=metrics_url)
+                                     seed=seed, worker=worker, metrics_url=metrics_url, model_streams=model_streams)
         _print_summary(console, summary, metrics_url)
         if worker.poll() is not None:
             console.print(f"[red]the worker exited early (code {worker.returncode}); see {worker_log}[/]")
@@ -147,8 +239,14 @@ def _stop_process(proc: subprocess.Popen[bytes], timeout: float = 30.0) -> None:
             proc.wait(timeout=10)
 
 
+def _accuracy(state: dict[str, Any]) -> float:
+    n = state["tp"] + state["fp"] + state["fn"] + state["tn"]
+    return (state["tp"] + state["tn"]) / n if n else math.nan
+
+
 def _produce_and_watch(console: Console, bootstrap: str, spec: Any, topic: str, *, duration: float | None,
-                       rate: float, seed: int, worker: subprocess.Popen[bytes], metrics_url: str) -> dict[str, Any]:
+                       rate: float, seed: int, worker: subprocess.Popen[bytes], metrics_url: str,
+                       model_streams: tuple[StreamSpec, StreamSpec] | None = None) -> dict[str, Any]:
     from confluent_kafka import Consumer, Producer
 
     # log_level 3: librdkafka's retry notices while a fresh broker loads its coordinators are noise here.
@@ -156,12 +254,16 @@ def _produce_and_watch(console: Console, bootstrap: str, spec: Any, topic: str, 
                          "log_level": 3})
     consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"streamdq-demo-{os.getpid()}-{seed}",
                          "auto.offset.reset": "latest", "enable.auto.commit": False})
-    consumer.subscribe([spec.outputs.alerts_topic, spec.outputs.deadletter_topic])
+    topics = [spec.outputs.alerts_topic, spec.outputs.deadletter_topic]
+    if model_streams is not None:
+        topics.append(spec.outputs.profiles_topic)  # the model windows
+    consumer.subscribe(topics)
     gen = SyntheticFeatures(seed=seed)
+    model = DemoModel(seed=seed + 3000) if model_streams is not None else None
     bad = bad_messages(seed=seed)
     total = duration if duration is not None else 90.0  # phase length when running until Ctrl-C
     stats: dict[str, Any] = {"produced": 0, "malformed_sent": 0, "alerts": Counter(), "deadletters": Counter(),
-                             "phases": Counter()}
+                             "phases": Counter(), "predictions": 0, "labels": 0, "model_windows": []}
     shown: Counter[str] = Counter()
     start = time.monotonic()
     phase_name = ""
@@ -188,6 +290,14 @@ def _produce_and_watch(console: Console, bootstrap: str, spec: Any, topic: str, 
                 producer.produce(topic, orjson.dumps(rec), key=rec["record_id"])
                 stats["produced"] += 1
                 stats["phases"][name] += 1
+                if model is not None and model_streams is not None:
+                    pred = model.predict(rec["record_id"], now=now, phase=name)
+                    producer.produce(model_streams[0].topic, orjson.dumps(pred), key=pred["record_id"])
+                    stats["predictions"] += 1
+            if model is not None and model_streams is not None:
+                for label in model.due(now=time.time()):  # keyed by record id: the prediction's partition
+                    producer.produce(model_streams[1].topic, orjson.dumps(label), key=label["record_id"])
+                    stats["labels"] += 1
             producer.poll(0)
             _drain(console, consumer, spec, stats, shown, timeout=0.05)
             if time.monotonic() - last_status >= 10:
@@ -207,8 +317,8 @@ def _produce_and_watch(console: Console, bootstrap: str, spec: Any, topic: str, 
 
 _PHASE_TEXT = {
     "clean": "records like the reference",
-    "drift": "age shifted +8 years, country mix moved to IN",
-    "missing-spike": "income missing in 30% of records",
+    "drift": "age shifted +8 years, country mix moved to IN; the model's scores flatten, 30% of labels disagree",
+    "missing-spike": "income missing in 30% of records; the model's labels stop coming",
 }
 
 
@@ -218,8 +328,13 @@ def _drain(console: Console, consumer: Any, spec: Any, stats: dict[str, Any], sh
         if msg.error():
             continue
         doc = orjson.loads(msg.value())
+        if msg.topic() == spec.outputs.profiles_topic:
+            if "basis" in doc:
+                _show_model_window(console, doc, stats)
+            continue
         if msg.topic() == spec.outputs.alerts_topic:
-            stats["alerts"][(doc["feature"], doc["check"], doc["severity"], doc["status"])] += 1
+            subject = doc["feature"] or (f"model {doc['model']}" if doc.get("model") else None)
+            stats["alerts"][(subject, doc["check"], doc["severity"], doc["status"])] += 1
             if doc["status"] == "resolved":
                 console.print(f"[green]RESOLVED {doc['severity'].upper():8}[/] {doc['summary']}")
             else:
@@ -234,6 +349,27 @@ def _drain(console: Console, consumer: Any, spec: Any, stats: dict[str, Any], sh
                               f"{doc['source']['partition']}@{doc['source']['offset']}  original={original!r}")
 
 
+def _show_model_window(console: Console, doc: dict[str, Any], stats: dict[str, Any]) -> None:
+    """One line per closed labels window: realised performance beside the label-free estimate."""
+    stats["model_windows"].append(doc)
+    if doc["basis"] != "labels" or doc["realised"] is None:
+        return
+    if time.monotonic() - stats.get("model_shown_at", -math.inf) < 5.0:  # one line per 5 s is plenty
+        return
+    stats["model_shown_at"] = time.monotonic()
+    real, est, ref = doc["realised"], doc["estimated"] or {}, doc["reference"] or {}
+    lat = (doc["join"].get("latency") or {}).get("p50")
+    console.print(
+        f"[blue]MODEL[/] {doc['model']}:{doc['model_version']} {doc['window']['name']}#{doc['window']['index']} "
+        f"labelled {doc['count']}: accuracy {real['accuracy']:.3f} (estimated without labels "
+        f"{_fmt(est.get('accuracy'))}, reference {_fmt(ref.get('accuracy'))}), ROC AUC {_fmt(real.get('roc_auc'))}"
+        + (f", label latency p50 {lat:.1f}s" if lat is not None else ""))
+
+
+def _fmt(x: float | None) -> str:
+    return "-" if x is None else f"{x:.3f}"
+
+
 def _print_summary(console: Console, stats: dict[str, Any], metrics_url: str) -> None:
     console.rule("[bold]summary[/]")
     console.print(f"records sent: {stats['produced']:,} "
@@ -246,6 +382,26 @@ def _print_summary(console: Console, stats: dict[str, Any], metrics_url: str) ->
                                                          key=lambda kv: (str(kv[0][0]), kv[0][1], kv[0][3])):
         table.add_row(str(feature or "(record)"), check, severity, status, str(n))
     console.print(table)
+    windows = stats["model_windows"]
+    if windows or stats["predictions"]:
+        console.print(f"model: {stats['predictions']:,} predictions and {stats['labels']:,} labels sent")
+        labelled = [d for d in windows if d["basis"] == "labels" and d["realised"]]
+        step = max(1, math.ceil(len(labelled) / 12))
+        mt = Table(title="model windows over labelled examples, spread over the run: realised accuracy beside "
+                         "the label-free estimate on the same examples")
+        for col in ("window", "labelled", "accuracy", "estimated", "|error|", "reference", "ROC AUC"):
+            mt.add_column(col)
+        for d in labelled[::step]:
+            real, est = d["realised"], d["estimated"] or {}
+            err = (d.get("estimation_error") or {}).get("accuracy")
+            mt.add_row(f"{d['window']['name']}#{d['window']['index']}", str(d["count"]), _fmt(real.get("accuracy")),
+                       _fmt(est.get("accuracy")), _fmt(err), _fmt((d["reference"] or {}).get("accuracy")),
+                       _fmt(real.get("roc_auc")))
+        console.print(mt)
+        expired = [d["join"].get("label_expired_ratio") for d in windows if d["basis"] == "predictions"]
+        expired = [x for x in expired if x is not None]
+        if expired:
+            console.print(f"share of predictions whose label never came (last predictions window): {expired[-1]:.0%}")
     dlq = ", ".join(f"{k} {v}" for k, v in sorted(stats["deadletters"].items())) or "none"
     console.print(f"dead letters received: {sum(stats['deadletters'].values())} ({dlq})")
     console.print(f"metrics were served at {metrics_url}")

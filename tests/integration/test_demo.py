@@ -23,6 +23,11 @@ def test_demo_prints_drift_alerts_and_dead_letters_and_exits_cleanly(kafka_boots
     assert re.search(r"ALERT CRITICAL .*features\.(age|country): distribution drifted", out), out
     assert re.search(r"ALERT \w+ +features\.income: .*missing values", out), out
     assert "DEAD LETTER" in out and "malformed_json" in out, out
+    # the model section: windows of labelled examples with the label-free estimate beside, and model alerts
+    assert re.search(r"MODEL buy-propensity:v1 perf1k#\d+ labelled 1000: accuracy 0\.\d+ \(estimated without labels "
+                     r"0\.\d+", out), out
+    assert re.search(r"ALERT \w+ +predictions model buy-propensity:v1: (estimated )?accuracy", out), out
+    assert "model windows over labelled examples" in out, out
     assert re.search(r"Metrics: http://127\.0\.0\.1:\d+/metrics", out), out
     m = re.search(r"malformed messages sent: (\d+)", out)
     d = re.search(r"dead letters received: (\d+)", out)
