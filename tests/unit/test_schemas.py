@@ -491,3 +491,44 @@ def test_spec_with_unknown_key_is_rejected(where) -> None:
     assert not _validator("monitor_spec.schema.json").is_valid(data)
     with pytest.raises(ValueError):  # pydantic rejects it too
         MonitorSpec.model_validate(data)
+
+
+# --------------------------------------------------------------------------- model alerts and profiles
+
+
+@pytest.fixture(scope="module")
+def model_run() -> tuple[Any, list[dict[str, Any]]]:
+    from monitor.model import ModelMonitor
+    from monitor.model.synthetic import ModelScenario, generate, labelled, model_spec_dict
+
+    mspec = MonitorSpec.model_validate(model_spec_dict(window=1000, min_samples=100, ttl_seconds=60.0, thresholds={
+        "label_expired_ratio": {"warning": 0.2, "critical": 0.5}}))
+    ref_preds, ref_labels = generate(ModelScenario(n=5000), seed=1)
+    reference = build_profile(mspec.stream("predictions"), lambda: labelled(ref_preds, ref_labels),
+                              source={"kind": "synthetic"})
+    preds, labels = generate(ModelScenario(n=6000, concept_drift_at=2000, score_shift_at=3000, label_share=0.5),
+                             seed=2)
+    mm = ModelMonitor(mspec, "predictions", reference=reference)
+    reports = mm.add_predictions(preds) + mm.add_labels(labels) + mm.expire(now=preds[-1]["event_time"] + 3600)
+    reports += mm.close()
+    return reference, [_wire(e.to_event()) for r in reports for e in r.events]
+
+
+def test_model_alerts_validate(model_run) -> None:
+    _, events = model_run
+    checks = {e["check"] for e in events}
+    assert {"accuracy_drop", "estimated_accuracy_drop"} <= checks, checks
+    validator = _validator("alert.schema.json")
+    for event in events:
+        assert _errors(validator, event) == [], event
+        assert event["model"] == "churn:v1" and event["window"]["basis"] in ("labels", "predictions")
+
+
+def test_profile_with_a_model_section_validates_and_round_trips(model_run) -> None:
+    reference, _ = model_run
+    doc = _wire(reference.to_dict())
+    assert doc["model"]["task"] == "binary" and doc["model"]["examples"] == 5000
+    assert _errors(_validator("reference_profile.schema.json"), doc) == []
+    assert ReferenceProfile.from_dict(doc) == reference
+    doc["model"]["surprise"] = 1
+    assert not _validator("reference_profile.schema.json").is_valid(doc)
