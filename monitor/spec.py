@@ -90,6 +90,9 @@ ModelCheckName = Literal[
     "mae_increase", "rmse_increase", "mape_increase",
     # label-free (CBPE, binary): estimated drops, before any label arrives
     "estimated_accuracy_drop", "estimated_roc_auc_drop", "estimated_f1_drop",
+    # binary: |share of positive predictions - the reference's| (class proportion drift; multiclass models get
+    # it from the drift checks of their class feature)
+    "positive_rate_change",
     # the join: share of decided predictions whose label never came (TTL ran out)
     "label_expired_ratio",
 ]
@@ -181,6 +184,7 @@ MODEL_DEFAULT_THRESHOLDS: dict[str, Threshold] = {
     "rmse_increase": Threshold(warning=0.20, critical=0.50),
     "estimated_accuracy_drop": Threshold(warning=0.05, critical=0.10),
     "estimated_roc_auc_drop": Threshold(warning=0.05, critical=0.10),
+    "positive_rate_change": Threshold(warning=0.10, critical=0.20),
 }
 
 

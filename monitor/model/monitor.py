@@ -588,6 +588,10 @@ class ModelMonitor:
                     if base is not None and now is not None:
                         add(check, base - now, r.count, f"estimated {metric} {now:.3f} (no labels needed) vs "
                             f"reference {base:.3f} (drop {base - now:+.3f})")
+            if est is not None and ref.get("count") and ref.get("predicted_positives") is not None:
+                share, base = est["predicted_positives"] / est["count"], ref["predicted_positives"] / ref["count"]
+                add("positive_rate_change", abs(share - base), r.count,
+                    f"{share:.1%} of predictions positive vs {base:.1%} in the reference (class proportion)")
             ratio_v = r.join.get("label_expired_ratio")
             if ratio_v is not None:
                 add("label_expired_ratio", ratio_v, decided,

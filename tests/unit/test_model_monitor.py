@@ -738,3 +738,21 @@ def test_spec_score_feature_needs_a_unit_range() -> None:
 def test_spec_partitions_must_match() -> None:
     msg = _bad(lambda d: d["streams"][1].update(partitions=3))
     assert "same number of partitions" in msg and "'predictions'" in msg and "'labels'" in msg
+
+
+def test_positive_rate_change_flags_class_proportion_drift_without_labels() -> None:
+    spec = _spec(window=1000, min_samples=100)
+    ref_preds, ref_labels = generate(ModelScenario(n=5000), seed=21)
+    reference = build_profile(spec.stream("predictions"), lambda: labelled(ref_preds, ref_labels),
+                              source={"kind": "synthetic"})
+    preds, _ = generate(ModelScenario(n=4000), seed=22)
+    rng = np.random.default_rng(0)
+    for p in preds[2000:]:  # the second half: a third of the negatives are now predicted positive
+        if p["score"] < 0.5 and rng.random() < 0.35:
+            p["score"] = 0.5 + (0.5 - p["score"])
+    mm = ModelMonitor(spec, "predictions", reference=reference)
+    reports = [r for r in mm.add_predictions(preds) if r.basis == "predictions"]
+    values = [next((o for o in r.observations if o.check == "positive_rate_change"), None) for r in reports]
+    assert all(v is not None for v in values)
+    assert all(v.severity is None for v in values[:2]), [v.value for v in values]  # type: ignore[union-attr]
+    assert all(v.severity is not None for v in values[2:]), [v.value for v in values]  # type: ignore[union-attr]
