@@ -35,8 +35,8 @@ from numpy.typing import NDArray
 
 from monitor.spec import FeatureSpec
 
-__all__ = ["MAX_EPOCH", "MIN_EPOCH", "MISSING", "VALID", "WRONG_TYPE", "Column", "column_of", "extract_batch",
-           "extract_column", "extract_columns", "extract_columns_checked", "iso", "parse_times"]
+__all__ = ["MAX_EPOCH", "MIN_EPOCH", "MISSING", "VALID", "WRONG_TYPE", "Column", "NumericBlock", "column_of",
+           "extract_batch", "extract_column", "extract_columns", "extract_columns_checked", "iso", "parse_times"]
 
 VALID, MISSING, WRONG_TYPE = 0, 1, 2
 
@@ -64,6 +64,20 @@ class Column:
         if self.x is not None:
             return Column(self.kind, x=self.x[rows], status=self.status[rows])  # type: ignore[index]
         return Column(self.kind, codes=self.codes[rows], vocab=self.vocab)  # type: ignore[index]
+
+
+@dataclass(slots=True)
+class NumericBlock:
+    """The numeric features of a batch as one array: row ``j`` of ``x`` and ``status`` is feature
+    ``names[j]`` (the same values as its :class:`Column`), for updating all of them at once."""
+
+    names: list[str]
+    x: NDArray[np.float64]
+    status: NDArray[np.int8]
+
+    def take(self, rows: slice | NDArray[np.intp]) -> NumericBlock:
+        """The records ``rows`` of every feature."""
+        return NumericBlock(self.names, self.x[:, rows], self.status[:, rows])
 
 
 def extract_column(records: Sequence[dict[str, Any]], spec: FeatureSpec) -> Column:
@@ -100,14 +114,16 @@ def extract_columns(records: Sequence[dict[str, Any]], features: Sequence[Featur
 def extract_columns_checked(records: Sequence[dict[str, Any]],
                             features: Sequence[FeatureSpec]) -> tuple[dict[str, Column], bool]:
     """:func:`extract_columns`, and whether every record holds every feature's key."""
-    cols, complete, _ = extract_batch(records, features)
+    cols, complete, _, _ = extract_batch(records, features)
     return cols, complete
 
 
-def extract_batch(records: Sequence[dict[str, Any]], features: Sequence[FeatureSpec],
-                  id_field: str | None = None) -> tuple[dict[str, Column], bool, Sequence[Any]]:
+def extract_batch(records: Sequence[dict[str, Any]], features: Sequence[FeatureSpec], id_field: str | None = None,
+                  ) -> tuple[dict[str, Column], bool, Sequence[Any], NumericBlock | None]:
     """The columns of :func:`extract_columns`, whether every record holds every feature's key,
-    and each record's ``id_field`` value (``rec[id_field]``: a missing id raises ``KeyError``).
+    each record's ``id_field`` value (``rec[id_field]``: a missing id raises ``KeyError``) and,
+    when every numeric value was a number or null, the numeric columns as one :class:`NumericBlock`
+    (their columns are its rows).
 
     Numeric features are read record by record into one 2-D array: a record's
     values sit together in memory, so reading them record after record is much
@@ -116,15 +132,22 @@ def extract_batch(records: Sequence[dict[str, Any]], features: Sequence[FeatureS
     """
     if not records or not features:
         no_features = [r[id_field] for r in records] if id_field is not None else []
-        return {f.name: _column([], f) for f in features}, True, no_features
+        return {f.name: _column([], f) for f in features}, True, no_features, None
     numeric = [f for f in features if f.type == "numeric"]
     other = [f for f in features if f.type != "numeric"]
     out: dict[str, Column] = {}
     complete = True
+    block = None
     if numeric:
         rows, ok = _rows(records, [f.name for f in numeric])
         complete &= ok
-        out.update(_numeric_block(rows, numeric))
+        block = _numeric_block(rows, numeric)
+        if block is None:
+            columns_n: list[Sequence[Any]] = [rows] if len(numeric) == 1 else list(zip(*rows, strict=True))
+            out.update({f.name: _numeric(col) for f, col in zip(numeric, columns_n, strict=True)})
+        else:
+            out.update({name: Column("numeric", x=block.x[j], status=block.status[j])
+                        for j, name in enumerate(block.names)})
     ids: Sequence[Any] = []
     names = [f.name for f in other] + ([id_field] if id_field is not None else [])
     if names:
@@ -135,7 +158,7 @@ def extract_batch(records: Sequence[dict[str, Any]], features: Sequence[FeatureS
         if id_field is not None:
             # Read again where a key was missing, so that a missing id raises as ``rec[id_field]`` does.
             ids = columns[-1] if ok else [r[id_field] for r in records]
-    return {f.name: out[f.name] for f in features}, complete, ids
+    return {f.name: out[f.name] for f in features}, complete, ids, block
 
 
 def _rows(records: Sequence[dict[str, Any]], names: list[str]) -> tuple[list[Any], bool]:
@@ -155,25 +178,22 @@ def _get_all(rec: dict[str, Any], getter: itemgetter[Any], names: list[str]) -> 
         return values if len(names) > 1 else values[0]
 
 
-def _numeric_block(rows: list[Any], features: list[FeatureSpec]) -> dict[str, Column]:
-    """Numeric columns from per-record value tuples (or values, for one feature)."""
+def _numeric_block(rows: list[Any], features: list[FeatureSpec]) -> NumericBlock | None:
+    """The block of numeric columns from per-record value tuples (or values, for one feature);
+    ``None`` when some value is not a number or null (then each column is read on its own)."""
     single = len(features) == 1
     values: Iterable[Any] = rows if single else chain.from_iterable(rows)
-    x2: NDArray[np.float64] | None = None
-    if set(map(type, values)) <= _NUMBER_TYPES:
-        n, k = len(rows), len(features)
-        try:  # None -> NaN
-            x2 = np.fromiter(rows if single else chain.from_iterable(rows), dtype=float, count=n * k)
-        except OverflowError:  # an integer beyond float range
-            x2 = None
-    if x2 is None:
-        columns: list[Sequence[Any]] = [rows] if single else list(zip(*rows, strict=True))
-        return {f.name: _numeric(col) for f, col in zip(features, columns, strict=True)}
-    x2 = x2.reshape(1, -1) if single else np.ascontiguousarray(x2.reshape(-1, len(features)).T)  # a row per feature
+    if not set(map(type, values)) <= _NUMBER_TYPES:
+        return None
+    n, k = len(rows), len(features)
+    try:  # None -> NaN
+        x2 = np.fromiter(rows if single else chain.from_iterable(rows), dtype=float, count=n * k)
+    except OverflowError:  # an integer beyond float range
+        return None
+    x2 = x2.reshape(1, -1) if single else np.ascontiguousarray(x2.reshape(-1, k).T)  # a row per feature
     bad = ~np.isfinite(x2)
     x2[bad] = np.nan
-    status = bad.astype(np.int8)  # VALID (0) or MISSING (1)
-    return {f.name: Column("numeric", x=x2[j], status=status[j]) for j, f in enumerate(features)}
+    return NumericBlock([f.name for f in features], x2, bad.astype(np.int8))  # VALID (0) or MISSING (1)
 
 
 def _numeric(values: Sequence[Any]) -> Column:

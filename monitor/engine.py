@@ -29,7 +29,7 @@ from monitor.alerts import Alert, AlertPolicy, Observation, evaluate_window, obs
 from monitor.checks import FeatureState, FeatureWindowResult
 from monitor.checks.duplicates import DuplicateFilter
 from monitor.checks.record import RecordFlags, RecordState
-from monitor.columns import Column, column_of, extract_batch, iso, parse_times
+from monitor.columns import Column, NumericBlock, column_of, extract_batch, iso, parse_times
 from monitor.detectors import ChangeDetectors
 from monitor.drift import DriftResult
 from monitor.evaluation import evaluate_drift
@@ -120,11 +120,18 @@ class _Pane:
                          for f in stream.features}
         self.records = RecordState()
 
-    def update(self, cols: Mapping[str, Column], flags: RecordFlags, rows: slice | NDArray[np.intp]) -> None:
+    def update(self, cols: Mapping[str, Column], flags: RecordFlags, rows: slice | NDArray[np.intp],
+               block: NumericBlock | None = None) -> None:
         whole = isinstance(rows, slice) and rows.start == 0 and rows.stop == len(flags)
+        done: frozenset[str] = frozenset()
+        if block is not None:  # the numeric features all at once
+            part = block if whole else block.take(rows)
+            FeatureState.update_block([self.features[name] for name in block.names], part.x, part.status)
+            done = frozenset(block.names)
         for name, state in self.features.items():
-            col = cols[name]
-            state.update_column(col if whole else col.take(rows))
+            if name not in done:
+                col = cols[name]
+                state.update_column(col if whole else col.take(rows))
         self.records.update(flags if whole else flags.take(rows))
 
     def __iadd__(self, other: _Pane) -> _Pane:
@@ -321,8 +328,9 @@ class Engine:
                 records.times if records.times is not None else given.get(spec.time_field, nulls))
             field_sets: list[tuple[str, ...]] = [tuple(given)]
             layout = np.zeros(n, dtype=np.int32)
+            block = None
         else:
-            cols, complete, ids = extract_batch(records, spec.features, spec.id_field)
+            cols, complete, ids, block = extract_batch(records, spec.features, spec.id_field)
             parsed = getattr(records, "times", None)  # a RecordBatch from decode_message carries them
             times = parsed if parsed is not None else [r.get(spec.time_field) for r in records]
             layout = np.zeros(n, dtype=np.int32)
@@ -344,7 +352,7 @@ class Engine:
 
         def add_rows(pane: _Pane, rows: slice | NDArray[np.intp]) -> None:
             if not shared:
-                pane.update(cols, flags, rows)
+                pane.update(cols, flags, rows, block)
                 return
             # With several windows, the rows each one takes are summarised once and merged into
             # every pane (merging is cheap: counters, moments, histograms, samples). The first
@@ -363,7 +371,7 @@ class Engine:
                     return
             if entry is None:
                 state = rt.new_pane()
-                state.update(cols, flags, rows)
+                state.update(cols, flags, rows, block)
                 entry = memo[key] = [state, False]
             if not entry[1] and pane.records.count == 0 and pane.records.late_excluded == 0:
                 pane.features = entry[0].features

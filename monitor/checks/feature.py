@@ -8,10 +8,12 @@ long as the value sample has not been thinned).
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 from monitor.columns import MISSING as MISSING_CODE
 from monitor.columns import VALID, WRONG_TYPE, Column, extract_column
@@ -25,6 +27,14 @@ __all__ = ["MISSING", "FeatureState", "FeatureWindowResult"]
 
 #: Categories learnt at most per window when there is no reference or configured vocabulary.
 OPEN_VOCABULARY = 1000
+
+#: Histograms with at most this many edges are binned for a whole block of features at once.
+_BLOCK_EDGES = 64
+
+def _count(flags: NDArray[np.bool_]) -> NDArray[np.intp]:
+    """``np.count_nonzero(flags, axis=-1)``, about twice as fast (a byte sum)."""
+    return np.asarray(np.add.reduce(flags.view(np.uint8), axis=-1, dtype=np.intp))
+
 
 #: Marker for an absent key when updating one value at a time.
 MISSING = object()
@@ -166,6 +176,67 @@ class FeatureState:
         self.sample.update_many(v)  # type: ignore[union-attr]
         if self.hist is not None:
             self.hist.update_finite(v)  # valid values are finite
+
+    @staticmethod
+    def update_block(states: Sequence[FeatureState], x: NDArray[np.float64], status: NDArray[np.int8]) -> None:
+        """Add a block of numeric columns, row ``j`` to ``states[j]``, with a few numpy calls for all.
+
+        ``x`` (NaN where not valid) and ``status`` are ``(len(states), records)`` arrays, as
+        :func:`monitor.columns.extract_batch` reads them. The result is exactly that of
+        :meth:`update_column` per row.
+        """
+        k, n = x.shape
+        if n == 0 or k == 0:
+            return
+        valid = status == VALID
+        nvalid = _count(valid)
+        # Codes are 0, 1 (missing) and 2 (wrong type): their sum and the invalid count give both.
+        wrong = np.add.reduce(status, axis=1, dtype=np.intp) - (n - nvalid)
+        nmissing = (n - nvalid - wrong).tolist()
+        some = nvalid > 0
+        with np.errstate(invalid="ignore"):
+            lows, highs = np.fmin.reduce(x, axis=1), np.fmax.reduce(x, axis=1)  # they skip the NaN
+        lo, hi = lows.tolist(), highs.tolist()
+        # Out of the domain: counted only in rows whose extremes leave it (NaN compares false).
+        bound_lo = np.array([s._lo for s in states], dtype=float)
+        bound_hi = np.array([s._hi for s in states], dtype=float)
+        ood = [0] * k
+        for j in np.flatnonzero(some & ((lows < bound_lo) | (highs > bound_hi))).tolist():
+            ood[j] = int(np.count_nonzero((x[j] < bound_lo[j]) | (x[j] > bound_hi[j])))
+        flat = x[valid]  # the valid values, row after row
+        ends = np.cumsum(nvalid).tolist()
+        counts = nvalid.tolist()
+        # Histograms: every edge against every value of the rows with the same number of edges.
+        binned: dict[int, list[int]] = {}
+        for j, s in enumerate(states):
+            if s.hist is not None and counts[j] and len(s.hist.edges) <= _BLOCK_EDGES:
+                binned.setdefault(len(s.hist.edges), []).append(j)
+        at_or_past: dict[int, list[int]] = {}
+        for rows in binned.values():
+            edges = np.array([states[j].hist._edges for j in rows])  # type: ignore[union-attr]
+            block = x if len(rows) == k else x[rows]
+            past = _count(block[:, None, :] >= edges[:, :, None]).tolist()
+            at_or_past.update(zip(rows, past, strict=True))
+        for j, s in enumerate(states):
+            s.count += n
+            s.missing += nmissing[j]
+            s.type_violations += n - counts[j] - nmissing[j]
+            if not some[j]:
+                continue
+            s.out_of_domain += ood[j]
+            v = flat[ends[j] - counts[j]:ends[j]]
+            # Mean and squared deviations over the row's own values, as Moments.update_many sums them.
+            with np.errstate(over="ignore"):
+                mean = float(np.add.reduce(v)) / counts[j]
+                d = v - mean
+                m2 = float(np.add.reduce(d * d))
+            s.moments.add_summary(counts[j], mean, m2, lo[j], hi[j])  # type: ignore[union-attr]
+            s.sample.update_many(v)  # type: ignore[union-attr]
+            if s.hist is not None:
+                if j in at_or_past:
+                    s.hist.add_at_or_past(counts[j], at_or_past[j])
+                else:
+                    s.hist.update_finite(v)
 
     def _update_coded(self, col: Column) -> None:
         codes, vocab = col.codes, col.vocab

@@ -70,9 +70,13 @@ class BinnedCounts:
             add = np.bincount(np.searchsorted(self._edges, x, side="right"), minlength=len(self.counts)).tolist()
             self.counts = [a + b for a, b in zip(self.counts, add, strict=True)]
             return
-        at_or_past = [n, *np.count_nonzero(x >= self._edges[:, None], axis=1).tolist(), 0]  # bisect_right > k
+        self.add_at_or_past(n, np.count_nonzero(x >= self._edges[:, None], axis=1).tolist())
+
+    def add_at_or_past(self, n: int, at_or_past: list[int]) -> None:
+        """Add ``n`` values given, per edge, how many of them are at or past it (``>= edge``)."""
+        bounds = [n, *at_or_past, 0]
         counts = self.counts
-        self.counts = [counts[k] + at_or_past[k] - at_or_past[k + 1] for k in range(len(counts))]
+        self.counts = [counts[k] + bounds[k] - bounds[k + 1] for k in range(len(counts))]
 
     @property
     def n(self) -> int:

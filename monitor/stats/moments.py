@@ -60,16 +60,20 @@ class Moments:
             mb = float(_sum(x)) / nb  # x.mean() without its Python-level wrapper
             d = x - mb
             sb = float(_sum(d * d))
+        self.add_summary(nb, mb, sb, float(_min(x)), float(_max(x)))
+
+    def add_summary(self, n: int, mean: float, m2: float, lo: float, hi: float) -> None:
+        """Add ``n >= 1`` values given by their mean, sum of squared deviations from it, minimum
+        and maximum (the parallel-variance merge, as for a batch)."""
         na = self._var.mean.n
         if na == 0:
-            self._var.mean.n, self._var.mean._mean, self._var._S = float(nb), mb, sb
+            self._var.mean.n, self._var.mean._mean, self._var._S = float(n), mean, m2
         else:
-            n = na + nb
-            delta = mb - self._var.mean._mean
-            self._var.mean._mean += delta * nb / n
-            self._var._S += sb + delta * delta * na * nb / n
-            self._var.mean.n = n
-        lo, hi = float(_min(x)), float(_max(x))
+            total = na + n
+            delta = mean - self._var.mean._mean
+            self._var.mean._mean += delta * n / total
+            self._var._S += m2 + delta * delta * na * n / total
+            self._var.mean.n = total
         if lo < self.min:
             self.min = lo
         if hi > self.max:

@@ -16,7 +16,8 @@ import numpy as np
 import pytest
 
 import monitor.engine as engine_module
-from monitor.columns import MAX_EPOCH, MIN_EPOCH, extract_column, extract_columns_checked, parse_times
+from monitor.checks import FeatureState
+from monitor.columns import MAX_EPOCH, MIN_EPOCH, Column, extract_column, extract_columns_checked, parse_times
 from monitor.engine import Engine
 from monitor.spec import FeatureSpec, MonitorSpec
 from monitor.stats import BinnedCounts
@@ -219,12 +220,52 @@ def test_extract_batch_reads_ids_like_indexing() -> None:
 
     features = [FeatureSpec(name="x", type="numeric"), FeatureSpec(name="c", type="categorical")]
     records: list[dict[str, Any]] = [{"id": 1, "x": 1.0, "c": "a"}, {"id": None, "x": 2.0}, {"id": "z", "c": "b"}]
-    cols, complete, ids = extract_batch(records, features, "id")
+    cols, complete, ids, _ = extract_batch(records, features, "id")
     assert list(ids) == [1, None, "z"] and not complete
     assert cols["x"].status.tolist() == [0, 0, 1]  # type: ignore[union-attr]
-    cols, complete, ids = extract_batch(records[:1], features[1:], "id")
+    cols, complete, ids, _ = extract_batch(records[:1], features[1:], "id")
     assert list(ids) == [1] and complete
     with pytest.raises(KeyError):
         extract_batch([{"x": 1.0, "c": "a"}], features, "id")
     with pytest.raises(KeyError):
         extract_batch([{"x": 1.0}], features, "id")
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_block_update_equals_updates_per_column(seed: int) -> None:
+    """FeatureState.update_block gives exactly what update_column gives, row by row."""
+    from monitor.reference import FeatureProfile
+
+    rng = np.random.default_rng(seed)
+    k, n = 4, 300
+    specs = [FeatureSpec(name=f"n{j}", type="numeric", range={"min": -1.0, "max": 1.0} if j % 2 else None)
+             for j in range(k)]
+    x = rng.normal(size=(k, n)) * (1 + np.arange(k))[:, None]
+    status = np.zeros((k, n), dtype=np.int8)
+    status[rng.random((k, n)) < 0.05] = 1
+    status[rng.random((k, n)) < 0.02] = 2
+    status[2] = 1  # a feature without a valid value
+    x[status != 0] = np.nan
+    edges = [sorted(rng.normal(size=m).tolist()) for m in (9, 9, 3, 70)]
+    profiles = [FeatureProfile(name=s.name, type="numeric", count=10, missing=0, bin_edges=e,
+                               bin_counts=[1] * (len(e) + 1))
+                for s, e in zip(specs, edges, strict=True)]
+    block = [FeatureState(s, p) for s, p in zip(specs, profiles, strict=True)]
+    one = [FeatureState(s, p) for s, p in zip(specs, profiles, strict=True)]
+    FeatureState.update_block(block, x, status)
+    FeatureState.update_block(block, x[:, :7], status[:, :7])  # a second, short block
+    for j, state in enumerate(one):
+        state.update_column(Column("numeric", x=x[j], status=status[j]))
+        state.update_column(Column("numeric", x=x[j, :7], status=status[j, :7]))
+    for a, b in zip(block, one, strict=True):
+        ra, rb = a.result(), b.result()
+        assert (ra.count, ra.missing, ra.type_violations, ra.out_of_domain) == \
+               (rb.count, rb.missing, rb.type_violations, rb.out_of_domain)
+        assert ra.histogram == rb.histogram
+        assert a.sample is not None and b.sample is not None
+        np.testing.assert_array_equal(a.sample.values(), b.sample.values())
+        if rb.moments is None:
+            assert ra.moments is None
+            continue
+        assert ra.moments is not None
+        assert ra.moments == rb.moments
