@@ -53,7 +53,8 @@ def evaluate_drift(spec: MonitorSpec, stream: StreamSpec, states: Mapping[str, F
                                      else default_methods(kind, n))
         allowed = {m for m, info in METHODS.items() if kind in info.applies_to}
         results: dict[str, DriftResult] = {}
-        effect = _effect_size(state, ref, kind)
+        hists = _Histograms(state, ref)  # computed at most once, for every method that needs them
+        effect = _effect_size(state, ref, kind, hists)
         for method in chosen:
             if method not in allowed:
                 continue
@@ -68,7 +69,7 @@ def evaluate_drift(spec: MonitorSpec, stream: StreamSpec, states: Mapping[str, F
                 results[method] = DriftResult(method=method, statistic=None, threshold=threshold, sample_size=n,
                                               drifted=None, effect_size=effect)
                 continue
-            statistic, p_value = _compute(method, state, ref)
+            statistic, p_value = _compute(method, state, ref, hists)
             if not math.isfinite(statistic):  # nothing to compare (e.g. no valid reference value)
                 results[method] = DriftResult(method=method, statistic=None, threshold=threshold, sample_size=n,
                                               drifted=None, effect_size=effect)
@@ -94,7 +95,23 @@ def evaluate_drift(spec: MonitorSpec, stream: StreamSpec, states: Mapping[str, F
     return out
 
 
-def _compute(method: str, state: FeatureState, ref: FeatureProfile) -> tuple[float, float | None]:
+class _Histograms:
+    """:func:`_histograms` of one feature, computed on first use."""
+
+    __slots__ = ("_pair", "ref", "state")
+
+    def __init__(self, state: FeatureState, ref: FeatureProfile) -> None:
+        self.state, self.ref = state, ref
+        self._pair: tuple[list[int] | None, list[int] | None] | None = None
+
+    def get(self) -> tuple[list[int] | None, list[int] | None]:
+        if self._pair is None:
+            self._pair = _histograms(self.state, self.ref)
+        return self._pair
+
+
+def _compute(method: str, state: FeatureState, ref: FeatureProfile,
+             hists: _Histograms | None = None) -> tuple[float, float | None]:
     if method in ("ks", "wasserstein"):
         summary = ref.quantile_summary()
         sample = state.sample.get() if state.sample is not None else None
@@ -104,7 +121,7 @@ def _compute(method: str, state: FeatureState, ref: FeatureProfile) -> tuple[flo
             d, p = ks_test(summary, sample, n=state.sample.n if state.sample is not None else None)
             return d, p
         return wasserstein_normed(summary, sample, scale=ref.std or 0.0), None
-    expected, actual = _histograms(state, ref)
+    expected, actual = (hists or _Histograms(state, ref)).get()
     if expected is None or actual is None or sum(expected) == 0 or sum(actual) == 0:
         return math.nan, None
     if method == "psi":
@@ -141,13 +158,14 @@ def _histograms(state: FeatureState, ref: FeatureProfile) -> tuple[list[int] | N
     return expected, [int(c) for c in counts]
 
 
-def _effect_size(state: FeatureState, ref: FeatureProfile, kind: str) -> float | None:
+def _effect_size(state: FeatureState, ref: FeatureProfile, kind: str,
+                 hists: _Histograms | None = None) -> float | None:
     """Standardised mean difference (numeric) or Cramér's V (categorical)."""
     if kind == "numeric":
         if state.moments is None or not state.moments.n or ref.mean is None or not ref.std:
             return None
         return (float(state.moments.mean or 0.0) - ref.mean) / ref.std
-    expected, actual = _histograms(state, ref)
+    expected, actual = (hists or _Histograms(state, ref)).get()
     if state.cats is None or not state.cats.n or not expected or not actual or sum(expected) == 0:
         return None
     return float(chi_square(np.asarray(expected, dtype=float), np.asarray(actual, dtype=float))[2])

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import math
+from functools import lru_cache
 
 import numpy as np
-from numpy.typing import ArrayLike
+from numpy.typing import ArrayLike, NDArray
 
 from monitor.stats.quantiles import QuantileSummary
 
@@ -38,16 +39,24 @@ def wasserstein(reference: QuantileSummary, sample: ArrayLike, *, grid: int = 20
     x = np.asarray(sample, dtype=float).ravel()
     if x.size == 0:
         raise ValueError("wasserstein: the sample is empty")
-    if not np.all(np.isfinite(x)):
+    if not np.isfinite(x).all():
         raise ValueError("wasserstein: the sample must be finite (no NaN or infinity)")
     if grid < 1:
         raise ValueError(f"wasserstein: grid must be at least 1, got {grid}")
-    u = (np.arange(grid) + 0.5) / grid
     # numpy's "inverted_cdf" quantile is x_sorted[ceil(n*u) - 1]; one sort plus indexing is ~40x
     # faster than np.quantile with thousands of levels (which partitions once per level).
     xs = np.sort(x)
-    q_window = xs[np.clip(np.ceil(x.size * u).astype(np.intp) - 1, 0, x.size - 1)]
-    return float(np.mean(np.abs(q_window - reference.quantile(u))))
+    q_window = xs[_ranks(x.size, grid)]
+    return float(np.add.reduce(np.abs(q_window - reference.midpoint_quantiles(grid)))) / grid
+
+
+@lru_cache(maxsize=64)
+def _ranks(n: int, grid: int) -> NDArray[np.intp]:
+    """The sorted-sample positions of the ``grid`` midpoint levels ``(i + 0.5) / grid`` (read-only)."""
+    u = (np.arange(grid) + 0.5) / grid
+    ranks = np.clip(np.ceil(n * u).astype(np.intp) - 1, 0, n - 1)
+    ranks.flags.writeable = False
+    return ranks
 
 
 def wasserstein_normed(reference: QuantileSummary, sample: ArrayLike, *, scale: float, grid: int = 2000) -> float:

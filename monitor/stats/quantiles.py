@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -36,6 +36,8 @@ class QuantileSummary:
     levels: NDArray[np.float64]
     values: NDArray[np.float64]
     n: int
+    #: Quantiles at midpoint grids, by grid size (see :meth:`midpoint_quantiles`); not part of the value.
+    _midpoints: dict[int, NDArray[np.float64]] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     @classmethod
     def from_values(cls, values: NDArray[np.float64] | Sequence[float], *, n_levels: int = DEFAULT_LEVELS,
@@ -58,6 +60,16 @@ class QuantileSummary:
     def quantile(self, u: NDArray[np.float64]) -> NDArray[np.float64]:
         """The quantile function at levels ``u`` (linear between grid points)."""
         return np.asarray(np.interp(u, self.levels, self.values), dtype=float)
+
+    def midpoint_quantiles(self, grid: int) -> NDArray[np.float64]:
+        """:meth:`quantile` at the levels ``(i + 0.5) / grid``, computed once per grid size (read-only)."""
+        q = self._midpoints.get(grid)
+        if q is None:
+            q = self.quantile((np.arange(grid) + 0.5) / grid)
+            q.flags.writeable = False
+            if len(self._midpoints) < 8:
+                self._midpoints[grid] = q
+        return q
 
     def merge(self, other: QuantileSummary) -> QuantileSummary:
         """Approximate summary of the union: the count-weighted mixture CDF, inverted on the grid."""
