@@ -41,7 +41,7 @@ if TYPE_CHECKING:
 
     from agents.app import WorkerContext
 
-__all__ = ["CHUNK_BYTES", "POSITION_BITS", "ModelRuntime", "positions"]
+__all__ = ["CHUNK_BYTES", "GAP_CHUNK", "POSITION_BITS", "ModelRuntime", "positions"]
 
 log = logging.getLogger("streamdq.worker")
 
@@ -49,6 +49,8 @@ log = logging.getLogger("streamdq.worker")
 POSITION_BITS = 24
 #: Largest snapshot chunk written to the join-state table (below Kafka's default 1 MiB message limit).
 CHUNK_BYTES = 256 * 1024
+#: Messages read and applied at a time while replaying the gap after a restart.
+GAP_CHUNK = 5000
 
 
 def positions(origins: Sequence[Any]) -> list[int]:
@@ -149,8 +151,9 @@ class ModelRuntime:
         async with self.lock:
             if self.restored:
                 return
-            loaded = self._load()
-            reports = await self._replay_gap()
+            assigned = self._assigned_partitions()
+            loaded = self._load(assigned)
+            reports = await self._replay_gap(assigned)
             self.restored = True
         if loaded:
             stats = self.monitor.join_stats()
@@ -160,7 +163,8 @@ class ModelRuntime:
         for report in reports:
             await self.ctx.publish_model(report)
 
-    def _load(self) -> int:
+    def _load(self, assigned: list[int]) -> int:
+        """Restore the stores of the ``assigned`` partitions from their latest snapshot."""
         if self.table is None:
             return 0
         prefix = f"{self.stream.name}/"
@@ -168,7 +172,7 @@ class ModelRuntime:
         items = {k: v for k, v in list(self.table.items()) if isinstance(k, str) and k.startswith(prefix)}
         for key, value in items.items():
             parts = key.split("/")
-            if len(parts) == 2 and value is not None:
+            if len(parts) == 2 and value is not None and int(parts[1]) in assigned:
                 manifests[int(parts[1])] = orjson.loads(value)
         for p, man in manifests.items():
             gen, n = int(man["generation"]), int(man["chunks"])
@@ -181,9 +185,11 @@ class ModelRuntime:
             self._generation[p], self._chunks[p] = gen, n
         return len(manifests)
 
-    async def _replay_gap(self) -> list[ModelWindowReport]:
-        """Apply the records the live stream will not deliver again (committed) but no checkpoint covers."""
-        assigned = self._assigned_partitions()
+    async def _replay_gap(self, assigned: list[int]) -> list[ModelWindowReport]:
+        """Apply the records the live stream will not deliver again (committed) but no checkpoint covers.
+
+        Read in chunks of :data:`GAP_CHUNK` messages by an independent consumer in a thread, applied here
+        one chunk at a time, so memory stays bounded however long the gap."""
         if not assigned:
             return []
         reports: list[ModelWindowReport] = []
@@ -193,17 +199,22 @@ class ModelRuntime:
                 store = self.monitor.stores.get(p)
                 pos = getattr(store, covered) if store is not None else -1
                 starts[p] = pos >> POSITION_BITS if pos >= 0 else None  # re-read that message: its tail may be new
-            messages = await asyncio.to_thread(_read_gap, self.bootstrap, self.group_id, stream.topic or stream.name,
-                                               starts)
+            reader = _GapReader(self.bootstrap, self.group_id, stream.topic or stream.name, starts)
             count = 0
-            for msg in messages:
-                ok, _ = decode_message(msg.value, stream)  # rejections were dead-lettered the first time
-                if not ok:
-                    continue
-                origins = [msg] * len(ok)
-                records = ok if isinstance(ok, ColumnBatch) else list(ok)
-                reports += self._apply(stream, records, origins)
-                count += len(ok)
+            try:
+                while True:
+                    messages = await asyncio.to_thread(reader.read, GAP_CHUNK)
+                    if not messages:
+                        break
+                    for msg in messages:
+                        ok, _ = decode_message(msg.value, stream)  # rejections were dead-lettered the first time
+                        if not ok:
+                            continue
+                        records = ok if isinstance(ok, ColumnBatch) else list(ok)
+                        reports += self._apply(stream, records, [msg] * len(ok))
+                        count += len(ok)
+            finally:
+                await asyncio.to_thread(reader.close)
             if count:
                 log.info("model %s: replayed %d %s record(s) committed after the last join checkpoint",
                          self.stream.name, count, stream.name)
@@ -227,45 +238,69 @@ class _Msg:
         self.partition, self.offset, self.value = partition, offset, value
 
 
-def _read_gap(bootstrap: str, group_id: str, topic: str, starts: dict[int, int | None],
-              timeout: float = 30.0) -> list[_Msg]:
-    """Messages of ``topic`` from ``starts[p]`` (or the partition's beginning) up to the group's committed
-    offset, per partition (nothing where the group has committed nothing)."""
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group_id, "enable.auto.commit": False,
-                         "auto.offset.reset": "earliest", "log_level": 0, "enable.partition.eof": True})
-    out: list[_Msg] = []
-    try:
-        committed = consumer.committed([TopicPartition(topic, p) for p in starts], timeout=timeout)
+class _GapReader:
+    """Messages of ``topic`` from ``starts[p]`` (or the partition's beginning) up to the consumer group's committed
+    offset, partition by partition (nothing where the group has committed nothing), read in chunks."""
+
+    def __init__(self, bootstrap: str, group_id: str, topic: str, starts: dict[int, int | None],
+                 timeout: float = 30.0) -> None:
+        self.topic, self.starts, self.timeout = topic, starts, timeout
+        self.consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group_id, "enable.auto.commit": False,
+                                  "auto.offset.reset": "earliest", "log_level": 0, "enable.partition.eof": True})
+        self.ranges: list[tuple[int, int, int]] | None = None  # (partition, next offset, end), resolved lazily
+        self.current: tuple[int, int, int] | None = None
+
+    def _resolve(self) -> list[tuple[int, int, int]]:
+        out = []
+        committed = self.consumer.committed([TopicPartition(self.topic, p) for p in self.starts], timeout=self.timeout)
         for tp in committed:
             end = tp.offset
             if end is None or end < 0:
                 continue  # nothing committed: the live stream starts at the beginning anyway
-            low, _ = consumer.get_watermark_offsets(TopicPartition(topic, tp.partition), timeout=timeout)
-            start = starts.get(tp.partition)
+            low, _ = self.consumer.get_watermark_offsets(TopicPartition(self.topic, tp.partition), timeout=self.timeout)
+            start = self.starts.get(tp.partition)
             lo = max(low, start if start is not None else low)
-            if lo >= end:
+            if lo < end:
+                out.append((tp.partition, lo, end))
+        return out
+
+    def read(self, max_messages: int) -> list[_Msg]:
+        """The next messages (at most ``max_messages``); empty when the gap is read."""
+        if self.ranges is None:
+            self.ranges = self._resolve()
+        out: list[_Msg] = []
+        while len(out) < max_messages:
+            if self.current is None:
+                if not self.ranges:
+                    return out
+                self.current = self.ranges.pop(0)
+                self.consumer.assign([TopicPartition(self.topic, self.current[0], self.current[1])])
+            p, pos, end = self.current
+            if pos >= end:
+                self.current = None
                 continue
-            consumer.assign([TopicPartition(topic, tp.partition, lo)])
-            pos = lo
-            while pos < end:
-                batch = consumer.consume(num_messages=1000, timeout=timeout)
-                if not batch:
-                    raise TimeoutError(f"no message from {topic}[{tp.partition}] at offset {pos} within {timeout}s")
-                for msg in batch:
-                    err = msg.error()
-                    if err is not None:
-                        if err.code() == KafkaError._PARTITION_EOF:
-                            pos = end
-                            break
-                        continue
-                    if msg.offset() >= end:
+            # Never ask for more than the range holds: consume() waits until it has them all or times out.
+            want = min(1000, max_messages - len(out), end - pos)
+            batch = self.consumer.consume(num_messages=want, timeout=self.timeout)
+            if not batch:
+                raise TimeoutError(f"no message from {self.topic}[{p}] at offset {pos} within {self.timeout}s")
+            for msg in batch:
+                err = msg.error()
+                if err is not None:
+                    if err.code() == KafkaError._PARTITION_EOF:
                         pos = end
                         break
-                    pos = msg.offset() + 1
-                    out.append(_Msg(tp.partition, msg.offset(), msg.value()))
-    finally:
-        consumer.close()
-    return out
+                    continue
+                if msg.offset() >= end:
+                    pos = end
+                    break
+                pos = msg.offset() + 1
+                out.append(_Msg(p, msg.offset(), msg.value()))
+            self.current = (p, pos, end)
+        return out
+
+    def close(self) -> None:
+        self.consumer.close()
 
 
 def runtime_table(app: faust.App, name: str, partitions: int) -> Any:
