@@ -10,11 +10,16 @@ the message (a message may hold an array or columns):
 ``position = offset * 2**24 + index``. The join store remembers the highest
 position it applied per topic and partition, so nothing is applied twice.
 
-Durability. Every ``model.join.checkpoint_seconds`` each changed partition's
-store is written to the ``join-state`` Faust table as a chunked snapshot
-(chunks of at most :data:`CHUNK_BYTES`, keyed ``stream/partition/generation/i``,
-then a manifest ``stream/partition`` naming the generation; the previous
-generation's chunks are deleted after it), and once more on shutdown. Faust
+Durability. Every ``model.join.checkpoint_seconds`` (and once more on
+shutdown) each changed partition's store is checkpointed to the ``join-state``
+Faust table: usually its journal (the entries of the record ids that changed
+since the previous checkpoint), sometimes a full snapshot (see
+:meth:`ModelRuntime.checkpoint`), in chunks of at most :data:`CHUNK_BYTES`
+keyed ``stream/partition/generation/i`` (snapshot) and
+``stream/partition/generation/jK/i`` (journal K), then a manifest
+``stream/partition`` naming the generation, its chunk count and its journals.
+The manifest is written last, so a crash part-way leaves the previous one
+valid; the previous generation's keys are deleted after the new manifest. Faust
 commits consumer offsets on its own schedule, so on start the runtime reloads
 the snapshot and replays, for the join only, the records between the
 snapshot's positions and the committed offsets (read with an independent
@@ -26,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -49,6 +55,8 @@ log = logging.getLogger("streamdq.worker")
 POSITION_BITS = 24
 #: Largest snapshot chunk written to the join-state table (below Kafka's default 1 MiB message limit).
 CHUNK_BYTES = 256 * 1024
+#: A full snapshot is written when the journals since the last one exceed its size (and at least this).
+MIN_SNAPSHOT_BYTES = 4 * 1024 * 1024
 #: Messages read and applied at a time while replaying the gap after a restart.
 GAP_CHUNK = 5000
 
@@ -89,8 +97,7 @@ class ModelRuntime:
         self.group_id = group_id
         self.lock = asyncio.Lock()
         self.restored = False
-        self._generation: dict[int, int] = {}
-        self._chunks: dict[int, int] = {}
+        self._cp: dict[int, _Checkpoint] = {}
 
     # -- the batch path -------------------------------------------------------------------------------------
 
@@ -121,7 +128,13 @@ class ModelRuntime:
     # -- checkpoints ----------------------------------------------------------------------------------------
 
     async def checkpoint(self) -> int:
-        """Write a snapshot of every partition whose store changed; returns how many were written."""
+        """Checkpoint every partition whose store changed; returns how many were written.
+
+        Incremental: usually only the changes since the previous checkpoint (the store's journal: one entry
+        per record id that changed) are written, as journal ``k`` of the current generation. A full snapshot
+        starts a new generation when there is none yet or when the journals written since the last one
+        outweigh it (so a restore never reads more than about twice the state), and the previous
+        generation's keys are deleted once the new manifest is written."""
         if not self.restored or self.table is None:
             return 0
         written = 0
@@ -130,16 +143,29 @@ class ModelRuntime:
                 store = self.monitor.stores.get(p)
                 if store is None:
                     continue
-                chunks = store.snapshot_chunks(CHUNK_BYTES)
-                store.drain_journal()  # snapshots only: keep the journal from growing
-                gen = self._generation.get(p, 0) + 1
+                cp = self._cp.get(p)
                 prefix = f"{self.stream.name}/{p}"
-                for i, chunk in enumerate(chunks):
-                    self.table[f"{prefix}/{gen}/{i}"] = chunk
-                self.table[prefix] = orjson.dumps({"generation": gen, "chunks": len(chunks)})
-                for i in range(self._chunks.get(p, 0)):  # the previous generation is no longer needed
-                    self.table.pop(f"{prefix}/{gen - 1}/{i}", None)
-                self._generation[p], self._chunks[p] = gen, len(chunks)
+                if cp is None or cp.journal_bytes > max(cp.snapshot_bytes, MIN_SNAPSHOT_BYTES):
+                    chunks = store.snapshot_chunks(CHUNK_BYTES)
+                    store.drain_journal()  # what the snapshot holds
+                    new = _Checkpoint(generation=(cp.generation if cp else 0) + 1, chunks=len(chunks),
+                                      snapshot_bytes=sum(map(len, chunks)))
+                    for i, chunk in enumerate(chunks):
+                        self.table[f"{prefix}/{new.generation}/{i}"] = chunk
+                    self.table[prefix] = new.manifest()
+                    if cp is not None:  # the previous generation is no longer needed
+                        for key in cp.keys(prefix):
+                            self.table.pop(key, None)
+                    self._cp[p] = new
+                else:
+                    entries = store.drain_journal()
+                    chunks = _journal_chunks(entries)
+                    k = len(cp.journals)
+                    for i, chunk in enumerate(chunks):
+                        self.table[f"{prefix}/{cp.generation}/j{k}/{i}"] = chunk
+                    cp.journals.append(len(chunks))
+                    cp.journal_bytes += sum(map(len, chunks))
+                    self.table[prefix] = cp.manifest()
                 self.monitor.mark_checkpointed(p)
                 written += 1
         return written
@@ -164,7 +190,7 @@ class ModelRuntime:
             await self.ctx.publish_model(report)
 
     def _load(self, assigned: list[int]) -> int:
-        """Restore the stores of the ``assigned`` partitions from their latest snapshot."""
+        """Restore the stores of the ``assigned`` partitions: the latest snapshot, then its journals in order."""
         if self.table is None:
             return 0
         prefix = f"{self.stream.name}/"
@@ -175,14 +201,23 @@ class ModelRuntime:
             if len(parts) == 2 and value is not None and int(parts[1]) in assigned:
                 manifests[int(parts[1])] = orjson.loads(value)
         for p, man in manifests.items():
-            gen, n = int(man["generation"]), int(man["chunks"])
-            chunks = [items.get(f"{self.stream.name}/{p}/{gen}/{i}") for i in range(n)]
-            if any(c is None for c in chunks):
-                log.error("join state of %s partition %d is incomplete (generation %d); starting it empty",
-                          self.stream.name, p, gen)
+            cp = _Checkpoint(generation=int(man["generation"]), chunks=int(man["chunks"]),
+                             journals=[int(n) for n in man.get("journals", [])])
+            base = f"{self.stream.name}/{p}/{cp.generation}"
+            chunks = [items.get(f"{base}/{i}") for i in range(cp.chunks)]
+            journals = [[items.get(f"{base}/j{k}/{i}") for i in range(n)] for k, n in enumerate(cp.journals)]
+            if any(c is None for c in chunks) or any(c is None for j in journals for c in j):
+                log.error("join state of %s partition %d is incomplete (generation %d); rebuilding it from the "
+                          "topics", self.stream.name, p, cp.generation)
                 continue
-            self.monitor.restore(p, LabelJoinStore.from_chunks(chunks))  # type: ignore[arg-type]
-            self._generation[p], self._chunks[p] = gen, n
+            store = LabelJoinStore.from_chunks(chunks)  # type: ignore[arg-type]
+            for journal in journals:
+                for chunk in journal:
+                    store.apply_journal([(str(rid), entry) for rid, entry in orjson.loads(chunk)])  # type: ignore[arg-type]
+            self.monitor.restore(p, store)
+            cp.snapshot_bytes = sum(len(c) for c in chunks)  # type: ignore[arg-type]
+            cp.journal_bytes = sum(len(c) for j in journals for c in j)  # type: ignore[arg-type]
+            self._cp[p] = cp
         return len(manifests)
 
     async def _replay_gap(self, assigned: list[int]) -> list[ModelWindowReport]:
@@ -227,6 +262,42 @@ class ModelRuntime:
             return list(range(self.stream.partitions))
         topic = self.stream.topic or self.stream.name
         return sorted({tp.partition for tp in assignment if tp.topic == topic})
+
+
+@dataclass
+class _Checkpoint:
+    """What the table holds for one partition: snapshot generation, its chunk count, and the chunk count of
+    each journal written since."""
+
+    generation: int
+    chunks: int
+    journals: list[int] = field(default_factory=list)
+    snapshot_bytes: int = 0
+    journal_bytes: int = 0
+
+    def manifest(self) -> bytes:
+        return orjson.dumps({"generation": self.generation, "chunks": self.chunks, "journals": self.journals})
+
+    def keys(self, prefix: str) -> list[str]:
+        base = f"{prefix}/{self.generation}"
+        return [f"{base}/{i}" for i in range(self.chunks)] + [
+            f"{base}/j{k}/{i}" for k, n in enumerate(self.journals) for i in range(n)]
+
+
+def _journal_chunks(entries: list[tuple[str, dict[str, Any] | None]]) -> list[bytes]:
+    """A drained journal as JSON arrays of ``[id, entry]`` pairs, each at most about :data:`CHUNK_BYTES`."""
+    chunks: list[bytes] = []
+    current: list[bytes] = []
+    size = 2
+    for rid, entry in entries:
+        item = orjson.dumps([rid, entry])
+        if current and size + len(item) + 1 > CHUNK_BYTES:
+            chunks.append(b"[" + b",".join(current) + b"]")
+            current, size = [], 2
+        current.append(item)
+        size += len(item) + 1
+    chunks.append(b"[" + b",".join(current) + b"]")
+    return chunks
 
 
 class _Msg:
