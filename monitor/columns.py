@@ -26,6 +26,7 @@ import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import lru_cache
 from itertools import chain
 from operator import itemgetter, methodcaller
 from typing import Any
@@ -338,6 +339,25 @@ _DAYS_IN_MONTH = np.array([31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31])
 _ISO_LAYOUT = "dddd-dd-ddTdd:dd:dd"
 
 
+@lru_cache(maxsize=16)
+def _iso_template(body: int, suffix: str) -> tuple[NDArray[np.uint8], NDArray[np.uint8], NDArray[np.float32]]:
+    """Per character of ``YYYY-MM-DDTHH:MM:SS[.f]`` + ``suffix`` + line break: the lowest code
+    allowed, the span above it (9 for a digit, 0 for a fixed character) and the weight of each
+    digit in the fields year, month, day, hour, minute, second, microsecond."""
+    layout = (_ISO_LAYOUT + ("." + "d" * (body - 20) if body > 19 else "") + suffix + "\n").encode("ascii")
+    codes = np.frombuffer(layout, dtype=np.uint8)
+    is_digit = codes == ord("d")
+    lowest = np.where(is_digit, ord("0"), codes).astype(np.uint8)
+    span = np.where(is_digit, 9, 0).astype(np.uint8)
+    weights = np.zeros((len(layout), 7), dtype=np.float32)
+    for k, (at, size) in enumerate(((0, 4), (5, 2), (8, 2), (11, 2), (14, 2), (17, 2), (20, body - 20))):
+        for j in range(size):
+            weights[at + j, k] = 10.0 ** (size - 1 - j + (6 - size if k == 6 else 0))
+    for a in (lowest, span, weights):
+        a.flags.writeable = False
+    return lowest, span, weights
+
+
 def _iso_fixed_width(values: Sequence[str], suffix: str) -> NDArray[np.float64] | None:
     """Epoch seconds when every value is ``YYYY-MM-DDTHH:MM:SS[.f{1,6}]`` + ``suffix``, all of one
     length, parsed as a matrix of ASCII codes; ``None`` (no decision) for anything else.
@@ -351,25 +371,21 @@ def _iso_fixed_width(values: Sequence[str], suffix: str) -> NDArray[np.float64] 
     body = width - len(suffix)
     if body != 19 and not 21 <= body <= 26:
         return None
-    try:
-        raw = "".join(values).encode("ascii")
+    try:  # one line per value
+        raw = "\n".join(values).encode("ascii") + b"\n"
     except UnicodeEncodeError:
         return None
-    if len(raw) != n * width or min(map(len, values)) != width:  # all of one length
+    if len(raw) != n * (width + 1):
         return None
-    c = np.frombuffer(raw, dtype=np.uint8).reshape(n, width)
-    layout = _ISO_LAYOUT + ("." + "d" * (body - 20) if body > 19 else "") + suffix
-    is_digit = np.frombuffer(layout.encode("ascii"), dtype=np.uint8) == ord("d")
-    expected = np.frombuffer(layout.encode("ascii"), dtype=np.uint8)
-    digit = c - np.uint8(ord("0"))  # wraps around below "0"
-    if not np.where(is_digit, digit < 10, c == expected).all():
+    # Every row of the matrix is checked against the template below, which has one line break, at
+    # its end: then the text has no other, each value is one row, and every value is ``width`` long.
+    c = np.frombuffer(raw, dtype=np.uint8).reshape(n, width + 1)
+    lowest, span, weights = _iso_template(body, suffix)
+    digits = c - lowest  # a digit's value, 0 at a fixed character; wraps around below the lowest code
+    if not (digits <= span).all():  # digits where digits belong, the fixed characters elsewhere
         return None
-    # Each field is a weighted sum of its digits: one small matrix product for all of them.
-    weights = np.zeros((width, 7))
-    for k, (at, size) in enumerate(((0, 4), (5, 2), (8, 2), (11, 2), (14, 2), (17, 2), (20, body - 20))):
-        for j in range(size):
-            weights[at + j, k] = 10.0 ** (size - 1 - j + (6 - size if k == 6 else 0))
-    fields = (np.where(is_digit, digit, 0).astype(np.float64) @ weights).astype(np.int64)
+    # Each field is a weighted sum of its digits: one small matrix product (exact in float32).
+    fields = (digits.astype(np.float32) @ weights).astype(np.int64)
     year, month, day, hour, minute, second, micro = fields.T
     if not ((year >= 1).all() and ((month >= 1) & (month <= 12)).all() and (hour < 24).all()
             and (minute < 60).all() and (second < 60).all()):

@@ -157,7 +157,8 @@ class TimeTrack(Generic[P]):
             rows_all, panes = rows_all[keep], panes[keep]
             if not panes.size:
                 return dropped
-        uniq = np.unique(panes)
+        lo, hi = int(panes.min()), int(panes.max())
+        uniq = [lo] if lo == hi else np.unique(panes).tolist()  # mostly one pane: no sort
         for k in uniq:
             k = int(k)
             rows = rows_all[panes == k] if len(uniq) > 1 else rows_all

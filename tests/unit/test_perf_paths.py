@@ -269,3 +269,20 @@ def test_block_update_equals_updates_per_column(seed: int) -> None:
             continue
         assert ra.moments is not None
         assert ra.moments == rb.moments
+
+
+@pytest.mark.parametrize("values", [
+    # Lengths that add up: one value a character short, the next one long.
+    ["2024-01-01T00:00:00.000+00:00", "2024-01-01T00:00:00.000+00:0", "02024-01-01T00:00:00.000+00:00"],
+    # A line break inside a value.
+    ["2024-01-01T00:00:00+00:00", "2024-01-01T00:00:00+00:00\n2024-01-01T00:00:00+00:00", ""],
+    ["2024-01-01T00:00:00+00:00\n", "024-01-01T00:00:00+00:00"],
+])
+def test_values_that_only_line_up_together_are_not_times(values: list[str]) -> None:
+    expected = []
+    for v in values:
+        try:
+            expected.append(datetime.fromisoformat(v).timestamp())
+        except ValueError:
+            expected.append(np.nan)
+    np.testing.assert_array_equal(parse_times(values), expected)
