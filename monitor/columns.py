@@ -36,8 +36,9 @@ from numpy.typing import NDArray
 
 from monitor.spec import FeatureSpec
 
-__all__ = ["MAX_EPOCH", "MIN_EPOCH", "MISSING", "VALID", "WRONG_TYPE", "Column", "NumericBlock", "column_of",
-           "extract_batch", "extract_column", "extract_columns", "extract_columns_checked", "iso", "parse_times"]
+__all__ = ["MAX_EPOCH", "MIN_EPOCH", "MISSING", "VALID", "WRONG_TYPE", "Column", "Extracted", "NumericBlock",
+           "column_of", "extract_batch", "extract_column", "extract_columns", "extract_columns_checked", "iso",
+           "parse_times"]
 
 VALID, MISSING, WRONG_TYPE = 0, 1, 2
 
@@ -115,25 +116,41 @@ def extract_columns(records: Sequence[dict[str, Any]], features: Sequence[Featur
 def extract_columns_checked(records: Sequence[dict[str, Any]],
                             features: Sequence[FeatureSpec]) -> tuple[dict[str, Column], bool]:
     """:func:`extract_columns`, and whether every record holds every feature's key."""
-    cols, complete, _, _ = extract_batch(records, features)
-    return cols, complete
+    ex = extract_batch(records, features)
+    return ex.columns, ex.complete
+
+
+@dataclass(slots=True)
+class Extracted:
+    """What :func:`extract_batch` read from a batch of records."""
+
+    #: Every feature's column, in spec order.
+    columns: dict[str, Column]
+    #: Whether every record holds every feature's key.
+    complete: bool
+    #: Each record's id (``rec[id_field]``), when asked for.
+    ids: Sequence[Any]
+    #: Each record's event-time value (``rec.get(time_field)``), when asked for.
+    times: Sequence[Any] | None
+    #: The numeric columns as one block (their columns are its rows), when every numeric value
+    #: was a number or null.
+    block: NumericBlock | None
 
 
 def extract_batch(records: Sequence[dict[str, Any]], features: Sequence[FeatureSpec], id_field: str | None = None,
-                  ) -> tuple[dict[str, Column], bool, Sequence[Any], NumericBlock | None]:
-    """The columns of :func:`extract_columns`, whether every record holds every feature's key,
-    each record's ``id_field`` value (``rec[id_field]``: a missing id raises ``KeyError``) and,
-    when every numeric value was a number or null, the numeric columns as one :class:`NumericBlock`
-    (their columns are its rows).
+                  time_field: str | None = None) -> Extracted:
+    """The columns of :func:`extract_columns` and, in the same passes, the records' ids
+    (``rec[id_field]``: a missing id raises ``KeyError``) and event times (``rec.get(time_field)``).
 
     Numeric features are read record by record into one 2-D array: a record's
     values sit together in memory, so reading them record after record is much
-    cheaper than one feature at a time across the batch. The ids are read in
-    the same pass as the other features' values.
+    cheaper than one feature at a time across the batch. The ids and times are
+    read with the other features' values.
     """
     if not records or not features:
-        no_features = [r[id_field] for r in records] if id_field is not None else []
-        return {f.name: _column([], f) for f in features}, True, no_features, None
+        return Extracted({f.name: _column([], f) for f in features}, True,
+                         [r[id_field] for r in records] if id_field is not None else [],
+                         [r.get(time_field) for r in records] if time_field is not None else None, None)
     numeric = [f for f in features if f.type == "numeric"]
     other = [f for f in features if f.type != "numeric"]
     out: dict[str, Column] = {}
@@ -149,17 +166,31 @@ def extract_batch(records: Sequence[dict[str, Any]], features: Sequence[FeatureS
         else:
             out.update({name: Column("numeric", x=block.x[j], status=block.status[j])
                         for j, name in enumerate(block.names)})
+    other_names = [f.name for f in other]
+    names = [*other_names]
+    if id_field is not None:
+        names.append(id_field)
+    # The time rides along when the first record has one (a stream without times would make
+    # every batch take the slow path of _rows).
+    carry_time = time_field is not None and time_field in records[0]
+    if carry_time:
+        names.append(time_field)  # type: ignore[arg-type]
     ids: Sequence[Any] = []
-    names = [f.name for f in other] + ([id_field] if id_field is not None else [])
+    times: Sequence[Any] | None = None
     if names:
-        rows, ok = _rows(records, names)
-        complete &= ok
+        rows, all_there = _rows(records, names)
         columns: list[Sequence[Any]] = [rows] if len(names) == 1 else list(zip(*rows, strict=True))
         out.update({f.name: _column(col, f) for f, col in zip(other, columns, strict=False)})
+        # Which key was missing: a feature's, or the id's or time's?
+        complete &= all_there or not other_names or _rows(records, other_names)[1]
         if id_field is not None:
-            # Read again where a key was missing, so that a missing id raises as ``rec[id_field]`` does.
-            ids = columns[-1] if ok else [r[id_field] for r in records]
-    return {f.name: out[f.name] for f in features}, complete, ids, block
+            # Read again when a key was missing, so that a missing id raises as ``rec[id_field]`` does.
+            ids = columns[len(other)] if all_there else [r[id_field] for r in records]
+        if carry_time:
+            times = columns[-1]  # absent keys read as None, as rec.get gives
+    if time_field is not None and not carry_time:
+        times = [r.get(time_field) for r in records]
+    return Extracted({f.name: out[f.name] for f in features}, complete, ids, times, block)
 
 
 def _rows(records: Sequence[dict[str, Any]], names: list[str]) -> tuple[list[Any], bool]:

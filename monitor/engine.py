@@ -274,11 +274,12 @@ class Engine:
     def process_one(self, stream: str, record: dict[str, Any]) -> list[WindowReport]:
         """Buffer one record; every :data:`MICRO_BATCH` records the buffer is processed as a batch."""
         rt = self._streams[stream]
-        rt.pending.append(record)
-        if len(rt.pending) < MICRO_BATCH:
+        pending = rt.pending
+        pending.append(record)
+        if len(pending) < MICRO_BATCH:
             return []
-        batch, rt.pending = rt.pending, []
-        return self._process(rt, batch, None if self._event_clock else self.clock())
+        rt.pending = []
+        return self._process(rt, pending, None if self._event_clock else self.clock())
 
     def flush(self) -> list[WindowReport]:
         """Process every buffered record now."""
@@ -330,13 +331,14 @@ class Engine:
             layout = np.zeros(n, dtype=np.int32)
             block = None
         else:
-            cols, complete, ids, block = extract_batch(records, spec.features, spec.id_field)
             parsed = getattr(records, "times", None)  # a RecordBatch from decode_message carries them
-            times = parsed if parsed is not None else [r.get(spec.time_field) for r in records]
+            ex = extract_batch(records, spec.features, spec.id_field, spec.time_field if parsed is None else None)
+            cols, ids, block = ex.columns, ex.ids, ex.block
+            times = parsed if parsed is not None else (ex.times if ex.times is not None else [])
             layout = np.zeros(n, dtype=np.int32)
             # Without a null time, every record has the time field (the common case: one check less).
             timed = parsed is None and None not in times
-            if spec.allow_extra_fields or (complete and rt.only_known_fields(records, timed=timed)):
+            if spec.allow_extra_fields or (ex.complete and rt.only_known_fields(records, timed=timed)):
                 field_sets = [()]  # no record has a field outside the spec (or it does not matter)
             else:
                 keys = list(map(tuple, records))  # each record's field names, in order

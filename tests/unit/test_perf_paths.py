@@ -215,20 +215,25 @@ def test_unexpected_fields_with_every_record_timed(extra: dict[str, Any], unexpe
     assert report.records["unexpected_fields"] == unexpected
 
 
-def test_extract_batch_reads_ids_like_indexing() -> None:
+def test_extract_batch_reads_ids_and_times_like_indexing() -> None:
     from monitor.columns import extract_batch
 
     features = [FeatureSpec(name="x", type="numeric"), FeatureSpec(name="c", type="categorical")]
-    records: list[dict[str, Any]] = [{"id": 1, "x": 1.0, "c": "a"}, {"id": None, "x": 2.0}, {"id": "z", "c": "b"}]
-    cols, complete, ids, _ = extract_batch(records, features, "id")
-    assert list(ids) == [1, None, "z"] and not complete
-    assert cols["x"].status.tolist() == [0, 0, 1]  # type: ignore[union-attr]
-    cols, complete, ids, _ = extract_batch(records[:1], features[1:], "id")
-    assert list(ids) == [1] and complete
+    records: list[dict[str, Any]] = [{"id": 1, "t": 5, "x": 1.0, "c": "a"}, {"id": None, "x": 2.0, "c": "b"},
+                                     {"id": "z", "c": "b", "t": None}]
+    ex = extract_batch(records, features, "id", "t")
+    assert list(ex.ids) == [1, None, "z"] and not ex.complete and list(ex.times or []) == [5, None, None]
+    assert ex.columns["x"].status.tolist() == [0, 0, 1]  # type: ignore[union-attr]
+    ex = extract_batch(records[1:2], features, "id", "t")  # the time not in the first record: not carried
+    assert list(ex.ids) == [None] and ex.complete and list(ex.times or []) == [None]
+    ex = extract_batch(records[:2], features[1:], "id", "t")  # only the time is missing somewhere
+    assert ex.complete and list(ex.times or []) == [5, None]
+    ex = extract_batch(records[:1], features[1:], "id")
+    assert list(ex.ids) == [1] and ex.complete and ex.times is None
     with pytest.raises(KeyError):
         extract_batch([{"x": 1.0, "c": "a"}], features, "id")
     with pytest.raises(KeyError):
-        extract_batch([{"x": 1.0}], features, "id")
+        extract_batch([{"id": 1, "t": 1, "x": 1.0, "c": "a"}, {"t": 1, "x": 1.0}], features, "id", "t")
 
 
 @pytest.mark.parametrize("seed", range(4))
