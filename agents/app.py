@@ -249,6 +249,10 @@ def create_app(spec: MonitorSpec, settings: Settings, *, references: dict[str, R
                         await runtime.ensure_restored()
                     except Exception:  # logged; retried on the next tick or batch
                         log.exception("restoring the join state of %s failed", runtime.stream.name)
+        for runtime in runtimes:
+            if runtime.restored and not runtime.monitor.event_mode:
+                async with runtime.lock:  # processing time: predictions age even when nothing arrives
+                    runtime.monitor.expire()
         if not ctx.restored:  # before the first batch (and table recovery) there is nothing to close
             return
         try:
@@ -258,9 +262,6 @@ def create_app(spec: MonitorSpec, settings: Settings, *, references: dict[str, R
             return
         for report in reports:
             await ctx.publish(report)
-        for runtime in runtimes:
-            if runtime.restored and not runtime.monitor.event_mode:
-                runtime.monitor.expire()  # processing time: predictions age even when nothing arrives
 
     @app.task
     async def _notifications() -> None:

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -57,6 +58,8 @@ POSITION_BITS = 24
 CHUNK_BYTES = 256 * 1024
 #: A full snapshot is written when the journals since the last one exceed its size (and at least this).
 MIN_SNAPSHOT_BYTES = 4 * 1024 * 1024
+#: Seconds between attempts to restore the join state while the stream waits.
+RESTORE_RETRY_DELAYS = (1.0, 2.0, 5.0, 10.0, 30.0)
 #: Messages read and applied at a time while replaying the gap after a restart.
 GAP_CHUNK = 5000
 
@@ -102,12 +105,27 @@ class ModelRuntime:
     # -- the batch path -------------------------------------------------------------------------------------
 
     async def feed(self, stream: StreamSpec, records: Sequence[dict[str, Any]], origins: Sequence[Any]) -> None:
-        """Join a batch of the predictions or labels stream (already checked by the engine)."""
-        await self.ensure_restored()
+        """Join a batch of the predictions or labels stream (already checked by the engine).
+
+        Blocks until the join state is restored (retrying, like a send to a broker that is away): a batch
+        joined into a store that is then replaced by its checkpoint would be lost to the join. The window
+        reports are published under the lock, so a checkpoint never covers records whose alerts are unsent.
+        """
+        attempt = 0
+        while not self.restored:
+            try:
+                await self.ensure_restored()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # logged; the stream waits until the state is back
+                delay = RESTORE_RETRY_DELAYS[min(attempt, len(RESTORE_RETRY_DELAYS) - 1)]
+                log.exception("restoring the join state of %s failed; retrying in %.0fs", self.stream.name, delay)
+                attempt += 1
+                await asyncio.sleep(delay)
         async with self.lock:
             reports = self._apply(stream, records, origins)
-        for report in reports:
-            await self.ctx.publish_model(report)
+            for report in reports:
+                await self.ctx.publish_model(report)
 
     def _apply(self, stream: StreamSpec, records: Sequence[dict[str, Any]],
                origins: Sequence[Any]) -> list[ModelWindowReport]:
@@ -139,21 +157,27 @@ class ModelRuntime:
             return 0
         written = 0
         async with self.lock:
+            assigned = set(self._assigned_partitions())
             for p in sorted(self.monitor.changed):
+                if p not in assigned:  # revoked: its new owner restores and checkpoints it
+                    self.monitor.stores.pop(p, None)
+                    self.monitor.mark_checkpointed(p)
+                    self._cp.pop(p, None)
+                    continue
                 store = self.monitor.stores.get(p)
                 if store is None:
                     continue
                 cp = self._cp.get(p)
                 prefix = f"{self.stream.name}/{p}"
-                if cp is None or cp.journal_bytes > max(cp.snapshot_bytes, MIN_SNAPSHOT_BYTES):
+                if cp is None or cp.snapshot_bytes < 0 or cp.journal_bytes > max(cp.snapshot_bytes, MIN_SNAPSHOT_BYTES):
                     chunks = store.snapshot_chunks(CHUNK_BYTES)
-                    store.drain_journal()  # what the snapshot holds
+                    store.reset_journal()  # the snapshot holds it
                     new = _Checkpoint(generation=(cp.generation if cp else 0) + 1, chunks=len(chunks),
                                       snapshot_bytes=sum(map(len, chunks)))
                     for i, chunk in enumerate(chunks):
                         self.table[f"{prefix}/{new.generation}/{i}"] = chunk
                     self.table[prefix] = new.manifest()
-                    if cp is not None:  # the previous generation is no longer needed
+                    if cp is not None and cp.chunks:  # the previous generation is no longer needed
                         for key in cp.keys(prefix):
                             self.table.pop(key, None)
                     self._cp[p] = new
@@ -168,6 +192,7 @@ class ModelRuntime:
                     self.table[prefix] = cp.manifest()
                 self.monitor.mark_checkpointed(p)
                 written += 1
+                await asyncio.sleep(0)  # let the consumer's heartbeat and the web server run between partitions
         return written
 
     async def ensure_restored(self) -> None:
@@ -177,17 +202,19 @@ class ModelRuntime:
         async with self.lock:
             if self.restored:
                 return
+            self.monitor.reset()  # a previous attempt may have failed half-way
+            self._cp.clear()
             assigned = self._assigned_partitions()
             loaded = self._load(assigned)
             reports = await self._replay_gap(assigned)
+            for report in reports:
+                await self.ctx.publish_model(report)
             self.restored = True
         if loaded:
             stats = self.monitor.join_stats()
             log.info("model %s: restored the join state of %d partition(s): %d pending prediction(s), "
                      "%d early label(s)", self.stream.model.name if self.stream.model else "?", loaded,
                      stats["pending"], stats["orphans"])
-        for report in reports:
-            await self.ctx.publish_model(report)
 
     def _load(self, assigned: list[int]) -> int:
         """Restore the stores of the ``assigned`` partitions: the latest snapshot, then its journals in order."""
@@ -206,9 +233,14 @@ class ModelRuntime:
             base = f"{self.stream.name}/{p}/{cp.generation}"
             chunks = [items.get(f"{base}/{i}") for i in range(cp.chunks)]
             journals = [[items.get(f"{base}/j{k}/{i}") for i in range(n)] for k, n in enumerate(cp.journals)]
+            live = set(cp.keys(f"{self.stream.name}/{p}"))
+            for key in items:  # chunks of older generations, or of a checkpoint cut short by a crash
+                if key.startswith(f"{self.stream.name}/{p}/") and key not in live:
+                    self.table.pop(key, None)
             if any(c is None for c in chunks) or any(c is None for j in journals for c in j):
                 log.error("join state of %s partition %d is incomplete (generation %d); rebuilding it from the "
                           "topics", self.stream.name, p, cp.generation)
+                self._cp[p] = _Checkpoint(generation=cp.generation, chunks=0, snapshot_bytes=-1)  # numbering goes on
                 continue
             store = LabelJoinStore.from_chunks(chunks)  # type: ignore[arg-type]
             for journal in journals:
@@ -234,7 +266,13 @@ class ModelRuntime:
                 store = self.monitor.stores.get(p)
                 pos = getattr(store, covered) if store is not None else -1
                 starts[p] = pos >> POSITION_BITS if pos >= 0 else None  # re-read that message: its tail may be new
-            reader = _GapReader(self.bootstrap, self.group_id, stream.topic or stream.name, starts)
+            assert self.stream.model is not None
+            j = self.stream.model.join
+            # Without a checkpoint, records older than a TTL (plus the allowed lag) could not change the join:
+            # start there (by the messages' timestamps) rather than at the beginning of the topic.
+            horizon_ms = int((time.time() - j.ttl_seconds - j.label_lag_seconds) * 1000)
+            reader = _GapReader(self.bootstrap, self.group_id, stream.topic or stream.name, starts,
+                                horizon_ms=horizon_ms)
             count = 0
             try:
                 while True:
@@ -313,9 +351,9 @@ class _GapReader:
     """Messages of ``topic`` from ``starts[p]`` (or the partition's beginning) up to the consumer group's committed
     offset, partition by partition (nothing where the group has committed nothing), read in chunks."""
 
-    def __init__(self, bootstrap: str, group_id: str, topic: str, starts: dict[int, int | None],
-                 timeout: float = 30.0) -> None:
-        self.topic, self.starts, self.timeout = topic, starts, timeout
+    def __init__(self, bootstrap: str, group_id: str, topic: str, starts: dict[int, int | None], *,
+                 horizon_ms: int | None = None, timeout: float = 30.0) -> None:
+        self.topic, self.starts, self.timeout, self.horizon_ms = topic, starts, timeout, horizon_ms
         self.consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group_id, "enable.auto.commit": False,
                                   "auto.offset.reset": "earliest", "log_level": 0, "enable.partition.eof": True})
         self.ranges: list[tuple[int, int, int]] | None = None  # (partition, next offset, end), resolved lazily
@@ -330,6 +368,10 @@ class _GapReader:
                 continue  # nothing committed: the live stream starts at the beginning anyway
             low, _ = self.consumer.get_watermark_offsets(TopicPartition(self.topic, tp.partition), timeout=self.timeout)
             start = self.starts.get(tp.partition)
+            if start is None and self.horizon_ms is not None:  # no checkpoint: the first message within the horizon
+                found = self.consumer.offsets_for_times([TopicPartition(self.topic, tp.partition, self.horizon_ms)],
+                                                        timeout=self.timeout)[0]
+                start = end if found.offset < 0 else found.offset
             lo = max(low, start if start is not None else low)
             if lo < end:
                 out.append((tp.partition, lo, end))

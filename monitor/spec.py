@@ -338,6 +338,13 @@ class JoinSpec(_Model):
                              description="Pending predictions per partition at most; beyond, the oldest is evicted.")
     max_orphans: int = Field(default=100_000, ge=0, le=100_000_000,
                              description="Labels waiting for their prediction per partition at most.")
+    label_lag_seconds: float = Field(
+        default=300.0, ge=0, description="Event time: how far one topic's clock may trail the other's. A prediction "
+        "expires when the labels have moved ttl past it, or the predictions ttl + this past it (labels stopped or far "
+        "behind); an early label likewise. Below this lag, how the two topics are interleaved changes no join.")
+    future_tolerance_seconds: float = Field(
+        default=3600.0, gt=0, description="Event time: a record dated further ahead of the worker's clock than this "
+        "counts as dated now + this for the join (one mis-dated record must not expire every pending prediction).")
     checkpoint_seconds: float = Field(
         default=10.0, gt=0, le=3600, description="How often the worker checkpoints the join state (a chunked "
         "snapshot per partition, only when it changed); on restart it reloads it and replays the topics from the "

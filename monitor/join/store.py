@@ -311,6 +311,11 @@ class LabelJoinStore:
         self.counters: dict[str, int] = dict.fromkeys(COUNTERS, 0)
         self.latency = LatencyHistogram()
         self.now = -math.inf  # the largest ``now`` passed in
+        #: The caller's clock per topic (event time: the latest event time read from each topic), kept in the
+        #: state so a restored store goes on from where it was. The store itself only reads ``now`` arguments.
+        self.clocks = {"predictions": -math.inf, "labels": -math.inf}
+        #: Predictions evicted by ``max_pending`` since the caller last took them (:meth:`take_evicted`).
+        self.evicted: list[PendingPrediction] = []
         self._seq = 0
         self._offsets = [-1, -1]  # highest offset seen: predictions, labels
         self._dirty: dict[str, None] = {}  # ids changed since the last drain, in order
@@ -351,8 +356,10 @@ class LabelJoinStore:
             c["duplicate_predictions"] += 1
         self._pending.put(rid, t, self._next_seq(), p)
         if len(self._pending) > self.max_pending:
-            self._pending.pop_oldest()
+            oldest = self._pending.pop_oldest()
             c["evicted_pending"] += 1
+            if oldest is not None:
+                self.evicted.append(oldest[2])
         return None
 
     def add_label(self, record_id: str, label: Any, label_time: float, now: float, *,
@@ -385,19 +392,28 @@ class LabelJoinStore:
             c["evicted_orphans"] += 1
         return None
 
-    def expire(self, now: float) -> list[PendingPrediction]:
+    def expire(self, now: float, *, orphans_now: float | None = None) -> list[PendingPrediction]:
         """Remove and return, oldest first, the predictions with ``now - event_time > ttl_seconds``.
 
-        Also drops orphan labels past their TTL (counted in
-        ``expired_orphan_labels``) and forgets joined ids past theirs.
+        Also drops orphan labels past their TTL by ``orphans_now`` (default ``now``; counted in
+        ``expired_orphan_labels``) and forgets joined ids past theirs by the earlier of the two.
+        With event time, pass the *labels* topic's clock as ``now`` and the *predictions* topic's as
+        ``orphans_now``: a prediction has waited its TTL when the labels have moved that far past it,
+        whatever the other topic's lead (consumers of two topics never run in lockstep).
         """
-        self._tick(now)
+        other = now if orphans_now is None else orphans_now
+        self._tick(max(now, other))
         ttl = self.ttl_seconds
         expired = [p for _, _, p in self._pending.pop_expired(now, ttl)]
         self.counters["expired_predictions"] += len(expired)
-        self.counters["expired_orphan_labels"] += len(self._orphans.pop_expired(now, ttl))
-        self._joined.pop_expired(now, ttl)
+        self.counters["expired_orphan_labels"] += len(self._orphans.pop_expired(other, ttl))
+        self._joined.pop_expired(min(now, other), ttl)
         return expired
+
+    def take_evicted(self) -> list[PendingPrediction]:
+        """The predictions evicted by ``max_pending`` since the last call (each is reported once)."""
+        out, self.evicted = self.evicted, []
+        return out
 
     def _join(self, p: PendingPrediction, label: Any, label_time: float) -> JoinedExample:
         latency = label_time - p.event_time
@@ -511,6 +527,7 @@ class LabelJoinStore:
 
     def _meta(self) -> dict[str, Any]:
         return {"schema_version": JOIN_STATE_VERSION, "now": self.now if math.isfinite(self.now) else None,
+                "clocks": {k: (v if math.isfinite(v) else None) for k, v in self.clocks.items()},
                 "seq": self._seq, "offsets": {"predictions": self._offsets[0], "labels": self._offsets[1]},
                 "counters": dict(self.counters), "latency": self.latency.to_state()}
 
@@ -518,6 +535,8 @@ class LabelJoinStore:
         if meta.get("schema_version") != JOIN_STATE_VERSION:
             raise ValueError(f"unsupported join store state version {meta.get('schema_version')!r}")
         self.now = -math.inf if meta["now"] is None else float(meta["now"])
+        clocks = meta.get("clocks") or {}  # absent in states written before per-topic clocks
+        self.clocks = {k: (-math.inf if clocks.get(k) is None else float(clocks[k])) for k in ("predictions", "labels")}
         self._seq = int(meta["seq"])
         self._offsets = [int(meta["offsets"]["predictions"]), int(meta["offsets"]["labels"])]
         counters = meta["counters"]
@@ -626,6 +645,11 @@ class LabelJoinStore:
         self._dirty = {}
         self._journal_reset = False
         return [(META_KEY, meta), *items]
+
+    def reset_journal(self) -> None:
+        """Forget the changes recorded so far (after a full snapshot holds them), without building them."""
+        self._dirty = {}
+        self._journal_reset = False
 
     def apply_journal(self, entries: Sequence[tuple[str, dict[str, Any] | None]]) -> None:
         """Apply a journal from :meth:`drain_journal` (the changes are not journaled again)."""

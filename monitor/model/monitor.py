@@ -160,8 +160,8 @@ class ModelWindowReport:
 class _Window:
     """One open model window of one version: an accumulator that closes every ``size`` items."""
 
-    __slots__ = ("basis", "changes", "count", "estimator", "expired", "index", "joined", "latency", "perf", "spec",
-                 "t_max", "t_min")
+    __slots__ = ("basis", "changes", "count", "estimator", "evicted", "expired", "index", "joined", "latency", "perf",
+                 "spec", "t_max", "t_min")
 
     def __init__(self, spec: WindowSpec, basis: str, index: int, perf: Performance | None,
                  estimator: CBPEstimator | None) -> None:
@@ -172,7 +172,8 @@ class _Window:
         self.estimator = estimator
         self.count = 0
         self.joined = 0
-        self.expired = 0
+        self.expired = 0  # never joined: TTL ran out, or evicted (``evicted`` of them)
+        self.evicted = 0
         self.latency = LatencyHistogram()
         self.changes: list[dict[str, Any]] = []
         self.t_min = math.inf
@@ -277,6 +278,12 @@ class ModelMonitor:
         """Install a store read back from a checkpoint (before any record of that partition)."""
         self.stores[partition] = store
 
+    def reset(self) -> None:
+        """Forget every store and open window (before restoring the stores from a checkpoint)."""
+        self.stores.clear()
+        self.changed.clear()
+        self._versions.clear()
+
     def mark_checkpointed(self, partition: int) -> None:
         self.changed.discard(partition)
 
@@ -303,25 +310,28 @@ class ModelMonitor:
         expired: list[PendingPrediction] = []
         by_version: dict[tuple[str, str], list[tuple[dict[str, Any], float]]] = {}
         counters = st.counters
-        for i, now in enumerate(self._clock(st, times)):
+        tick = self._ticker(st, "predictions")
+        for i in range(n):
             payload = predicted(m, {f: fields[f][i] for f in fields})
             if payload is None:
                 self.counters["unusable_predictions"] += 1
                 continue
-            if now > st.now:  # time moved on: what is past its TTL goes first (as record-by-record would)
-                expired += st.expire(now)
+            t, now, moved = tick(times[i])
+            if moved:
+                expired += self._expire(st)
             key = (_label(names[i], m.name), _label(versions[i], DEFAULT_VERSION))
-            t = float(times[i]) if math.isfinite(times[i]) else now
-            skipped = counters["skipped_predictions"]
+            before = (counters["skipped_predictions"], counters["duplicate_predictions"])
             j = st.add_prediction(PendingPrediction(str(ids[i]), key[0], key[1], t, payload,
                                                     -1 if offsets is None else int(offsets[i])), now)
-            if counters["skipped_predictions"] != skipped:
-                continue  # already applied before a restart (the checkpoint covers it): not counted again
+            if (counters["skipped_predictions"], counters["duplicate_predictions"]) != before and j is None:
+                continue  # already applied before a restart, or a duplicate dropped: not counted again
             by_version.setdefault(key, []).append((payload, t))
             if j is not None:
                 joined.append(j)
         self.changed.add(partition)
-        reports = self._expired(expired)
+        for key in by_version:  # known before the evictions of this batch are routed to them
+            self._version(key)
+        reports = self._expired(expired) + self._expired(st.take_evicted(), evicted=True)
         for key, items in by_version.items():
             reports += self._add_predicted(self._version(key), items)
         return reports + self._add_joined(joined)
@@ -339,19 +349,20 @@ class ModelMonitor:
         ids, values = cols[self.labels_stream.id_field], cols[m.label_field]
         joined: list[JoinedExample] = []
         expired: list[PendingPrediction] = []
-        for i, now in enumerate(self._clock(st, times)):
+        tick = self._ticker(st, "labels")
+        for i in range(n):
             y = truth(m, values[i])
             if y is None:
                 self.counters["unusable_labels"] += 1
                 continue
-            if now > st.now:
-                expired += st.expire(now)
-            t = float(times[i]) if math.isfinite(times[i]) else now
+            t, now, moved = tick(times[i])
+            if moved:
+                expired += self._expire(st)
             j = st.add_label(str(ids[i]), y, t, now, offset=-1 if offsets is None else int(offsets[i]))
             if j is not None:
                 joined.append(j)
         self.changed.add(partition)
-        return self._expired(expired) + self._add_joined(joined)
+        return self._expired(expired) + self._expired(st.take_evicted(), evicted=True) + self._add_joined(joined)
 
     def expire(self, now: float | None = None) -> list[ModelWindowReport]:
         """Expire past-TTL entries of every store (call periodically; in processing-time mode this is what
@@ -359,11 +370,14 @@ class ModelMonitor:
         to each store's own latest time in event mode."""
         reports: list[ModelWindowReport] = []
         for p, st in self.stores.items():
-            t = now if now is not None else (st.now if self.event_mode else self.clock())
-            if not math.isfinite(t):
-                continue
-            expired = st.expire(t)
-            if expired:
+            sizes = (st.n_pending, st.n_orphans)
+            if now is not None:
+                expired = st.expire(now)
+            else:
+                if not self.event_mode:
+                    st.clocks["labels"] = st.clocks["predictions"] = self.clock()
+                expired = self._expire(st)
+            if expired or sizes != (st.n_pending, st.n_orphans):
                 self.changed.add(p)
                 reports += self._expired(expired)
         return reports
@@ -395,16 +409,48 @@ class ModelMonitor:
             return np.full(cols_n, self.clock())
         return np.asarray(t, dtype=np.float64)
 
-    def _clock(self, st: LabelJoinStore, times: np.ndarray) -> list[float]:
-        """The store's "now" at each record: the running latest event time (event mode; a record without one
-        keeps the previous), or the clock (processing mode)."""
+    def _expire(self, st: LabelJoinStore) -> list[PendingPrediction]:
+        """Expire by the topics' clocks: a prediction once the labels have moved ``ttl`` past it, or the predictions
+        ``ttl + label_lag_seconds`` past it (labels stopped or far behind); an early label symmetrically. So a lag
+        between the two consumers below ``label_lag_seconds`` changes nothing."""
+        lag = self.model.join.label_lag_seconds if self.event_mode else 0.0
+        lc, pc = st.clocks["labels"], st.clocks["predictions"]
+        return st.expire(max(lc, pc - lag), orphans_now=max(pc, lc - lag))
+
+    def _ticker(self, st: LabelJoinStore, topic: str) -> Callable[[float], tuple[float, float, bool]]:
+        """Per record of ``topic``: ``(its time, the store's now, whether a clock moved)``.
+
+        Event time: each topic has its own clock in the store, the latest event time read from it, capped
+        at the wall clock + ``join.future_tolerance_seconds`` (a mis-dated record cannot leap it ahead); a
+        record without an event time takes its topic's clock (before any: the other topic's, else the wall
+        clock, without moving either). Processing time: both clocks are the wall clock."""
+        clocks = st.clocks
+        wall = self.clock()
         if not self.event_mode:
-            return [float(times[0])] * len(times) if len(times) else []
-        start = st.now if math.isfinite(st.now) else -math.inf
-        running = np.fmax.accumulate(np.concatenate([[start], np.where(np.isfinite(times), times, -np.inf)]))[1:]
-        if not np.isfinite(running).all():  # no event time yet at all: the clock stands in
-            running = np.where(np.isfinite(running), running, self.clock())
-        return running.tolist()  # type: ignore[no-any-return]
+            moved = [wall > clocks["predictions"] or wall > clocks["labels"]]
+            clocks["predictions"] = clocks["labels"] = max(wall, clocks["predictions"], clocks["labels"])
+
+            def processing(_t: float) -> tuple[float, float, bool]:
+                first, moved[0] = moved[0], False
+                return wall, wall, first
+
+            return processing
+        cap = wall + self.model.join.future_tolerance_seconds
+        other = "labels" if topic == "predictions" else "predictions"
+
+        def event(t: float) -> tuple[float, float, bool]:
+            t = float(t)
+            mine = clocks[topic]
+            if math.isfinite(t):
+                t = min(t, cap)
+                if t > mine:
+                    clocks[topic] = t
+                    return t, max(t, clocks[other]), True
+                return t, max(mine, clocks[other]), False
+            fallback = mine if math.isfinite(mine) else clocks[other] if math.isfinite(clocks[other]) else wall
+            return fallback, max(fallback, mine, clocks[other]), False
+
+        return event
 
     def _version(self, key: tuple[str, str]) -> _Version:
         v = self._versions.get(key)
@@ -445,13 +491,16 @@ class ModelMonitor:
                     v.predictions[k] = self._new_window(w.spec, "predictions", w.index + 1)
         return reports
 
-    def _expired(self, expired: list[PendingPrediction]) -> list[ModelWindowReport]:
+    def _expired(self, expired: list[PendingPrediction], *, evicted: bool = False) -> list[ModelWindowReport]:
+        """Predictions that will never join (TTL ran out, or evicted by ``max_pending``): counted against the
+        label coverage of their version's prediction windows."""
         for p in expired:
             v = self._versions.get((p.model, p.model_version))
             if v is None:
                 continue  # a dropped version
             for w in v.predictions:
                 w.expired += 1
+                w.evicted += evicted
         return []
 
     def _add_joined(self, joined: list[JoinedExample]) -> list[ModelWindowReport]:
@@ -514,7 +563,7 @@ class ModelMonitor:
         join: dict[str, Any] = {"latency": w.latency.summary()}
         if w.basis == "predictions":
             decided = w.joined + w.expired
-            join |= {"joined": w.joined, "expired": w.expired,
+            join |= {"joined": w.joined, "expired": w.expired, "evicted": w.evicted,
                      "label_expired_ratio": w.expired / decided if decided else None}
         report = ModelWindowReport(stream=self.stream.name, model=v.model, version=v.version, basis=w.basis,
                                    window=window, count=w.count, realised=realised, estimated=estimated,

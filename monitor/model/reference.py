@@ -71,12 +71,23 @@ def label_key(value: Any) -> str | None:
     return None
 
 
+#: Largest magnitude of a regression value or label taken (beyond, squared errors would overflow to inf).
+MAX_VALUE = 1e15
+
+
 def number(value: Any) -> float | None:
-    """A finite number, or ``None`` (missing, NaN/inf, wrong type)."""
+    """A finite number of magnitude at most :data:`MAX_VALUE`, or ``None`` (missing, NaN/inf, huge, wrong type).
+
+    >>> number(2), number(True), number(float("nan")), number(1e200)
+    (2.0, None, None, None)
+    """
     if isinstance(value, bool) or not isinstance(value, int | float):
         return None
-    x = float(value)
-    return x if math.isfinite(x) else None
+    try:
+        x = float(value)
+    except OverflowError:  # an int too large for a float
+        return None
+    return x if math.isfinite(x) and abs(x) <= MAX_VALUE else None
 
 
 def truth(model: ModelSpec, value: Any) -> Any:

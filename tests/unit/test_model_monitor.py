@@ -36,8 +36,12 @@ from monitor.spec import MonitorSpec, parse_spec
 Item = tuple[str, dict[str, Any], int, int]  # (topic kind, record, partition, offset)
 
 
-def _spec(**kw: Any) -> MonitorSpec:
-    return parse_spec(model_spec_dict(**kw))
+def _spec(*, label_lag_seconds: float = 0.0, **kw: Any) -> MonitorSpec:
+    """The synthetic model's spec. The labels and predictions of these tests are fed in (nearly) time order, so the
+    join's allowance for one topic trailing the other is off unless a test sets it."""
+    d = model_spec_dict(**kw)
+    d["streams"][0]["model"]["join"]["label_lag_seconds"] = label_lag_seconds
+    return parse_spec(d)
 
 
 def _envelope(stream: Sequence[tuple[str, dict[str, Any]]], partitions: int = 1) -> list[Item]:
@@ -645,8 +649,8 @@ def test_more_versions_than_max_versions_drops_the_least_recently_seen() -> None
     spec = _spec(window=100, max_versions=2, min_samples=10)
     mm = ModelMonitor(spec, "predictions")
 
-    def batch(version: str, start: int) -> list[dict[str, Any]]:
-        return [{"record_id": f"{version}-{i}", "event_time": 100.0 + start + i, "model_version": version,
+    def batch(version: str, start: int) -> list[dict[str, Any]]:  # distinct ids: duplicates would not count
+        return [{"record_id": f"{version}-{start}-{i}", "event_time": 100.0 + start + i, "model_version": version,
                  "score": 0.9} for i in range(10)]
 
     for version, start in (("v1", 0), ("v2", 10), ("v1", 20), ("v3", 30)):
@@ -756,3 +760,59 @@ def test_positive_rate_change_flags_class_proportion_drift_without_labels() -> N
     assert all(v is not None for v in values)
     assert all(v.severity is None for v in values[:2]), [v.value for v in values]  # type: ignore[union-attr]
     assert all(v.severity is not None for v in values[2:]), [v.value for v in values]  # type: ignore[union-attr]
+
+
+def _arrivals(n: int, delay: float) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    preds = [{"record_id": f"p{i}", "event_time": 1000.0 + i, "score": 0.9} for i in range(n)]
+    labels = [{"record_id": f"p{i}", "event_time": 1000.0 + i + delay, "label": 1} for i in range(n)]
+    return preds, labels
+
+
+def test_a_consumer_lag_below_label_lag_seconds_changes_no_join() -> None:
+    # 3,000 predictions a second apart, each labelled 60 s later, TTL 600 s. Read interleaved, or every
+    # prediction first (a labels consumer 3,000 s behind): with label_lag_seconds above that lag, the same joins.
+    preds, labels = _arrivals(3000, 60.0)
+    for lag, expect_joined in ((3600.0, 3000), (0.0, None)):
+        spec = _spec(ttl_seconds=600.0, window=1000, min_samples=10, label_lag_seconds=lag)
+        ahead = ModelMonitor(spec, "predictions", clock=lambda: 10_000.0)
+        ahead.add_predictions(preds)
+        ahead.add_labels(labels)
+        st = ahead.join_stats()
+        if expect_joined is not None:
+            assert st["joined"] == expect_joined and st["expired_predictions"] == 0
+        else:  # no allowance: the predictions' own clock expires them before their labels are read
+            assert st["joined"] < 1000 and st["expired_predictions"] > 2000
+
+
+def test_labels_that_stop_expire_predictions_after_ttl_plus_label_lag() -> None:
+    preds, _ = _arrivals(2000, 0.0)
+    spec = _spec(ttl_seconds=100.0, window=1000, min_samples=10, label_lag_seconds=50.0)
+    mm = ModelMonitor(spec, "predictions", clock=lambda: 10_000.0)
+    mm.add_predictions(preds)  # no label ever: predictions expire once their own clock is 150 s past them
+    st = mm.join_stats()
+    assert st["expired_predictions"] == 2000 - 151 and st["pending"] == 151
+
+
+def test_a_future_dated_record_moves_the_join_clock_at_most_the_tolerance() -> None:
+    spec = _spec(ttl_seconds=86_400.0, window=1000, min_samples=10)
+    mm = ModelMonitor(spec, "predictions", clock=lambda: 1_000_000.0)
+    mm.add_predictions([{"record_id": f"p{i}", "event_time": 999_000.0 + i, "score": 0.9} for i in range(5)])
+    mm.add_predictions([{"record_id": "bogus", "event_time": 4_000_000_000.0, "score": 0.9}])  # year 2096
+    assert mm.store(0).clocks["predictions"] == 1_000_000.0 + 3600.0
+    assert mm.join_stats()["expired_predictions"] == 0 and mm.join_stats()["pending"] == 6
+
+
+def test_evicted_predictions_count_against_label_coverage() -> None:
+    spec = _spec(window=500, min_samples=10, max_pending=100)
+    mm = ModelMonitor(spec, "predictions")
+    out = mm.add_predictions([{"record_id": f"p{i}", "event_time": 1000.0 + i, "score": 0.9} for i in range(500)])
+    out += mm.add_predictions([{"record_id": f"q{i}", "event_time": 1500.0 + i, "score": 0.9} for i in range(500)])
+    [w0, w1] = _basis(out, "predictions")
+    assert w0.join["evicted"] == 400 and w1.join["evicted"] == 500
+    assert w1.join["label_expired_ratio"] == 1.0  # none could ever be labelled
+
+
+def test_huge_regression_values_are_unusable_not_infinite() -> None:
+    from monitor.model.reference import number
+
+    assert number(1e200) is None and number(10**400) is None and number(-3.5) == -3.5
