@@ -245,28 +245,30 @@ class FeatureState:
         if n == 0:
             return
         self.count += n
-        valid = codes >= 0
-        nvalid = int(np.count_nonzero(valid))
-        self.missing += int(np.count_nonzero(codes == -1))
-        self.type_violations += n - nvalid - int(np.count_nonzero(codes == -1))
-        if nvalid == 0:
+        # One count per code: -2 (wrong type), -1 (missing), then each vocabulary entry. The
+        # vocabulary is a batch's distinct values, so the rest is a short loop in Python.
+        tally = np.bincount(codes + 2, minlength=len(vocab) + 2).tolist()
+        self.type_violations += tally[0]
+        self.missing += tally[1]
+        per_value = tally[2:]
+        if tally[0] + tally[1] == n:
             return
-        vc = codes[valid] if nvalid != n else codes
-        per_value = np.bincount(vc, minlength=len(vocab))
-        present = np.flatnonzero(per_value)
+        present = [j for j, c in enumerate(per_value) if c]
         if self.cats is not None:
-            idx = self.cats.index_of(vocab)
-            self.cats.add_counts(np.bincount(idx[present], weights=per_value[present],
-                                             minlength=len(self.cats.counts)).astype(np.int64))
+            idx = self.cats.index_of(vocab).tolist()  # an open vocabulary learns the values first
+            add = [0] * len(self.cats.counts)
+            for j in present:
+                add[idx[j]] += per_value[j]
+            self.cats.counts = [a + b for a, b in zip(self.cats.counts, add, strict=True)]
             if self.reference is not None and self.spec.type == "categorical":
-                self.unseen += int(per_value[present][idx[present] == len(self.cats.categories)].sum())
+                other = len(self.cats.categories)
+                self.unseen += sum(per_value[j] for j in present if idx[j] == other)
         if self._allowed is not None:
-            bad = np.fromiter((vocab[j] not in self._allowed for j in present), dtype=bool, count=len(present))
-            self.out_of_domain += int(per_value[present][bad].sum())
+            allowed = self._allowed
+            self.out_of_domain += sum(per_value[j] for j in present if vocab[j] not in allowed)
         if self._rx is not None:
             fm = self._rx.fullmatch
-            bad = np.fromiter((fm(vocab[j]) is None for j in present), dtype=bool, count=len(present))
-            self.format_violations += int(per_value[present][bad].sum())
+            self.format_violations += sum(per_value[j] for j in present if fm(vocab[j]) is None)
         if self.cardinality is not None:
             self.cardinality.update_many(vocab[j] for j in present)
 
