@@ -52,9 +52,10 @@ class _EventClock:
 EVENT_CLOCK: Any = _EventClock()
 
 #: Records :meth:`Engine.process_one` buffers before processing them as one batch. Each batch
-#: costs some fixed work per feature and window (numpy calls, pane merges); 4096 records spread
-#: it over 4x more records than 1024 did, and the buffer stays small.
-MICRO_BATCH = 4096
+#: costs some fixed work per feature and window (numpy calls, pane summaries and merges), which
+#: a large buffer spreads thinly; the price is latency (a window's report waits for the buffer
+#: to fill, or for :meth:`Engine.flush` / :meth:`Engine.tick`) and the buffer's references.
+MICRO_BATCH = 16384
 
 
 @dataclass(frozen=True, slots=True)
