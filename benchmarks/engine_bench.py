@@ -227,7 +227,7 @@ def markdown(r: dict[str, Any]) -> str:
         ("engine, single records (process_one)", f"{r['single']['records_per_second']:,.0f} records/s"),
         ("River yardstick (Mean, Var, Quantile per numeric feature)",
          f"{r['river_yardstick']['records_per_second']:,.0f} records/s"),
-        ("single records vs River yardstick", f"{r['single_vs_river']:.1f}x"),
+        ("single records vs River yardstick", f"{r['single_vs_river']:.2f}x"),
         *[(f"resident memory after {int(k):,} records", f"{v / 2**20:.0f} MiB") for k, v in mem.items()],
         ("peak resident memory", f"{b['peak_rss_bytes'] / 2**20:.0f} MiB"),
     ]
