@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from monitor.engine import WindowReport
@@ -155,8 +155,8 @@ class _JoinCollector(Collector):
                                     labels=["stream"])
         coverage = GaugeMetricFamily("streamdq_label_coverage_ratio", "Share of decided predictions that got a "
                                      "label (joined / (joined + expired)).", labels=["stream"])
-        latency = GaugeMetricFamily("streamdq_label_latency_seconds", "Label latency (label time - prediction "
-                                    "time) over every joined example, by quantile.", labels=["stream", "quantile"])
+        latency = Metric("streamdq_label_latency_seconds", "Label latency (label time - prediction time) over every "
+                         "joined example: quantiles estimated from a log-bucket histogram.", "summary")
         unusable = CounterMetricFamily("streamdq_model_unusable_records", "Predictions without a usable score/"
                                        "class/value and labels without a usable value (not joined).",
                                        labels=["stream", "kind"])
@@ -172,9 +172,13 @@ class _JoinCollector(Collector):
             if st["coverage"] is not None:
                 coverage.add_metric([name], st["coverage"])
             lat = st["latency"]
-            for q, key in (("0.5", "p50"), ("0.95", "p95"), ("1", "max")):
-                if lat.get(key) is not None:
-                    latency.add_metric([name, q], lat[key])
+            if lat.get("count"):
+                for q, key in (("0.5", "p50"), ("0.95", "p95"), ("1", "max")):
+                    if lat.get(key) is not None:
+                        latency.add_sample("streamdq_label_latency_seconds", {"stream": name, "quantile": q}, lat[key])
+                latency.add_sample("streamdq_label_latency_seconds_count", {"stream": name}, lat["count"])
+                latency.add_sample("streamdq_label_latency_seconds_sum", {"stream": name},
+                                   lat["count"] * (lat.get("mean") or 0.0))
             unusable.add_metric([name, "predictions"], m.counters["unusable_predictions"])
             unusable.add_metric([name, "labels"], m.counters["unusable_labels"])
         yield from (events, pending, orphans, coverage, latency, unusable)

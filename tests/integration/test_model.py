@@ -5,7 +5,9 @@ surviving a crash of the worker in the middle of a join."""
 from __future__ import annotations
 
 import re
+import shutil
 import signal
+import subprocess
 import time
 from pathlib import Path
 from typing import Any
@@ -122,6 +124,11 @@ def test_worker_joins_labels_and_reports_performance(kafka_bootstrap: str, tmp_p
         assert worker.stop() == 0, worker.log_tail()
     assert metric(text, "streamdq_label_pending_predictions") == 0
     assert metric(text, "streamdq_label_coverage_ratio") == 1.0  # every decided prediction got its label
+    promtool = shutil.which("promtool")
+    assert promtool, "promtool is required (Debian package prometheus; the README test command installs it)"
+    res = subprocess.run([promtool, "check", "metrics"], input=text.encode(), capture_output=True, timeout=60)
+    assert res.returncode == 0, res.stdout.decode() + res.stderr.decode()  # the model series pass the linter too
+    assert metric(text, "streamdq_label_latency_seconds", quantile="0.5") is not None
     assert metric(text, "streamdq_model_performance", basis="labels", source="realised", metric="accuracy") \
         is not None
     labelled = [w for w in windows if w["basis"] == "labels"]
