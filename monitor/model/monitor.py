@@ -36,6 +36,7 @@ histogram and one River detector per configured name.
 
 from __future__ import annotations
 
+import hashlib
 import math
 import time
 from collections import OrderedDict
@@ -321,7 +322,7 @@ class ModelMonitor:
                 expired += self._expire(st)
             key = (_label(names[i], m.name), _label(versions[i], DEFAULT_VERSION))
             before = (counters["skipped_predictions"], counters["duplicate_predictions"])
-            j = st.add_prediction(PendingPrediction(str(ids[i]), key[0], key[1], t, payload,
+            j = st.add_prediction(PendingPrediction(_join_key(ids[i]), key[0], key[1], t, payload,
                                                     -1 if offsets is None else int(offsets[i])), now)
             if (counters["skipped_predictions"], counters["duplicate_predictions"]) != before and j is None:
                 continue  # already applied before a restart, or a duplicate dropped: not counted again
@@ -358,7 +359,7 @@ class ModelMonitor:
             t, now, moved = tick(times[i])
             if moved:
                 expired += self._expire(st)
-            j = st.add_label(str(ids[i]), y, t, now, offset=-1 if offsets is None else int(offsets[i]))
+            j = st.add_label(_join_key(ids[i]), y, t, now, offset=-1 if offsets is None else int(offsets[i]))
             if j is not None:
                 joined.append(j)
         self.changed.add(partition)
@@ -664,6 +665,22 @@ def _error(task: str, threshold: float, payload: dict[str, Any], label: Any) -> 
     if task == "multiclass":
         return float(payload["c"] != label)
     return abs(float(payload["v"]) - float(label))
+
+
+#: Record ids longer than this are joined by a digest (a snapshot chunk must stay far below Kafka's message limit).
+MAX_ID_CHARS = 256
+
+
+def _join_key(value: Any) -> str:
+    """The join key of a record id: ``str(id)``, or a SHA-256 digest of it when longer than :data:`MAX_ID_CHARS`.
+
+    >>> _join_key(17), _join_key("a" * 300)[:7], len(_join_key("a" * 300))
+    ('17', 'sha256:', 71)
+    """
+    key = str(value)
+    if len(key) <= MAX_ID_CHARS:
+        return key
+    return "sha256:" + hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def _label(value: Any, default: str) -> str:
