@@ -143,16 +143,21 @@ def _bootstrap(bootstrap: str | None) -> str:
 @click.option("--bootstrap", default=None, help="With --topic: Kafka bootstrap servers (default: $KAFKA_BOOTSTRAP).")
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Folder for alerts.jsonl, windows.jsonl.")
 @click.option("--stream", default=None, help="Stream to replay (default: the spec's only features stream).")
+@click.option("--labels", "labels_input", type=click.Path(dir_okay=False), default=None,
+              help="With a predictions --stream: the labels file (or, with --topic, the labels topic), replayed "
+              "together with the predictions through the model monitor.")
 @friendly
 def replay(spec: str, input_path: str | None, topic: str | None, from_: str | None, to: str | None,
-           bootstrap: str | None, out: str, stream: str | None) -> None:
-    """Run the engine offline over recorded data (event time drives the windows)."""
+           bootstrap: str | None, out: str, stream: str | None, labels_input: str | None) -> None:
+    """Run the engine offline over recorded data (event time drives the windows); with --labels, a model's
+    predictions and labels together (joins, performance windows, model alerts)."""
     from rich.console import Console
     from rich.table import Table
 
     from agents.worker import load_references
     from monitor.reference import read_rows
     from monitor.replay import replay as run_replay
+    from monitor.replay import replay_model
     from monitor.spec import load_spec
 
     s = load_spec(spec)
@@ -169,15 +174,34 @@ def replay(spec: str, input_path: str | None, topic: str | None, from_: str | No
 
         records = topic_records(_bootstrap(bootstrap), st, topic, start=parse_position(from_),  # type: ignore[arg-type]
                                 end=parse_position(to))
+    if (labels_input is not None) != (st.model is not None):
+        raise ConfigError(f"--labels goes with a kind: predictions --stream (stream {st.name!r} is {st.kind})")
+    label_records: Any = None
+    if labels_input is not None and st.model is not None:
+        lst = s.stream(st.model.labels)
+        if input_path is not None:
+            if not Path(labels_input).is_file():
+                raise ConfigError(f"labels input {labels_input} does not exist")
+            label_records = read_rows(labels_input, lst)
+        else:
+            from agents.kafka_source import parse_position, topic_records
+
+            label_records = topic_records(_bootstrap(bootstrap), lst, labels_input, start=parse_position(from_),
+                                          end=parse_position(to))
     console = Console(stderr=True)
     with console.status("replaying ...") as status:
-        summary = run_replay(s, st, records, out, references=references,
-                             progress=lambda n: status.update(f"replaying: {n:,} records ..."))
+        def progress(n: int) -> None:
+            status.update(f"replaying: {n:,} records ...")
+
+        if label_records is not None:
+            summary = replay_model(s, st, records, label_records, out, references=references, progress=progress)
+        else:
+            summary = run_replay(s, st, records, out, references=references, progress=progress)
     table = Table(title=f"replay of {input_path or topic}: {summary.records:,} records, {summary.windows} windows")
     for col in ("feature", "check", "severity", "status", "events"):
         table.add_column(col)
     for (feature, check, severity, status), n in sorted(summary.alerts.items(), key=lambda kv: str(kv[0])):
-        table.add_row(feature or "(record)", check, severity, status, str(n))
+        table.add_row(feature or "(record)", check, severity, status, str(n))  # model alerts: name:version
     Console().print(table)
     if summary.rejected:
         click.echo("rejected records: " + ", ".join(f"{k} {v}" for k, v in sorted(summary.rejected.items())))
