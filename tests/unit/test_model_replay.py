@@ -63,7 +63,7 @@ def test_model_replay_writes_model_windows_and_alerts_deterministically(tmp_path
 
 
 def test_labels_option_needs_a_predictions_stream(tmp_path: Path) -> None:
-    spec, preds, labels = _setup(tmp_path)
+    spec, _, labels = _setup(tmp_path)
     res = subprocess.run([sys.executable, "-m", "agents.cli", "replay", str(spec), "--stream", "labels",
                           "--input", str(labels), "--labels", str(labels), "--out", str(tmp_path / "x")],
                          capture_output=True, text=True, timeout=120, cwd=REPO)
