@@ -95,6 +95,9 @@ class WorkerContext:
     async def publish_model(self, report: ModelWindowReport) -> None:
         """Send a closed model window and its alert events (same topics and alert model as the engine's)."""
         self.metrics.observe_model_window(report)
+        runtime = self.models.get(report.stream)
+        if runtime is not None:
+            self.metrics.forget_model_versions(report.stream, runtime.monitor.take_dropped())
         await send_acked(self.profiles_topic, report.stream.encode(),
                          orjson.dumps(report.to_dict(), option=orjson.OPT_SERIALIZE_NUMPY))
         await self._send_events(report.events)

@@ -113,6 +113,14 @@ class Metrics:
         """Export ``monitor``'s join counters and sizes at scrape time."""
         self._join.monitors.append(monitor)
 
+    def forget_model_versions(self, stream: str, versions: list[tuple[str, str]]) -> None:
+        """Remove the series of model versions the monitor no longer tracks (beyond ``max_versions``)."""
+        for model, version in versions:
+            for gauge in (self.model_performance, self.model_estimation_error, self.model_label_expired):
+                for labels in list(gauge._metrics):  # prometheus_client keeps no public index of series
+                    if labels[:3] == (stream, model, version):
+                        gauge.remove(*labels)
+
     def observe_model_window(self, report: ModelWindowReport) -> None:
         """Set the model gauges to a closed model window's values (absent values remove the series)."""
         base = (report.stream, report.model, report.version, report.window["name"])

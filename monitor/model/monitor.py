@@ -263,6 +263,8 @@ class ModelMonitor:
         #: Counts of what could not join: predictions without a usable score/class/value, labels without a
         #: usable value, model versions dropped beyond ``max_versions``.
         self.counters = {"unusable_predictions": 0, "unusable_labels": 0, "versions_dropped": 0}
+        #: Versions dropped since :meth:`take_dropped` (at most ``max_versions`` per batch in practice).
+        self.dropped: list[tuple[str, str]] = []
 
     # -- stores -------------------------------------------------------------------------------------------
 
@@ -465,9 +467,15 @@ class ModelMonitor:
                      detectors={name: ERROR_DETECTORS[name]() for name in m.detectors or []})
         self._versions[key] = v
         while len(self._versions) > m.max_versions:
-            self._versions.popitem(last=False)
+            dropped, _ = self._versions.popitem(last=False)
             self.counters["versions_dropped"] += 1
+            self.dropped.append(dropped)
         return v
+
+    def take_dropped(self) -> list[tuple[str, str]]:
+        """The (model, version) pairs dropped beyond ``max_versions`` since the last call (their metric series go)."""
+        out, self.dropped = self.dropped, []
+        return out
 
     def _new_window(self, spec: WindowSpec, basis: str, index: int) -> _Window:
         m = self.model

@@ -92,3 +92,23 @@ def test_journal_chunks_stay_under_the_chunk_size() -> None:
     assert len(chunks) > 1 and all(len(c) <= models.CHUNK_BYTES for c in chunks)
     back = [tuple(item) for c in chunks for item in models.orjson.loads(c)]
     assert back == [(rid, e) for rid, e in entries]
+
+
+def test_series_of_dropped_model_versions_leave_the_metrics_page() -> None:
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    from agents.metrics import Metrics
+
+    spec = parse_spec(model_spec_dict(window=100, min_samples=10, max_versions=1))
+    registry = CollectorRegistry()
+    metrics = Metrics(spec, registry=registry)
+    mm = ModelMonitor(spec, "predictions")
+    metrics.watch_model(mm)
+    for version in ("v1", "v2"):
+        preds = [{"record_id": f"{version}-{i}", "event_time": 1000.0 + i, "model_version": version, "score": 0.8}
+                 for i in range(100)]
+        for report in mm.add_predictions(preds):
+            metrics.observe_model_window(report)
+        metrics.forget_model_versions("predictions", mm.take_dropped())
+    page = generate_latest(registry).decode()
+    assert 'version="v2"' in page and 'version="v1"' not in page
