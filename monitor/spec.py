@@ -145,6 +145,12 @@ class Threshold(_Model):
             return "warning"
         return None
 
+    def verdict(self, value: float, clear_ratio: float) -> tuple[str | None, bool, float]:
+        """``(severity reached or None, below the clear level, the level of that severity or the raise level)``."""
+        severity = self.severity(value)
+        level = self.level(severity) if severity is not None else self.raise_level
+        return severity, value < self.clear_level(clear_ratio), level
+
     def level(self, severity: str) -> float:
         """The threshold value of ``severity`` (``warning`` or ``critical``)."""
         value = self.critical if severity == "critical" else self.warning

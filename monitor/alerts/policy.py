@@ -107,6 +107,14 @@ class Observation:
     def fingerprint(self) -> str:
         return fingerprint(self.stream, self.feature, self.check, self.model)
 
+    def to_alert(self) -> Alert:
+        """The window's raw verdict as an alert (raised observations only)."""
+        assert self.severity is not None  # callers pass raised observations only
+        return Alert(stream=self.stream, feature=self.feature, check=self.check, severity=self.severity,
+                     value=self.value, threshold=self.threshold, sample_size=self.sample_size, summary=self.summary,
+                     window=self.window, reference_version=self.reference_version, created_at=self.window["end"],
+                     model=self.model, details=self.details)
+
 
 @dataclass(slots=True)
 class _Condition:

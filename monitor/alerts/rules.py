@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 from monitor.alerts.alert import Alert
 from monitor.alerts.policy import Observation
 from monitor.detectors import SENSITIVITY
-from monitor.spec import FEATURE_CHECKS, RECORD_CHECKS, MonitorSpec, StreamSpec, Threshold
+from monitor.spec import FEATURE_CHECKS, RECORD_CHECKS, MonitorSpec, StreamSpec
 
 if TYPE_CHECKING:
     from monitor.engine import WindowReport
@@ -46,15 +46,7 @@ def evaluate_window(spec: MonitorSpec, stream: StreamSpec, report: WindowReport,
     """
     if observations is None:
         observations = observe_window(spec, stream, report)
-    return [_as_alert(o) for o in observations if o.severity is not None]
-
-
-def _as_alert(o: Observation) -> Alert:
-    assert o.severity is not None  # callers pass raised observations only
-    return Alert(stream=o.stream, feature=o.feature, check=o.check, severity=o.severity, value=o.value,
-                 threshold=o.threshold, sample_size=o.sample_size, summary=o.summary, window=o.window,
-                 reference_version=o.reference_version, created_at=o.window["end"], model=o.model,
-                 details=o.details)
+    return [o.to_alert() for o in observations if o.severity is not None]
 
 
 def observe_window(spec: MonitorSpec, stream: StreamSpec, report: WindowReport) -> list[Observation]:
@@ -77,17 +69,12 @@ def observe_window(spec: MonitorSpec, stream: StreamSpec, report: WindowReport) 
                                reference_version=report.reference_version, summary=summary,
                                details=details or {}))
 
-    def levels(thr: Threshold, value: float) -> tuple[str | None, bool, float]:
-        severity = thr.severity(value)
-        level = thr.level(severity) if severity is not None else thr.raise_level
-        return severity, value < thr.clear_level(ratio), level
-
     for check in RECORD_CHECKS:
         thr = spec.threshold_for(stream, None, check)
         value = report.records.get(check)
         if thr is None or value is None:
             continue
-        severity, clear, level = levels(thr, value)
+        severity, clear, level = thr.verdict(value, ratio)
         if check == "volume_deviation":
             text = (f"{report.count} records in {where}, expected ~{report.records['expected_records']:.0f} "
                     f"(|log2 ratio| {value:.2f}, level {level})")
@@ -118,7 +105,7 @@ def observe_window(spec: MonitorSpec, stream: StreamSpec, report: WindowReport) 
             value = fr.ratios.get(check)
             if thr is None or value is None:
                 continue
-            severity, clear, level = levels(thr, value)
+            severity, clear, level = thr.verdict(value, ratio)
             add(feature.name, check, value, severity, clear, level, fr.count,
                 f"{stream.name}.{feature.name}: {value:.1%} {_WHAT[check]} in {where} "
                 f"(level {level:.1%}, {severity or 'ok'})")
@@ -137,7 +124,7 @@ def observe_window(spec: MonitorSpec, stream: StreamSpec, report: WindowReport) 
             if thr is None:
                 severity, clear, level = ("warning" if d.drifted else None), not d.drifted, d.threshold
             else:
-                severity, clear, level = levels(thr, d.statistic)
+                severity, clear, level = thr.verdict(d.statistic, ratio)
             label = "PSI" if method == "psi" else method
             add(feature.name, method, d.statistic, severity, clear, level, d.sample_size,
                 f"{stream.name}.{feature.name}: {'distribution drifted from reference' if severity else 'no drift'}"

@@ -579,7 +579,7 @@ class ModelMonitor:
                                    reference=self.reference, join=join, reference_version=self.reference_version,
                                    changes=list(w.changes), end_time=end)
         report.observations.extend(self._observe(report, decided=w.joined + w.expired))
-        report.alerts.extend(_as_alert(o) for o in report.observations if o.severity is not None)
+        report.alerts.extend(o.to_alert() for o in report.observations if o.severity is not None)
         report.events.extend(self.policy.observe(report.observations, now=end))
         return report
 
@@ -595,10 +595,9 @@ class ModelMonitor:
             thr: Threshold | None = m.level_for(check)
             if thr is None or value is None or not math.isfinite(value) or n < m.min_samples:
                 return
-            severity = thr.severity(value)
-            level = thr.level(severity) if severity is not None else thr.raise_level
+            severity, clear, level = thr.verdict(value, ratio)
             out.append(Observation(stream=self.stream.name, feature=None, check=check, value=float(value),
-                                   severity=severity, clear=value < thr.clear_level(ratio), threshold=level,
+                                   severity=severity, clear=clear, threshold=level,
                                    sample_size=n, window=r.window, reference_version=r.reference_version,
                                    summary=f"{who}: {what} in {where} (level {level:g}, {severity or 'ok'})",
                                    details=details or {}, model=r.model_key))
@@ -656,14 +655,6 @@ class ModelMonitor:
                     f"{ratio_v:.1%} of the predictions decided in the period got no label within the TTL "
                     f"({r.join['expired']} expired, {r.join['joined']} labelled)")
         return out
-
-
-def _as_alert(o: Observation) -> Alert:
-    assert o.severity is not None
-    return Alert(stream=o.stream, feature=o.feature, check=o.check, severity=o.severity, value=o.value,
-                 threshold=o.threshold, sample_size=o.sample_size, summary=o.summary, window=o.window,
-                 reference_version=o.reference_version, created_at=o.window["end"], model=o.model,
-                 details=o.details)
 
 
 def _error(task: str, threshold: float, payload: dict[str, Any], label: Any) -> float:
