@@ -332,11 +332,12 @@ class ModelMonitor:
             if j is not None:
                 joined.append(j)
         self.changed.add(partition)
-        for key in by_version:  # known before the evictions of this batch are routed to them
-            self._version(key)
-        reports = self._expired(expired) + self._expired(st.take_evicted(), evicted=True)
-        for key, items in by_version.items():
-            reports += self._add_predicted(self._version(key), items)
+        tracked = [(self._version(key), items) for key, items in by_version.items()]  # before routing evictions
+        self._count_lost(expired)
+        self._count_lost(st.take_evicted(), evicted=True)
+        reports: list[ModelWindowReport] = []
+        for v, items in tracked:
+            reports += self._add_predicted(v, items)
         return reports + self._add_joined(joined)
 
     def add_labels(self, records: Sequence[dict[str, Any]], *, partition: int = 0,
@@ -365,13 +366,14 @@ class ModelMonitor:
             if j is not None:
                 joined.append(j)
         self.changed.add(partition)
-        return self._expired(expired) + self._expired(st.take_evicted(), evicted=True) + self._add_joined(joined)
+        self._count_lost(expired)
+        self._count_lost(st.take_evicted(), evicted=True)
+        return self._add_joined(joined)
 
     def expire(self, now: float | None = None) -> list[ModelWindowReport]:
         """Expire past-TTL entries of every store (call periodically; in processing-time mode this is what
         ages predictions when no record arrives). ``now`` defaults to the clock in processing-time mode and
-        to each store's own latest time in event mode."""
-        reports: list[ModelWindowReport] = []
+        to each store's own latest time in event mode. Expiry closes no window: the list is always empty."""
         for p, st in self.stores.items():
             sizes = (st.n_pending, st.n_orphans)
             if now is not None:
@@ -382,8 +384,8 @@ class ModelMonitor:
                 expired = self._expire(st)
             if expired or sizes != (st.n_pending, st.n_orphans):
                 self.changed.add(p)
-                reports += self._expired(expired)
-        return reports
+                self._count_lost(expired)
+        return []
 
     def close(self) -> list[ModelWindowReport]:
         """End of input (a replay): emit every open window with data, marked partial."""
@@ -402,14 +404,14 @@ class ModelMonitor:
     # -- internals ----------------------------------------------------------------------------------------
 
     def _times(self, records: Sequence[dict[str, Any]], time_field: str, *, cols_n: int) -> np.ndarray:
+        if not self.event_mode:  # the ticker uses the clock: ages count from arrival
+            return np.full(cols_n, np.nan)
         if isinstance(records, ColumnBatch):
             t = records.times if records.times is not None else parse_times(
                 records.columns.get(time_field, [None] * cols_n))
         else:
             parsed = getattr(records, "times", None)
             t = parsed if parsed is not None else parse_times([r.get(time_field) for r in records])
-        if not self.event_mode:  # ages count from arrival
-            return np.full(cols_n, self.clock())
         return np.asarray(t, dtype=np.float64)
 
     def _expire(self, st: LabelJoinStore) -> list[PendingPrediction]:
@@ -500,9 +502,9 @@ class ModelMonitor:
                     v.predictions[k] = self._new_window(w.spec, "predictions", w.index + 1)
         return reports
 
-    def _expired(self, expired: list[PendingPrediction], *, evicted: bool = False) -> list[ModelWindowReport]:
+    def _count_lost(self, expired: list[PendingPrediction], *, evicted: bool = False) -> None:
         """Predictions that will never join (TTL ran out, or evicted by ``max_pending``): counted against the
-        label coverage of their version's prediction windows."""
+        label coverage of their version's prediction windows (no window closes on it)."""
         for p in expired:
             v = self._versions.get((p.model, p.model_version))
             if v is None:
@@ -510,7 +512,6 @@ class ModelMonitor:
             for w in v.predictions:
                 w.expired += 1
                 w.evicted += evicted
-        return []
 
     def _add_joined(self, joined: list[JoinedExample]) -> list[ModelWindowReport]:
         if not joined:
