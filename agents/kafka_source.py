@@ -13,7 +13,7 @@ from monitor.errors import ConfigError, KafkaUnavailableError
 from monitor.records import Rejection, decode_message
 from monitor.spec import StreamSpec
 
-__all__ = ["parse_position", "read_topic", "topic_records"]
+__all__ = ["parse_position", "read_range", "read_topic", "topic_records"]
 
 
 def parse_position(text: str | None) -> int | float | None:
@@ -60,25 +60,34 @@ def read_topic(bootstrap: str, topic: str, *, start: int | float | None = None, 
             if hi > lo:
                 ranges.append((p, lo, hi))
         for p, lo, hi in ranges:
-            consumer.assign([TopicPartition(topic, p, lo)])
-            pos = lo
-            while pos < hi:
-                batch = consumer.consume(num_messages=1000, timeout=timeout)
-                if not batch:
-                    raise ConfigError(f"no message from {topic}[{p}] at offset {pos} within {timeout:.0f}s")
-                for msg in batch:
-                    if msg.error() is not None:
-                        if msg.error().code() == KafkaError._PARTITION_EOF:
-                            pos = hi  # the end of what exists (transaction markers, compaction gaps)
-                            break
-                        continue
-                    if msg.offset() >= hi:
-                        pos = hi
-                        break
-                    pos = msg.offset() + 1
-                    yield msg
+            yield from read_range(consumer, topic, p, lo, hi, timeout=timeout)
     finally:
         consumer.close()
+
+
+def read_range(consumer: Consumer, topic: str, partition: int, lo: int, hi: int, *,
+               timeout: float = 30.0) -> Iterator[Any]:
+    """The messages of one partition from offset ``lo`` (inclusive) to ``hi`` (exclusive), read with
+    ``consumer`` (assigned to it here); stops early at the partition's end (transaction markers,
+    compaction gaps)."""
+    consumer.assign([TopicPartition(topic, partition, lo)])
+    pos = lo
+    while pos < hi:
+        # Never ask for more than the range holds: consume() waits until it has them all or times out.
+        batch = consumer.consume(num_messages=min(1000, hi - pos), timeout=timeout)
+        if not batch:
+            raise ConfigError(f"no message from {topic}[{partition}] at offset {pos} within {timeout:.0f}s")
+        for msg in batch:
+            if msg.error() is not None:
+                if msg.error().code() == KafkaError._PARTITION_EOF:
+                    pos = hi
+                    break
+                continue
+            if msg.offset() >= hi:
+                pos = hi
+                break
+            pos = msg.offset() + 1
+            yield msg
 
 
 def _resolve(consumer: Consumer, topic: str, partition: int, pos: int | float | None, low: int, high: int,

@@ -29,15 +29,17 @@ consumer): the pending predictions and early labels are exactly what they were.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import orjson
-from confluent_kafka import Consumer, KafkaError, TopicPartition
+from confluent_kafka import Consumer, TopicPartition
 
+from agents.kafka_source import read_range
 from monitor.join import LabelJoinStore
 from monitor.model import ModelMonitor, ModelWindowReport
 from monitor.records import ColumnBatch, decode_message
@@ -356,10 +358,10 @@ class _GapReader:
         self.topic, self.starts, self.timeout, self.horizon_ms = topic, starts, timeout, horizon_ms
         self.consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group_id, "enable.auto.commit": False,
                                   "auto.offset.reset": "earliest", "log_level": 0, "enable.partition.eof": True})
-        self.ranges: list[tuple[int, int, int]] | None = None  # (partition, next offset, end), resolved lazily
-        self.current: tuple[int, int, int] | None = None
+        self._messages: Iterator[Any] | None = None  # resolved on the first read (in the reading thread)
 
     def _resolve(self) -> list[tuple[int, int, int]]:
+        """(partition, first offset, end offset) of each partition with something to replay."""
         out = []
         committed = self.consumer.committed([TopicPartition(self.topic, p) for p in self.starts], timeout=self.timeout)
         for tp in committed:
@@ -379,38 +381,11 @@ class _GapReader:
 
     def read(self, max_messages: int) -> list[_Msg]:
         """The next messages (at most ``max_messages``); empty when the gap is read."""
-        if self.ranges is None:
-            self.ranges = self._resolve()
-        out: list[_Msg] = []
-        while len(out) < max_messages:
-            if self.current is None:
-                if not self.ranges:
-                    return out
-                self.current = self.ranges.pop(0)
-                self.consumer.assign([TopicPartition(self.topic, self.current[0], self.current[1])])
-            p, pos, end = self.current
-            if pos >= end:
-                self.current = None
-                continue
-            # Never ask for more than the range holds: consume() waits until it has them all or times out.
-            want = min(1000, max_messages - len(out), end - pos)
-            batch = self.consumer.consume(num_messages=want, timeout=self.timeout)
-            if not batch:
-                raise TimeoutError(f"no message from {self.topic}[{p}] at offset {pos} within {self.timeout}s")
-            for msg in batch:
-                err = msg.error()
-                if err is not None:
-                    if err.code() == KafkaError._PARTITION_EOF:
-                        pos = end
-                        break
-                    continue
-                if msg.offset() >= end:
-                    pos = end
-                    break
-                pos = msg.offset() + 1
-                out.append(_Msg(p, msg.offset(), msg.value()))
-            self.current = (p, pos, end)
-        return out
+        if self._messages is None:
+            self._messages = itertools.chain.from_iterable(
+                read_range(self.consumer, self.topic, p, lo, end, timeout=self.timeout)
+                for p, lo, end in self._resolve())
+        return [_Msg(m.partition(), m.offset(), m.value()) for m in itertools.islice(self._messages, max_messages)]
 
     def close(self) -> None:
         self.consumer.close()
