@@ -42,7 +42,9 @@ from rich.table import Table
 
 from agents.localkafka import LocalKafka, _die_with_parent, free_port
 from agents.topics import ensure_topics, spec_topics
+from monitor.columns import iso
 from monitor.errors import StreamdqError
+from monitor.model import reference_metrics
 from monitor.reference import build_profile
 from monitor.spec import MonitorSpec, StreamSpec, load_spec
 from monitor.synthetic import Scenario, SyntheticFeatures, bad_messages
@@ -91,8 +93,8 @@ class DemoModel:
         if phase != "missing-spike" and r.random() < self.label_share:
             t = now + r.expovariate(1.0 / self.delay_mean)
             self._seq += 1
-            heapq.heappush(self.queue, (t, self._seq, {"record_id": record_id, "event_time": _iso(t), "label": y}))
-        return {"record_id": record_id, "event_time": _iso(now), "model_version": "v1", "score": round(p, 6)}
+            heapq.heappush(self.queue, (t, self._seq, {"record_id": record_id, "event_time": iso(t), "label": y}))
+        return {"record_id": record_id, "event_time": iso(now), "model_version": "v1", "score": round(p, 6)}
 
     def due(self, *, now: float) -> list[dict[str, Any]]:
         """Labels whose time has come, in label-time order."""
@@ -109,12 +111,6 @@ class DemoModel:
             p = rec["score"]
             rows.append({**rec, "label": int(self.rng.random() < p)})
         return rows
-
-
-def _iso(t: float) -> str:
-    from datetime import UTC, datetime
-
-    return datetime.fromtimestamp(t, tz=UTC).isoformat(timespec="milliseconds")
 
 
 def _model_streams(spec: MonitorSpec) -> tuple[StreamSpec, StreamSpec] | None:
@@ -167,13 +163,13 @@ def run_demo(*, duration: float | None, spec_path: str | None, rate: float, web_
             rows = DemoModel(seed=seed + 2000).reference_rows(20_000, now=time.time())
             mprofile = build_profile(preds_stream, lambda: rows, source={"kind": "synthetic", "seed": seed + 2000})
             mref = mprofile.save(work / "predictions.profile.json")
-            perf = (mprofile.model or {}).get("performance")
+            ref_metrics = reference_metrics(mprofile.model)
             by_name[preds_stream.name]["reference"] = str(mref)
             join = by_name[preds_stream.name]["model"].setdefault("join", {})
             join["ttl_seconds"] = DEMO_TTL_SECONDS
             join["label_lag_seconds"] = 2.0  # both topics come from one producer: they stay within 2 s
             console.print(f"[bold]Model reference[/]: 20,000 labelled predictions -> {mref}"
-                          + (f" (accuracy {_accuracy(perf):.3f})" if perf else ""))
+                          + (f" (accuracy {ref_metrics['accuracy']:.3f})" if ref_metrics else ""))
             console.print(f"  label-join TTL shortened to {DEMO_TTL_SECONDS:g} s (allowed lag 2 s) for the demo")
         run_spec = work / "monitor.yaml"
         run_spec.write_text(yaml.safe_dump(raw, sort_keys=False))
@@ -239,11 +235,6 @@ def _stop_process(proc: subprocess.Popen[bytes], timeout: float = 30.0) -> None:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(timeout=10)
-
-
-def _accuracy(state: dict[str, Any]) -> float:
-    n = state["tp"] + state["fp"] + state["fn"] + state["tn"]
-    return (state["tp"] + state["tn"]) / n if n else math.nan
 
 
 def _produce_and_watch(console: Console, bootstrap: str, spec: Any, topic: str, *, duration: float | None,
