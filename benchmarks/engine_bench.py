@@ -10,7 +10,8 @@ Measured, in one process and run:
 * batch path: ``Engine.process`` on batches of 1,000 records, alone and with the
   decoding of the JSON-array message (orjson + envelope checks, as the worker does);
 * columnar messages (``{"columns": {...}}``): decoding + engine;
-* single records: ``Engine.process_one`` per record (micro-batched internally);
+* single records: ``Engine.process_one`` per record (micro-batched internally), with the
+  compiled kernels and on the pure-Python path (what an install without a C compiler runs);
 * the yardstick: a plain River per-record pipeline (``Mean``, ``Var``,
   ``Quantile(0.5)`` per numeric feature) over the same records;
 * resident memory after 1M and 5M records (must not grow with stream length).
@@ -204,6 +205,28 @@ def run(n_records: int, out: Path) -> dict[str, Any]:
         single_s += time.perf_counter() - t0
         done += BATCH
     results["single"] = {"records": done, "records_per_second": done / single_s}
+
+    # The same without the compiled kernels (monitor/_kernels.pyx): what an install without a C
+    # compiler gets (monitor.columns falls back to its pure-Python path, with the same results).
+    import monitor.columns as columns_module
+    kernels, columns_module._kernels = columns_module._kernels, None
+    try:
+        n_pure = min(n_records, 200_000)
+        engine = Engine(s, references={"bench": reference}, clock=lambda: clock_now[0])
+        pure_s, done = 0.0, 0
+        while done < n_pure:
+            batch = pool[(done // BATCH) % POOL]
+            stamper.stamp(batch)
+            clock_now[0] = stamper.t0 + stamper.n / 1000
+            t0 = time.perf_counter()
+            for rec in batch:
+                engine.process_one("bench", rec)
+            pure_s += time.perf_counter() - t0
+            done += BATCH
+    finally:
+        columns_module._kernels = kernels
+    results["single_pure_python"] = {"records": done, "records_per_second": done / pure_s}
+    results["compiled_kernels"] = kernels is not None
     results["river_yardstick"] = river_yardstick(pool, min(n_records, 200_000))
     river = results["river_yardstick"]["records_per_second"]
     results["single_vs_river"] = results["single"]["records_per_second"] / river
@@ -225,6 +248,8 @@ def markdown(r: dict[str, Any]) -> str:
         ("batch latency p50 / p99 / max", f"{b['batch_latency_ms']['p50']:.1f} / {b['batch_latency_ms']['p99']:.1f}"
                                           f" / {b['batch_latency_ms']['max']:.1f} ms"),
         ("engine, single records (process_one)", f"{r['single']['records_per_second']:,.0f} records/s"),
+        ("engine, single records, pure-Python path (no compiled kernels)",
+         f"{r['single_pure_python']['records_per_second']:,.0f} records/s"),
         ("River yardstick (Mean, Var, Quantile per numeric feature)",
          f"{r['river_yardstick']['records_per_second']:,.0f} records/s"),
         ("single records vs River yardstick", f"{r['single_vs_river']:.2f}x"),
@@ -233,7 +258,10 @@ def markdown(r: dict[str, Any]) -> str:
     ]
     lines = [f"# Engine benchmark ({r['when']}, Python {r['machine']['python']}, {r['machine']['cpus']} CPUs)", "",
              "20 features (15 numeric, 5 categorical), every default check on, count window 5,000 + "
-             "60 s event-time window. One core. Produced by `python benchmarks/engine_bench.py`.", "",
+             "60 s event-time window. One core. Produced by `python benchmarks/engine_bench.py`. "
+             + ("Compiled kernels (monitor/_kernels.pyx) in use, except on the pure-Python line."
+                if r["compiled_kernels"] else "The compiled kernels were NOT built: all is the pure-Python path."),
+             "",
              "| measure | value |", "|---|---|", *[f"| {a} | {v} |" for a, v in rows], ""]
     return "\n".join(lines)
 

@@ -29,7 +29,7 @@ from monitor.alerts import Alert, AlertPolicy, Observation, evaluate_window, obs
 from monitor.checks import FeatureState, FeatureWindowResult
 from monitor.checks.duplicates import DuplicateFilter
 from monitor.checks.record import RecordFlags, RecordState
-from monitor.columns import Column, NumericBlock, column_of, extract_batch, iso, parse_times
+from monitor.columns import Column, NumericBlock, columns_block, extract_batch, iso, parse_times
 from monitor.detectors import ChangeDetectors
 from monitor.drift import DriftResult
 from monitor.evaluation import evaluate_drift
@@ -323,14 +323,12 @@ class Engine:
         spec = rt.spec
         if isinstance(records, ColumnBatch):
             given = records.columns
-            nulls: list[Any] = [None] * n
-            cols = {f.name: column_of(given.get(f.name, nulls), f) for f in spec.features}
+            cols, block = columns_block(given, spec.features, n)
             ids: Sequence[Any] = given[spec.id_field]
             times: Sequence[Any] | NDArray[np.float64] = (
-                records.times if records.times is not None else given.get(spec.time_field, nulls))
+                records.times if records.times is not None else given.get(spec.time_field, [None] * n))
             field_sets: list[tuple[str, ...]] = [tuple(given)]
             layout = np.zeros(n, dtype=np.int32)
-            block = None
         else:
             parsed = getattr(records, "times", None)  # a RecordBatch from decode_message carries them
             ex = extract_batch(records, spec.features, spec.id_field, spec.time_field if parsed is None else None)
