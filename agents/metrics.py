@@ -11,10 +11,11 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge
+from prometheus_client import CollectorRegistry, Counter, Gauge, Info
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from monitor.columns import compiled
 from monitor.engine import WindowReport
 from monitor.model import ModelMonitor, ModelWindowReport
 from monitor.spec import FEATURE_CHECKS, MonitorSpec
@@ -25,11 +26,24 @@ if TYPE_CHECKING:
 __all__ = ["FaustCollector", "Metrics"]
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("streamdq")
+    except PackageNotFoundError:  # run from a source tree that was not installed
+        return "unknown"
+
+
 class Metrics:
     """The worker's own series. One instance per worker."""
 
     def __init__(self, spec: MonitorSpec, *, registry: CollectorRegistry) -> None:
         self.registry = registry
+        self.build = Info("streamdq_build", "The streamdq build: package version, and kernels=\"compiled\" when "
+                          "the engine's compiled kernels are in use or \"python\" on its slower pure-Python path.",
+                          registry=registry)
+        self.build.info({"version": _version(), "kernels": "compiled" if compiled() else "python"})
         self.records = Counter("streamdq_records", "Records read, by stream and outcome "
                                "(processed or deadlettered).", ["stream", "outcome"], registry=registry)
         self.deadletters = Counter("streamdq_deadletter_records", "Records sent to the dead-letter "

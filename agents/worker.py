@@ -11,6 +11,7 @@ import faust
 from agents.app import create_app
 from agents.settings import Settings
 from agents.topics import changelog_topics, ensure_topics, spec_topics
+from monitor.columns import compiled
 from monitor.errors import ConfigError
 from monitor.reference import ReferenceProfile
 from monitor.spec import MonitorSpec, load_spec
@@ -57,6 +58,10 @@ def run_worker(spec_path: str | Path, settings: Settings) -> None:
     ensure_topics(settings.bootstrap, changelog_topics(spec), log=log, compacted=True)
     app, ctx = create_app(spec, settings, references=references)
     ctx.notifier.check_secrets()  # a missing secret is a configuration error (exit 2), found before consuming
+    if not compiled():
+        logging.getLogger("streamdq.worker").warning(
+            "the engine's compiled kernels (monitor/_kernels.pyx) are not built: running the pure-Python "
+            "path (same results, slower); reinstall with a C compiler present to build them")
     tune_gc()
     worker = faust.Worker(app, loglevel=settings.log_level, quiet=True)
     worker.execute_from_commandline()

@@ -42,10 +42,15 @@ except ImportError:  # pragma: no cover - the pure-Python path gives the same re
     _kernels = None  # type: ignore[assignment]
 
 __all__ = ["MAX_EPOCH", "MIN_EPOCH", "MISSING", "VALID", "WRONG_TYPE", "Column", "Extracted", "NumericBlock",
-           "column_of", "columns_block", "extract_batch", "extract_column", "extract_columns",
+           "column_of", "columns_block", "compiled", "extract_batch", "extract_column", "extract_columns",
            "extract_columns_checked", "iso", "parse_times"]
 
 VALID, MISSING, WRONG_TYPE = 0, 1, 2
+
+
+def compiled() -> bool:
+    """Whether the compiled kernels are in use (else the pure-Python path: same results, slower)."""
+    return _kernels is not None
 
 #: Event times outside years 1..9999 (e.g. epoch milliseconds sent as seconds) are invalid.
 MIN_EPOCH, MAX_EPOCH = -62135596800.0, 253402300799.0

@@ -6,6 +6,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import pytest
 import yaml
 
 from monitor.spec import load_spec
@@ -58,3 +59,20 @@ def test_a_window_without_a_value_removes_the_gauge_series() -> None:
                              drift={}, reference_version=None, records={})
     metrics.observe_window(empty)
     assert 'streamdq_feature_missing_ratio{feature="age"' not in generate_latest(registry).decode()
+
+
+def test_the_build_info_says_whether_the_compiled_kernels_are_in_use(monkeypatch: pytest.MonkeyPatch) -> None:
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    import monitor.columns as columns
+    from agents.metrics import Metrics
+
+    spec = load_spec(REPO / "deploy" / "monitor.yaml")
+    registry = CollectorRegistry()
+    Metrics(spec, registry=registry)
+    assert 'kernels="compiled"' in generate_latest(registry).decode()
+    monkeypatch.setattr(columns, "_kernels", None)
+    registry = CollectorRegistry()
+    Metrics(spec, registry=registry)
+    line = [x for x in generate_latest(registry).decode().splitlines() if x.startswith("streamdq_build_info{")]
+    assert len(line) == 1 and 'kernels="python"' in line[0] and line[0].endswith(" 1.0")
