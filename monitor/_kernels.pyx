@@ -115,7 +115,7 @@ def extract_rows(object batch, tuple numeric, tuple other):
             pos = 0
             c = 0
             while PyDict_Next(rec, &pos, &key, &value):
-                if key != <PyObject*>PyList_GET_ITEM(keys, c) and not (<object>key == <object>PyList_GET_ITEM(keys, c)):
+                if key != <PyObject*>PyList_GET_ITEM(keys, c) and not _same_str(key, PyList_GET_ITEM(keys, c)):
                     break
                 j = target[c]
                 c += 1
@@ -145,6 +145,12 @@ def extract_rows(object batch, tuple numeric, tuple other):
             else:
                 _put(values, j, i, p)
     return x, status, values, np.asarray(absent).tolist()
+
+
+cdef inline bint _same_str(PyObject* a, PyObject* b):
+    """Equal ``str`` keys that are different objects (only ``str``: no user ``__eq__`` runs while
+    a record's entries are walked)."""
+    return PyUnicode_CheckExact(<object>a) and PyUnicode_CheckExact(<object>b) and <object>a == <object>b
 
 
 cdef inline void _put(list values, Py_ssize_t j, Py_ssize_t i, PyObject* v):

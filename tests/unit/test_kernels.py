@@ -13,6 +13,8 @@ from typing import Any
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import monitor.columns as columns
 from monitor.columns import Extracted, columns_block, extract_batch, extract_column
@@ -93,6 +95,33 @@ def messy_records(rng: random.Random, features: list[FeatureSpec], n: int) -> li
             rec = dict(items)
         out.append(rec)
     return out
+
+
+VALUES = st.one_of(st.none(), st.floats(), st.integers(min_value=-(2**1100), max_value=2**1100), st.booleans(),
+                   st.text(max_size=3), st.sampled_from(["a", "b"]), st.lists(st.integers(), max_size=1))
+KEYS = st.sampled_from(["record_id", "ts", "n0", "n1", "c0", "b0", "extra"])
+HYP_FEATURES = [FeatureSpec(name="n0", type="numeric"), FeatureSpec(name="n1", type="numeric"),
+                FeatureSpec(name="c0", type="categorical"), FeatureSpec(name="b0", type="boolean")]
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(records=st.lists(st.dictionaries(KEYS, VALUES, min_size=4), min_size=1, max_size=12))
+def test_any_json_like_records_read_as_on_the_pure_path(records: list[dict[str, Any]],
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    def read() -> Extracted | str:
+        try:
+            return extract_batch(records, HYP_FEATURES, "record_id", "ts")
+        except KeyError as e:
+            return f"KeyError {e}"
+
+    got = read()
+    with monkeypatch.context() as m:
+        pure(m)
+        want = read()
+    if isinstance(want, str) or isinstance(got, str):
+        assert got == want
+    else:
+        assert_same(got, want)
 
 
 @pytest.mark.parametrize("seed", range(8))
