@@ -9,9 +9,14 @@ do (``itemgetter``, ``set(map(type, ...))``, ``np.fromiter``, ``dict.fromkeys``)
 The value rules are those of :mod:`monitor.columns`: a numeric value is valid when it is a
 finite ``float`` or ``int`` (not ``bool``); ``None``, an absent key, NaN and +-inf are missing;
 anything else (a string, a bool, an integer beyond float range, ...) is a wrong type.
+
+The kernels run no user code while they hold borrowed references: they take only plain
+containers (``dict`` records, lists whose element access is ``list``'s own) and give up
+(return ``None``, so the caller takes the pure-Python path) on what would need it, such as a
+number of a subclass of ``int`` or ``float`` (``float(v)`` may call its ``__float__``).
 """
 
-from cpython.dict cimport PyDict_GetItem, PyDict_Next
+from cpython.dict cimport PyDict_GetItem, PyDict_GetItemWithError, PyDict_Next
 from cpython.list cimport PyList_GET_ITEM, PyList_GET_SIZE, PyList_SET_ITEM
 from cpython.object cimport PyObject
 from cpython.ref cimport Py_DECREF, Py_INCREF
@@ -25,34 +30,35 @@ cdef extern from "Python.h":
     bint PyFloat_Check(object o)
     bint PyLong_Check(object o)
     bint PyBool_Check(object o)
-    bint PyDict_Check(object o)
+    bint PyDict_CheckExact(object o)
+    bint PyLong_CheckExact(object o)
     bint PyUnicode_CheckExact(object o)
     double PyFloat_AS_DOUBLE(object o)
-    double PyFloat_AsDouble(object o) except? -1.0
     double PyLong_AsDouble(object o) except? -1.0
 
 cdef signed char VALID = 0
 cdef signed char MISSING = 1
 cdef signed char WRONG_TYPE = 2
+cdef signed char NEEDS_PYTHON = 3  # a number of a subclass: left to the pure-Python path
 
 
 cdef inline signed char _number(object v, double* out):
-    """The value's status, and its float in ``out`` (NaN unless valid)."""
+    """The value's status, and its float in ``out`` (NaN unless valid); runs no user code."""
     cdef double d
     out[0] = NAN
     if v is None:
         return MISSING
     if PyFloat_CheckExact(v):
         d = PyFloat_AS_DOUBLE(v)
-    elif PyBool_Check(v):
-        return WRONG_TYPE
-    elif PyLong_Check(v):
+    elif PyLong_CheckExact(v):
         try:
             d = PyLong_AsDouble(v)
         except OverflowError:
             return WRONG_TYPE
-    elif PyFloat_Check(v):  # a float subclass (numpy.float64)
-        d = PyFloat_AsDouble(v)
+    elif PyBool_Check(v):
+        return WRONG_TYPE
+    elif PyLong_Check(v) or PyFloat_Check(v):  # IntEnum, numpy.float64, ...: float(v) is theirs
+        return NEEDS_PYTHON
     else:
         return WRONG_TYPE
     if not isfinite(d):
@@ -68,17 +74,18 @@ def extract_rows(object batch, tuple numeric, tuple other):
     Returns ``(x, status, values, absent)``: ``x`` (float64) and ``status`` (int8, 0 valid,
     1 missing, 2 wrong type) of shape ``(len(numeric), len(records))``; ``values`` one list per
     name of ``other`` (``None`` where a record lacks the key); ``absent`` the number of records
-    lacking each key, numeric names first. ``None`` when ``batch`` is not a list or some record
-    is not a ``dict``.
+    lacking each key, numeric names first. ``None`` when ``batch`` is not a plain list, some
+    record is not a plain ``dict``, or some number is of a subclass.
 
     Records from one producer have their keys in one order: the first record's order is learnt,
     and a record with the same keys in the same order is read by walking its entries, without a
     hash lookup per field; any other record is read by lookups.
     """
-    if not isinstance(batch, list):
+    if not _plain_list(batch):
         return None
-    cdef list records = <list>batch  # a list subclass (RecordBatch) too
-    cdef Py_ssize_t n = PyList_GET_SIZE(records)
+    # Own every record for the whole pass, whatever the list does meanwhile.
+    cdef tuple records = tuple(<list>batch)
+    cdef Py_ssize_t n = PyTuple_GET_SIZE(records)
     cdef Py_ssize_t k = PyTuple_GET_SIZE(numeric)
     cdef Py_ssize_t m = PyTuple_GET_SIZE(other)
     cdef Py_ssize_t i, j, c, pos, width = 0
@@ -88,8 +95,8 @@ def extract_rows(object batch, tuple numeric, tuple other):
     cdef object rec, name
     cdef double d
     for i in range(n):
-        if not PyDict_Check(<object>PyList_GET_ITEM(records, i)):
-            return None
+        if not PyDict_CheckExact(<object>PyTuple_GET_ITEM(records, i)):
+            return None  # a dict subclass may have its own __getitem__ or __missing__
     x = np.empty((k, n), dtype=np.float64)
     status = np.empty((k, n), dtype=np.int8)
     cdef double[:, ::1] xv = x
@@ -101,14 +108,14 @@ def extract_rows(object batch, tuple numeric, tuple other):
     cdef Py_ssize_t[::1] target = np.full(max(k + m, 1), -1, dtype=np.intp)
     cdef dict wanted
     if n:
-        rec = <object>PyList_GET_ITEM(records, 0)
-        keys = list(rec)
+        rec = <object>PyTuple_GET_ITEM(records, 0)
+        keys = list(<dict>rec)
         wanted = {name: j for j, name in enumerate(numeric + other)}
-        if len(wanted) == k + m and wanted.keys() <= rec.keys():
+        if len(wanted) == k + m and wanted.keys() <= set(keys):
             target = np.array([wanted.get(key_, -1) for key_ in keys], dtype=np.intp)
             width = len(keys)
     for i in range(n):
-        rec = <object>PyList_GET_ITEM(records, i)
+        rec = <object>PyTuple_GET_ITEM(records, i)
         if width != 0 and len(<dict>rec) == width:
             # Walk the entries; a key out of place sends the record to the lookups below, which
             # rewrite every column of it (a None where a key turns out to be absent).
@@ -123,28 +130,45 @@ def extract_rows(object batch, tuple numeric, tuple other):
                     continue
                 if j < k:
                     sv[j, i] = _number(<object>value, &d)
+                    if sv[j, i] == NEEDS_PYTHON:
+                        return None
                     xv[j, i] = d
                 else:
                     _put(values, j - k, i, value)
             else:
                 continue  # every wanted key was here, in the learnt positions
+        # A lookup may run a colliding key's __eq__ (and raise, as indexing would): each value
+        # found is used before the next lookup.
         for j in range(k):
-            p = PyDict_GetItem(rec, <object>PyTuple_GET_ITEM(numeric, j))
+            p = PyDict_GetItemWithError(rec, <object>PyTuple_GET_ITEM(numeric, j))
             if p is NULL:
                 absent[j] += 1
                 xv[j, i] = NAN
                 sv[j, i] = MISSING
             else:
                 sv[j, i] = _number(<object>p, &d)
+                if sv[j, i] == NEEDS_PYTHON:
+                    return None
                 xv[j, i] = d
         for j in range(m):
-            p = PyDict_GetItem(rec, <object>PyTuple_GET_ITEM(other, j))
+            p = PyDict_GetItemWithError(rec, <object>PyTuple_GET_ITEM(other, j))
             if p is NULL:
                 absent[k + j] += 1
                 _put(values, j, i, <PyObject*>None)
             else:
                 _put(values, j, i, p)
     return x, status, values, np.asarray(absent).tolist()
+
+
+cdef bint _plain_list(object obj):
+    """A ``list``, or a subclass that reads its items as ``list`` does (``RecordBatch``)."""
+    if type(obj) is list:
+        return True
+    if not isinstance(obj, list):
+        return False
+    cls = type(obj)
+    return (cls.__iter__ is list.__iter__ and cls.__len__ is list.__len__
+            and cls.__getitem__ is list.__getitem__)
 
 
 cdef inline bint _same_str(PyObject* a, PyObject* b):
@@ -164,7 +188,8 @@ cdef inline void _put(list values, Py_ssize_t j, Py_ssize_t i, PyObject* v):
 
 def numeric_lists(list columns, Py_ssize_t n):
     """The block ``(x, status)`` of numeric columns given as lists of ``n`` values each (a
-    columnar message); ``None`` when some column is not a list of length ``n``."""
+    columnar message); ``None`` when some column is not a ``list`` of length ``n`` (or holds a
+    number of a subclass)."""
     cdef Py_ssize_t k = PyList_GET_SIZE(columns)
     cdef Py_ssize_t i, j
     cdef list values
@@ -172,7 +197,7 @@ def numeric_lists(list columns, Py_ssize_t n):
     cdef double d
     for j in range(k):
         col = <object>PyList_GET_ITEM(columns, j)
-        if not isinstance(col, list) or PyList_GET_SIZE(col) != n:
+        if type(col) is not list or PyList_GET_SIZE(col) != n:
             return None
     x = np.empty((k, n), dtype=np.float64)
     status = np.empty((k, n), dtype=np.int8)
@@ -182,6 +207,8 @@ def numeric_lists(list columns, Py_ssize_t n):
         values = <list>PyList_GET_ITEM(columns, j)
         for i in range(n):
             sv[j, i] = _number(<object>PyList_GET_ITEM(values, i), &d)
+            if sv[j, i] == NEEDS_PYTHON:
+                return None
             xv[j, i] = d
     return x, status
 
@@ -191,7 +218,7 @@ def encode_strings(object column):
     with ``vocab`` the distinct strings in order of first appearance, ``codes`` (int32) each
     value's index in it and -1 for ``None``; ``None`` when some value is of another type (or
     ``column`` is not a list)."""
-    if not isinstance(column, list):
+    if not _plain_list(column):
         return None
     cdef list values = <list>column
     cdef Py_ssize_t n = PyList_GET_SIZE(values)
