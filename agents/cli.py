@@ -164,7 +164,13 @@ def replay(spec: str, input_path: str | None, topic: str | None, from_: str | No
     st = _pick_stream(s, stream)
     if (input_path is None) == (topic is None):
         raise ConfigError("give exactly one of --input FILE or --topic TOPIC")
-    references = load_references(s)
+    if labels_input is not None and st.model is None:
+        raise ConfigError(f"--labels goes with a kind: predictions --stream (stream {st.name!r} is {st.kind})")
+    if labels_input is None and st.model is not None:
+        raise ConfigError(f"stream {st.name!r} holds the predictions of model {st.model.name!r}: replay it together "
+                          f"with its labels stream {st.model.labels!r} (--labels FILE, or --labels TOPIC with --topic)")
+    # Only the replayed streams' references: another stream's missing profile does not matter here.
+    references = load_references(s, {st.name, *([st.model.labels] if st.model is not None else [])})
     if input_path is not None:
         if not Path(input_path).is_file():
             raise ConfigError(f"input {input_path} does not exist")
@@ -174,8 +180,6 @@ def replay(spec: str, input_path: str | None, topic: str | None, from_: str | No
 
         records = topic_records(_bootstrap(bootstrap), st, topic, start=parse_position(from_),  # type: ignore[arg-type]
                                 end=parse_position(to))
-    if (labels_input is not None) != (st.model is not None):
-        raise ConfigError(f"--labels goes with a kind: predictions --stream (stream {st.name!r} is {st.kind})")
     label_records: Any = None
     if labels_input is not None and st.model is not None:
         lst = s.stream(st.model.labels)

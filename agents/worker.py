@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import logging
+from collections.abc import Collection
 from pathlib import Path
 
 import faust
@@ -19,10 +20,11 @@ from monitor.spec import MonitorSpec, load_spec
 __all__ = ["GC_THRESHOLD", "load_references", "run_worker", "tune_gc"]
 
 
-def load_references(spec: MonitorSpec) -> dict[str, ReferenceProfile]:
+def load_references(spec: MonitorSpec, streams: Collection[str] | None = None) -> dict[str, ReferenceProfile]:
+    """The reference profiles of the spec's streams (only of ``streams``, when given), checked against them."""
     refs = {}
     for s in spec.streams:
-        if s.reference is None:
+        if s.reference is None or (streams is not None and s.name not in streams):
             continue
         if not Path(s.reference).is_file():
             raise ConfigError(f"stream {s.name!r}: reference profile {s.reference} does not exist "

@@ -68,3 +68,22 @@ def test_labels_option_needs_a_predictions_stream(tmp_path: Path) -> None:
                           "--input", str(labels), "--labels", str(labels), "--out", str(tmp_path / "x")],
                          capture_output=True, text=True, timeout=120, cwd=REPO)
     assert res.returncode == 2 and "--labels goes with a kind: predictions --stream" in res.stderr + res.stdout
+
+
+def test_replay_needs_only_the_replayed_streams_references(tmp_path: Path) -> None:
+    spec, preds, labels = _setup(tmp_path)
+    raw = yaml.safe_load(spec.read_text())
+    raw["streams"][0]["reference"] = str(tmp_path / "not-built-yet.profile.json")  # the predictions stream's
+    spec.write_text(yaml.safe_dump(raw))
+
+    def run(stream: str, data: Path, *more: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "agents.cli", "replay", str(spec), "--stream", stream,
+                               "--input", str(data), "--out", str(tmp_path / stream), *more],
+                              capture_output=True, text=True, timeout=120, cwd=REPO)
+
+    res = run("labels", labels)
+    assert res.returncode == 0, res.stdout + res.stderr
+    res = run("predictions", preds, "--labels", str(labels))  # its own reference is missing: an error
+    assert res.returncode == 2 and "not-built-yet.profile.json does not exist" in res.stdout + res.stderr
+    res = run("predictions", preds)  # without its labels: says what to give
+    assert res.returncode == 2 and "replay it together with its labels stream 'labels'" in res.stdout + res.stderr
