@@ -47,14 +47,14 @@ __all__ = ["MAX_EPOCH", "MIN_EPOCH", "MISSING", "VALID", "WRONG_TYPE", "Column",
 
 VALID, MISSING, WRONG_TYPE = 0, 1, 2
 
+#: Event times outside years 1..9999 (e.g. epoch milliseconds sent as seconds) are invalid.
+MIN_EPOCH, MAX_EPOCH = -62135596800.0, 253402300799.0
+_NUMBER_TYPES = frozenset({int, float, type(None)})
+
 
 def compiled() -> bool:
     """Whether the compiled kernels are in use (else the pure-Python path: same results, slower)."""
     return _kernels is not None
-
-#: Event times outside years 1..9999 (e.g. epoch milliseconds sent as seconds) are invalid.
-MIN_EPOCH, MAX_EPOCH = -62135596800.0, 253402300799.0
-_NUMBER_TYPES = frozenset({int, float, type(None)})
 
 
 @dataclass(slots=True)
@@ -236,15 +236,14 @@ def columns_block(given: Mapping[str, Sequence[Any]], features: Sequence[Feature
     """The columns of a columnar batch (``given``: name -> ``n`` values; absent names are all null)
     and its numeric columns as one block when the compiled kernels can read them so."""
     numeric = [f.name for f in features if f.type == "numeric"]
+    nulls: list[Any] = [None] * n
     got = None
     if _kernels is not None and numeric:
-        got = _kernels.numeric_lists([given.get(name, [None] * n) for name in numeric], n)
+        got = _kernels.numeric_lists([given.get(name, nulls) for name in numeric], n)
     if got is None:
-        nulls: list[Any] = [None] * n
         return {f.name: column_of(given.get(f.name, nulls), f) for f in features}, None
     x, status = got
     out = {name: Column("numeric", x=x[j], status=status[j]) for j, name in enumerate(numeric)}
-    nulls = [None] * n
     out.update({f.name: column_of(given.get(f.name, nulls), f) for f in features if f.type != "numeric"})
     return {f.name: out[f.name] for f in features}, NumericBlock(numeric, x, status)
 
