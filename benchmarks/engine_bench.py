@@ -40,6 +40,7 @@ import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import monitor.columns as columns_module
 from monitor.engine import Engine
 from monitor.records import decode_message
 from monitor.reference import build_profile
@@ -191,42 +192,30 @@ def run(n_records: int, out: Path) -> dict[str, Any]:
     assert not rejected
     results["columnar"] = {"records": done, "decode_plus_engine_records_per_second": done / col_s}
 
-    # Single records through process_one (micro-batched inside the engine).
-    n_single = min(n_records, 500_000)
-    engine = Engine(s, references={"bench": reference}, clock=lambda: clock_now[0])
-    single_s, done = 0.0, 0
-    while done < n_single:
-        batch = pool[(done // BATCH) % POOL]
-        stamper.stamp(batch)
-        clock_now[0] = stamper.t0 + stamper.n / 1000
-        t0 = time.perf_counter()
-        for rec in batch:
-            engine.process_one("bench", rec)
-        single_s += time.perf_counter() - t0
-        done += BATCH
-    results["single"] = {"records": done, "records_per_second": done / single_s}
-
-    # The same without the compiled kernels (monitor/_kernels.pyx): what an install without a C
-    # compiler gets (monitor.columns falls back to its pure-Python path, with the same results).
-    import monitor.columns as columns_module
-    kernels, columns_module._kernels = columns_module._kernels, None
-    try:
-        n_pure = min(n_records, 200_000)
+    def single_records(n: int) -> dict[str, float]:
+        """Records/s of ``Engine.process_one`` per record (micro-batched inside the engine) on a new engine."""
         engine = Engine(s, references={"bench": reference}, clock=lambda: clock_now[0])
-        pure_s, done = 0.0, 0
-        while done < n_pure:
+        seconds, done = 0.0, 0
+        while done < n:
             batch = pool[(done // BATCH) % POOL]
             stamper.stamp(batch)
             clock_now[0] = stamper.t0 + stamper.n / 1000
             t0 = time.perf_counter()
             for rec in batch:
                 engine.process_one("bench", rec)
-            pure_s += time.perf_counter() - t0
+            seconds += time.perf_counter() - t0
             done += BATCH
+        return {"records": done, "records_per_second": done / seconds}
+
+    results["single"] = single_records(min(n_records, 500_000))
+    # The same without the compiled kernels (monitor/_kernels.pyx): what an install without a C
+    # compiler gets (monitor.columns falls back to its pure-Python path, with the same results).
+    kernels, columns_module._kernels = columns_module._kernels, None
+    try:
+        results["single_pure_python"] = single_records(min(n_records, 200_000))
     finally:
         columns_module._kernels = kernels
-    results["single_pure_python"] = {"records": done, "records_per_second": done / pure_s}
-    results["compiled_kernels"] = kernels is not None
+    results["compiled_kernels"] = columns_module.compiled()
     results["river_yardstick"] = river_yardstick(pool, min(n_records, 200_000))
     river = results["river_yardstick"]["records_per_second"]
     results["single_vs_river"] = results["single"]["records_per_second"] / river
