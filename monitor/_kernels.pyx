@@ -68,11 +68,11 @@ cdef inline signed char _number(object v, double* out):
 
 
 def extract_rows(object batch, tuple numeric, tuple other):
-    """One pass over ``records`` (dicts): the numeric fields ``numeric`` as a block and the
-    fields ``other`` as lists of values.
+    """One pass over the records of ``batch`` (dicts): the numeric fields ``numeric`` as a block
+    and the fields ``other`` as lists of values.
 
     Returns ``(x, status, values, absent)``: ``x`` (float64) and ``status`` (int8, 0 valid,
-    1 missing, 2 wrong type) of shape ``(len(numeric), len(records))``; ``values`` one list per
+    1 missing, 2 wrong type) of shape ``(len(numeric), len(batch))``; ``values`` one list per
     name of ``other`` (``None`` where a record lacks the key); ``absent`` the number of records
     lacking each key, numeric names first. ``None`` when ``batch`` is not a plain list, some
     record is not a plain ``dict``, or some number is of a subclass.
@@ -103,9 +103,10 @@ def extract_rows(object batch, tuple numeric, tuple other):
     cdef signed char[:, ::1] sv = status
     cdef list values = [[None] * n for j in range(m)]
     cdef Py_ssize_t[::1] absent = np.zeros(k + m, dtype=np.intp)
-    # The learnt layout: the first record's keys and, per position, the wanted column (-1: none).
+    # The learnt layout: the first record's keys and, per position, the wanted column (-1: none);
+    # none learnt (width 0) when the first record lacks a wanted key or a name is wanted twice.
     cdef list keys = []
-    cdef Py_ssize_t[::1] target = np.full(max(k + m, 1), -1, dtype=np.intp)
+    cdef Py_ssize_t[::1] target = np.empty(0, dtype=np.intp)
     cdef dict wanted
     if n:
         rec = <object>PyTuple_GET_ITEM(records, 0)
