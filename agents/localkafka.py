@@ -32,7 +32,7 @@ import orjson
 
 from monitor.errors import KafkaLauncherError
 
-__all__ = ["KAFKA_VERSION", "LocalKafka", "cache_dir", "fetch_jars", "free_port", "wait_for_broker"]
+__all__ = ["KAFKA_VERSION", "LocalKafka", "cache_dir", "fetch_jars", "free_port", "new_cluster_id", "wait_for_broker"]
 
 #: The Apache Kafka release the launcher fetches (the line Faust is tested against).
 KAFKA_VERSION = "4.0.2"
@@ -90,6 +90,20 @@ def fetch_jars(*, version: str = KAFKA_VERSION, log: Log = _quiet, timeout: floa
     marker.write_text(version)
     log(f"Kafka {version}: {sum(1 for _ in libs.glob('*.jar'))} jars in {libs}")
     return libs
+
+
+def new_cluster_id(random_bytes: Callable[[], bytes] = lambda: uuid.uuid4().bytes) -> str:
+    """A KRaft cluster id as Kafka's own ``Uuid.randomUuid()`` makes one.
+
+    22 characters of URL-safe base64 of 16 random bytes. Like Kafka, it never
+    starts with ``-`` (one id in 64 would, and ``kafka-storage format -t -X...``
+    then reads it as an option and fails) and is never all zeros.
+    """
+    while True:
+        raw = random_bytes()
+        cluster_id = base64.urlsafe_b64encode(raw).decode().rstrip("=")
+        if not cluster_id.startswith("-") and any(raw):
+            return cluster_id
 
 
 def wait_for_broker(bootstrap: str, *, timeout: float = 60.0, alive: Callable[[], bool] | None = None) -> None:
@@ -206,9 +220,9 @@ class LocalKafka:
         classpath = f"{libs}/*"
         java = [shutil.which("java") or "java", "-Xms256m", f"-Xmx{self.heap}", "-XX:+UseG1GC",
                 "-Djava.awt.headless=true", f"-Dlog4j2.configurationFile=file:{_LOG4J}", "-cp", classpath]
-        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
-        fmt = subprocess.run([*java, "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(conf),
-                              "--ignore-formatted"], capture_output=True, text=True, timeout=120, check=False)
+        fmt = subprocess.run([*java, "kafka.tools.StorageTool", "format", f"--cluster-id={new_cluster_id()}",
+                              "-c", str(conf), "--ignore-formatted"],
+                             capture_output=True, text=True, timeout=120, check=False)
         if fmt.returncode != 0:
             raise KafkaLauncherError(f"formatting KRaft storage failed:\n{fmt.stdout}{fmt.stderr}")
         self.log(f"Starting Apache Kafka {self.version} on {self.bootstrap} (log: {self.log_file})")
