@@ -10,7 +10,7 @@ import sys
 import time
 import urllib.request
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -91,6 +91,19 @@ class WorkerProc:
                 self.proc.kill()
                 self.proc.wait(timeout=10)
         return self.proc.returncode
+
+
+def wait_for(what: str, cond: Callable[[], Any], *, timeout: float = 90.0, every: float = 0.3,
+             log: Callable[[], str] | None = None) -> Any:
+    """Poll ``cond`` every ``every`` s until it returns something truthy, and return that; after ``timeout`` s
+    fail the test, naming ``what`` and adding ``log()`` (a server's log tail) when given."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        got = cond()
+        if got:
+            return got
+        time.sleep(every)
+    pytest.fail(f"timed out waiting for {what}" + (f"\n{log()}" if log else ""))
 
 
 def launch_worker(bootstrap: str, spec: dict[str, Any], workdir: Path, *, timeout: float = 90.0) -> WorkerProc:

@@ -15,7 +15,7 @@ import pytest
 from monitor.alerts import fingerprint
 from monitor.synthetic import Scenario, SyntheticFeatures
 
-from .conftest import consume_all, demo_spec, launch_worker, make_reference, producer
+from .conftest import consume_all, demo_spec, launch_worker, make_reference, producer, wait_for
 from .test_notify import (
     AlertmanagerProc,
     Receiver,
@@ -43,13 +43,9 @@ def _processed(worker: Any) -> float:
     return 0.0
 
 
-def _wait_processed(worker: Any, n: int, timeout: float = 90) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if _processed(worker) >= n:
-            return
-        time.sleep(0.3)
-    pytest.fail(f"worker processed {_processed(worker)} of {n} records:\n{worker.log_tail()}")
+def _wait_processed(worker: Any, n: int) -> None:
+    wait_for(f"the worker to process {n} records", lambda: _processed(worker) >= n,
+             log=lambda: f"it processed {_processed(worker):.0f}:\n{worker.log_tail()}")
 
 
 def _spec(tmp_path: Path, **alerting: Any) -> dict[str, Any]:
@@ -145,29 +141,26 @@ def test_alertmanager_receives_firing_then_resolved_from_the_worker(
     def listed() -> list[dict[str, Any]]:
         return [a for a in am.alerts() if a["labels"].get("fingerprint") == fp]
 
-    def wait(cond: Any, what: str, timeout: float = 60) -> Any:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            got = cond()
-            if got:
-                return got
-            time.sleep(0.3)
-        pytest.fail(f"timed out waiting for {what}\nalertmanager log:\n{am.log_tail()}")
+    def am_log() -> str:
+        return f"alertmanager log:\n{am.log_tail()}"
 
     worker = launch_worker(kafka_bootstrap, spec, tmp_path)
     try:
         gen = SyntheticFeatures(seed=51)
         n = _send(kafka_bootstrap, topic, gen, 2000, 0, Scenario())
         n = _send(kafka_bootstrap, topic, gen, 2000, n, Scenario(drift=True))
-        [alert] = wait(listed, "Alertmanager to list the age PSI alert")
+        [alert] = wait_for("Alertmanager to list the age PSI alert", listed, timeout=60, log=am_log)
         assert alert["status"]["state"] == "active"
         assert alert["labels"]["alertname"] == "streamdq_psi" and alert["labels"]["feature"] == "age"
         assert alert["labels"]["severity"] == "critical"
-        wait(lambda: notifications(am.receiver, fp, "firing"), "Alertmanager's firing notification")
+        wait_for("Alertmanager's firing notification", lambda: notifications(am.receiver, fp, "firing"),
+                 timeout=60, log=am_log)
         # only PSI passes the subscription's filter
         assert {a["labels"]["check"] for a in am.alerts()} == {"psi"}
         n = _send(kafka_bootstrap, topic, gen, 3000, n, Scenario())
-        wait(lambda: not listed(), "Alertmanager to stop listing the alert once it resolved")
-        wait(lambda: notifications(am.receiver, fp, "resolved"), "Alertmanager's resolved notification")
+        wait_for("Alertmanager to stop listing the alert once it resolved", lambda: not listed(), timeout=60,
+                 log=am_log)
+        wait_for("Alertmanager's resolved notification", lambda: notifications(am.receiver, fp, "resolved"),
+                 timeout=60, log=am_log)
     finally:
         worker.stop()

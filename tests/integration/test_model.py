@@ -18,7 +18,7 @@ import pytest
 
 from monitor.reference import build_profile
 from monitor.spec import parse_spec
-from tests.integration.conftest import consume_all, launch_worker, producer
+from tests.integration.conftest import consume_all, launch_worker, producer, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 
@@ -80,16 +80,6 @@ def metric(text: str, name: str, **labels: str) -> float | None:
         if all(f'{k}="{v}"' in line for k, v in labels.items()):
             return float(line.rsplit(" ", 1)[1])
     return None
-
-
-def wait_for(what: str, cond: Any, timeout: float = 90.0, log: Any = None) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        got = cond()
-        if got:
-            return got
-        time.sleep(0.5)
-    pytest.fail(f"timed out waiting for {what}" + (f"\n{log()}" if log else ""))
 
 
 def model_windows(bootstrap: str, topic: str, expect: int) -> list[dict[str, Any]]:
