@@ -31,6 +31,7 @@ import random
 import resource
 import sys
 import time
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -137,8 +138,17 @@ def run(n_records: int, out: Path) -> dict[str, Any]:
         "records_per_batch": BATCH, "features": {"numeric": len(NUMERIC), "categorical": len(CATEGORICAL)},
     }
 
-    # Batch path, engine alone and with the JSON parse of each batch message.
     clock_now = [stamper.t0]
+
+    def stamped_batches(n: int) -> Iterator[list[dict[str, Any]]]:
+        """The pool's batches, cycled for ``n`` records, each given fresh ids and times (the engine clock follows)."""
+        for start in range(0, n, BATCH):
+            batch = pool[(start // BATCH) % POOL]
+            stamper.stamp(batch)
+            clock_now[0] = stamper.t0 + stamper.n / 1000
+            yield batch
+
+    # Batch path, engine alone and with the JSON parse of each batch message.
     engine = Engine(s, references={"bench": reference}, clock=lambda: clock_now[0])
     engine_s = parse_s = 0.0
     latencies: list[float] = []
@@ -146,10 +156,7 @@ def run(n_records: int, out: Path) -> dict[str, Any]:
     done = 0
     gc.collect()
     rss_start = rss_bytes()
-    while done < n_records:
-        batch = pool[(done // BATCH) % POOL]
-        stamper.stamp(batch)
-        clock_now[0] = stamper.t0 + stamper.n / 1000
+    for batch in stamped_batches(n_records):
         message = orjson.dumps(batch)
         t0 = time.perf_counter()
         records, rejected = decode_message(message, stream)
@@ -179,10 +186,7 @@ def run(n_records: int, out: Path) -> dict[str, Any]:
     n_col = min(n_records, 1_000_000)
     engine = Engine(s, references={"bench": reference}, clock=lambda: clock_now[0])
     col_s, done = 0.0, 0
-    while done < n_col:
-        batch = pool[(done // BATCH) % POOL]
-        stamper.stamp(batch)
-        clock_now[0] = stamper.t0 + stamper.n / 1000
+    for batch in stamped_batches(n_col):
         message = orjson.dumps({"columns": {k: [r[k] for r in batch] for k in batch[0]}})
         t0 = time.perf_counter()
         columns, rejected = decode_message(message, stream)
@@ -196,10 +200,7 @@ def run(n_records: int, out: Path) -> dict[str, Any]:
         """Records/s of ``Engine.process_one`` per record (micro-batched inside the engine) on a new engine."""
         engine = Engine(s, references={"bench": reference}, clock=lambda: clock_now[0])
         seconds, done = 0.0, 0
-        while done < n:
-            batch = pool[(done // BATCH) % POOL]
-            stamper.stamp(batch)
-            clock_now[0] = stamper.t0 + stamper.n / 1000
+        for batch in stamped_batches(n):
             t0 = time.perf_counter()
             for rec in batch:
                 engine.process_one("bench", rec)
