@@ -32,11 +32,11 @@ from confluent_kafka import Producer
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from agents.localkafka import LocalKafka, free_port
-from agents.topics import changelog_topics, ensure_topics, spec_topics
+from agents.cli.localkafka import LocalKafka, free_port
+from agents.kafka.topics import changelog_topics, ensure_topics, spec_topics
 from monitor.reference import build_profile
 from monitor.spec import parse_spec
-from monitor.synthetic import SyntheticFeatures
+from monitor.testing.synthetic import SyntheticFeatures
 
 REPO = Path(__file__).resolve().parents[1]
 

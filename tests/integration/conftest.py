@@ -20,11 +20,11 @@ import pytest
 import yaml
 from confluent_kafka import Consumer, Producer
 
-from agents.localkafka import LocalKafka, _die_with_parent, free_port
-from agents.topics import ensure_topics, spec_topics
+from agents.cli.localkafka import LocalKafka, _die_with_parent, free_port
+from agents.kafka.topics import ensure_topics, spec_topics
 from monitor.reference import build_profile
 from monitor.spec import parse_spec
-from monitor.synthetic import SyntheticFeatures
+from monitor.testing.synthetic import SyntheticFeatures
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -13,7 +13,7 @@ import orjson
 import pytest
 
 from monitor.alerts import fingerprint
-from monitor.synthetic import Scenario, SyntheticFeatures
+from monitor.testing.synthetic import Scenario, SyntheticFeatures
 
 from .conftest import consume_all, demo_spec, launch_worker, make_reference, producer, wait_for
 from .test_notify import (

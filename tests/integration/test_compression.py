@@ -10,7 +10,7 @@ import orjson
 import pytest
 from confluent_kafka import Producer
 
-from monitor.synthetic import SyntheticFeatures
+from monitor.testing.synthetic import SyntheticFeatures
 
 from .conftest import demo_spec, launch_worker, make_reference
 

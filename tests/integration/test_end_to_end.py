@@ -18,7 +18,7 @@ import pytest
 from jsonschema import Draft202012Validator
 from prometheus_client.parser import text_string_to_metric_families
 
-from monitor.synthetic import Scenario, SyntheticFeatures, bad_messages
+from monitor.testing.synthetic import Scenario, SyntheticFeatures, bad_messages
 
 from .conftest import consume_all, demo_spec, launch_worker, make_reference, producer
 

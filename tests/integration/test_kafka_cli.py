@@ -10,7 +10,7 @@ from pathlib import Path
 
 import orjson
 
-from agents.localkafka import KAFKA_VERSION, _pid_alive, fetch_jars
+from agents.cli.localkafka import KAFKA_VERSION, _pid_alive, fetch_jars
 
 
 def _cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:

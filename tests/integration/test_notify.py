@@ -23,10 +23,10 @@ from aiohttp import web
 from click.testing import CliRunner
 from prometheus_client import CollectorRegistry
 
-from agents import alerts_cli
-from agents.localkafka import _die_with_parent, free_port
+from agents.cli import alerts as alerts_cli
+from agents.cli.localkafka import _die_with_parent, free_port
+from agents.kafka.topics import ensure_topics
 from agents.notify import Notifier, verify_signature
-from agents.topics import ensure_topics
 from monitor.alerts.alert import Alert
 from monitor.spec import SubscriptionSpec
 

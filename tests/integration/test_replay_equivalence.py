@@ -16,7 +16,7 @@ import yaml
 
 from monitor.replay import replay
 from monitor.spec import parse_spec
-from monitor.synthetic import Scenario, SyntheticFeatures
+from monitor.testing.synthetic import Scenario, SyntheticFeatures
 
 from .conftest import consume_all, demo_spec, launch_worker, make_reference, producer
 
@@ -73,7 +73,7 @@ def test_replay_and_worker_raise_the_same_alerts(kafka_bootstrap: str, tmp_path:
     jsonl = tmp_path / "history.jsonl"
     jsonl.write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in records))
     parsed = parse_spec(yaml.safe_load(yaml.safe_dump(spec)))
-    from agents.worker import load_references
+    from agents.worker.run import load_references
 
     summary = replay(parsed, parsed.streams[0], (orjson.loads(line) for line in jsonl.read_bytes().splitlines()),
                      tmp_path / "out", references=load_references(parsed))

@@ -40,7 +40,7 @@ def run_probe(extra: str = "") -> dict[str, list[str]]:
 def test_monitor_imports_no_kafka_or_faust() -> None:
     out = run_probe()
     # the walk really imported the whole engine (not a vacuous empty walk)
-    for name in ("monitor.engine", "monitor.records", "monitor.spec", "monitor.synthetic",
+    for name in ("monitor.engine", "monitor.records", "monitor.spec", "monitor.testing.synthetic",
                  "monitor.stats.moments", "monitor.reference.build", "monitor.alerts.rules",
                  "monitor.windows.track", "monitor.drift.psi", "monitor.checks.feature"):
         assert name in out["imported"]

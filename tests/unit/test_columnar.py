@@ -14,7 +14,7 @@ from monitor.engine import Engine
 from monitor.records import ColumnBatch, decode_message
 from monitor.reference import build_profile
 from monitor.spec import load_spec
-from monitor.synthetic import Scenario, SyntheticFeatures
+from monitor.testing.synthetic import Scenario, SyntheticFeatures
 
 REPO = Path(__file__).resolve().parents[2]
 SPEC = load_spec(REPO / "deploy" / "monitor.yaml")

@@ -38,7 +38,7 @@ def test_prometheus_config_is_valid() -> None:
 def test_a_window_without_a_value_removes_the_gauge_series() -> None:
     from prometheus_client import CollectorRegistry, generate_latest
 
-    from agents.metrics import Metrics
+    from agents.worker.metrics import Metrics
     from monitor.engine import Engine
 
     spec = load_spec(REPO / "deploy" / "monitor.yaml")
@@ -65,7 +65,7 @@ def test_the_build_info_says_whether_the_compiled_kernels_are_in_use(monkeypatch
     from prometheus_client import CollectorRegistry, generate_latest
 
     import monitor.columns as columns
-    from agents.metrics import Metrics
+    from agents.worker.metrics import Metrics
 
     spec = load_spec(REPO / "deploy" / "monitor.yaml")
     registry = CollectorRegistry()

@@ -1,4 +1,4 @@
-"""Detection benchmark with the default thresholds: each injected change (monitor.scenarios) is alerted on
+"""Detection benchmark with the default thresholds: each injected change (monitor.testing.scenarios) is alerted on
 the right feature by a relevant check within two windows of its onset and not before, and clean streams
 stay quiet (fewer than 1% of windows carry any alert).
 
@@ -17,7 +17,8 @@ import pytest
 from monitor.alerts import Alert
 from monitor.engine import Engine, WindowReport
 from monitor.reference import ReferenceProfile, build_profile
-from monitor.scenarios import (
+from monitor.spec import MonitorSpec
+from monitor.testing.scenarios import (
     CHANGES,
     START_TIME,
     STREAM,
@@ -26,7 +27,6 @@ from monitor.scenarios import (
     ScenarioStream,
     monitor_spec_dict,
 )
-from monitor.spec import MonitorSpec
 
 SEED_A = 1                  # reference
 SEED_B = 2                  # monitored stream of the detection runs

@@ -20,7 +20,7 @@ from monitor.engine import Engine, WindowReport
 from monitor.reference import ReferenceProfile, build_profile
 from monitor.spec import DEFAULT_THRESHOLDS, FeatureSpec, MonitorSpec, parse_spec
 from monitor.stats import OTHER
-from monitor.synthetic import Scenario, SyntheticFeatures
+from monitor.testing.synthetic import Scenario, SyntheticFeatures
 
 REPO = Path(__file__).resolve().parents[2]
 DEPLOY_SPEC = REPO / "deploy" / "monitor.yaml"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import re
 
-from agents.localkafka import new_cluster_id
+from agents.cli.localkafka import new_cluster_id
 
 
 def test_cluster_ids_never_start_with_a_dash_nor_are_all_zeros() -> None:

@@ -1,4 +1,4 @@
-"""The join-state checkpoint protocol of agents/models.py: snapshots, journals, manifests, generations.
+"""The join-state checkpoint protocol of agents/worker/models.py: snapshots, journals, manifests, generations.
 
 The Faust table is a mapping written key by key (its changelog keeps the write order per partition);
 a dict stands in for it here, which is what the protocol relies on. The Kafka side (restart, crash,
@@ -13,11 +13,11 @@ from typing import Any
 
 import pytest
 
-import agents.models as models
-from agents.models import ModelRuntime
+import agents.worker.models as models
+from agents.worker.models import ModelRuntime
 from monitor.model import ModelMonitor
-from monitor.model.synthetic import ModelScenario, generate, model_spec_dict
 from monitor.spec import parse_spec
+from monitor.testing.model import ModelScenario, generate, model_spec_dict
 
 
 def _runtime(table: dict[str, Any]) -> ModelRuntime:
@@ -97,7 +97,7 @@ def test_journal_chunks_stay_under_the_chunk_size() -> None:
 def test_series_of_dropped_model_versions_leave_the_metrics_page() -> None:
     from prometheus_client import CollectorRegistry, generate_latest
 
-    from agents.metrics import Metrics
+    from agents.worker.metrics import Metrics
 
     spec = parse_spec(model_spec_dict(window=100, min_samples=10, max_versions=1))
     registry = CollectorRegistry()

@@ -1,4 +1,4 @@
-"""Model monitoring end to end, without Kafka: a seeded synthetic classifier (monitor.model.synthetic) with delayed
+"""Model monitoring end to end, without Kafka: a seeded synthetic classifier (monitor.testing.model) with delayed
 labels through :class:`~monitor.model.ModelMonitor`, against oracles computed directly from the joined pairs.
 
 Covers issue #5: realised metrics vs known values, out-of-order/late/orphan labels, TTL expiry and its alert, restart
@@ -26,10 +26,10 @@ from monitor.errors import ConfigError
 from monitor.join import LabelJoinStore
 from monitor.model import ModelMonitor, ModelWindowReport
 from monitor.model.reference import calibrator_from
-from monitor.model.synthetic import ModelScenario, expected_accuracy, generate, labelled, merged, model_spec_dict
 from monitor.performance import BinaryPerformance, CBPEstimator
 from monitor.reference import ReferenceProfile, build_profile
 from monitor.spec import MonitorSpec, parse_spec
+from monitor.testing.model import ModelScenario, expected_accuracy, generate, labelled, merged, model_spec_dict
 
 # -- helpers ------------------------------------------------------------------------------------------------------
 

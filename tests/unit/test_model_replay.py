@@ -9,9 +9,9 @@ from pathlib import Path
 import orjson
 import yaml
 
-from monitor.model.synthetic import ModelScenario, generate, labelled, model_spec_dict
 from monitor.reference import build_profile
 from monitor.spec import parse_spec
+from monitor.testing.model import ModelScenario, generate, labelled, model_spec_dict
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -19,7 +19,7 @@ from click.testing import CliRunner
 from jsonschema import Draft202012Validator
 from prometheus_client import CollectorRegistry, generate_latest
 
-from agents import alerts_cli
+from agents.cli import alerts as alerts_cli
 from agents.notify import (
     Notifier,
     alertmanager_payload,

@@ -19,7 +19,7 @@ import pytest
 import yaml
 from prometheus_client import CollectorRegistry
 
-from agents.metrics import FaustCollector, Metrics
+from agents.worker.metrics import FaustCollector, Metrics
 from monitor.spec import FEATURE_CHECKS, RECORD_CHECKS, MonitorSpec, Threshold, load_spec
 
 REPO = Path(__file__).resolve().parents[2]

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from monitor.records import REASONS, Rejection, decode_message, event_time_seconds
 from monitor.spec import StreamSpec
-from monitor.synthetic import bad_messages
+from monitor.testing.synthetic import bad_messages
 from tests.strategies import BAD_RECORDS, mixed_records
 
 

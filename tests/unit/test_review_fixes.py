@@ -94,8 +94,8 @@ def test_drift_that_cannot_be_computed_is_insufficient_data_not_a_verdict() -> N
 def test_an_unreachable_broker_is_a_clear_error_not_a_traceback() -> None:
     import pytest
 
-    from agents.localkafka import free_port
-    from agents.topics import ensure_topics
+    from agents.cli.localkafka import free_port
+    from agents.kafka.topics import ensure_topics
     from monitor.errors import KafkaUnavailableError, StreamdqError
 
     with pytest.raises(KafkaUnavailableError, match="cannot reach Kafka") as info:

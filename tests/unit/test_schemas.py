@@ -21,12 +21,12 @@ import pytest
 import yaml
 from jsonschema import Draft202012Validator
 
-from agents.deadletter import MAX_ORIGINAL_BYTES, deadletter_envelope
+from agents.worker.deadletter import MAX_ORIGINAL_BYTES, deadletter_envelope
 from monitor.engine import Engine
 from monitor.records import REASONS, Rejection, decode_message
 from monitor.reference import ReferenceProfile, build_profile
 from monitor.spec import MonitorSpec
-from monitor.synthetic import Scenario, SyntheticFeatures, bad_messages
+from monitor.testing.synthetic import Scenario, SyntheticFeatures, bad_messages
 
 ROOT = Path(__file__).resolve().parents[2]
 SCHEMAS = ROOT / "schemas"
@@ -499,7 +499,7 @@ def test_spec_with_unknown_key_is_rejected(where) -> None:
 @pytest.fixture(scope="module")
 def model_run() -> tuple[Any, list[dict[str, Any]]]:
     from monitor.model import ModelMonitor
-    from monitor.model.synthetic import ModelScenario, generate, labelled, model_spec_dict
+    from monitor.testing.model import ModelScenario, generate, labelled, model_spec_dict
 
     mspec = MonitorSpec.model_validate(model_spec_dict(window=1000, min_samples=100, ttl_seconds=60.0, thresholds={
         "label_expired_ratio": {"warning": 0.2, "critical": 0.5}}))

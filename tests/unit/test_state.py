@@ -14,7 +14,7 @@ from monitor.columns import extract_column
 from monitor.reference import build_profile
 from monitor.spec import FeatureSpec, StreamSpec
 from monitor.stats import ValueSample
-from monitor.synthetic import SyntheticFeatures
+from monitor.testing.synthetic import SyntheticFeatures
 
 STREAM = StreamSpec.model_validate({
     "name": "f", "windows": [{"name": "w", "kind": "count", "size": 10}],

@@ -36,7 +36,7 @@ __all__ = ["KAFKA_VERSION", "LocalKafka", "cache_dir", "fetch_jars", "free_port"
 
 #: The Apache Kafka release the launcher fetches (the line Faust is tested against).
 KAFKA_VERSION = "4.0.2"
-_REPO = Path(__file__).resolve().parents[1]
+_REPO = Path(__file__).resolve().parents[2]
 _POM = _REPO / "deploy" / "kafka" / "pom.xml"
 _LOG4J = _REPO / "deploy" / "kafka" / "log4j2.properties"
 

@@ -17,7 +17,7 @@ from typing import Any
 import click
 import orjson
 
-from agents.clierrors import friendly
+from agents.cli.errors import friendly
 from monitor.errors import ConfigError
 
 __all__ = ["format_event", "make_test_event", "send_test", "tail"]

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import faust
 
-from agents.app import create_app
+from agents.kafka.topics import changelog_topics, ensure_topics, spec_topics
 from agents.settings import Settings
-from agents.topics import changelog_topics, ensure_topics, spec_topics
+from agents.worker.app import create_app
 from monitor.columns import compiled
 from monitor.errors import ConfigError
 from monitor.reference import ReferenceProfile

@@ -40,18 +40,18 @@ import yaml
 from rich.console import Console
 from rich.table import Table
 
-from agents.localkafka import LocalKafka, _die_with_parent, free_port
-from agents.topics import ensure_topics, spec_topics
+from agents.cli.localkafka import LocalKafka, _die_with_parent, free_port
+from agents.kafka.topics import ensure_topics, spec_topics
 from monitor.columns import iso
 from monitor.errors import StreamdqError
 from monitor.model import reference_metrics
 from monitor.reference import build_profile
 from monitor.spec import MonitorSpec, StreamSpec, load_spec
-from monitor.synthetic import Scenario, SyntheticFeatures, bad_messages
+from monitor.testing.synthetic import Scenario, SyntheticFeatures, bad_messages
 
 __all__ = ["run_demo"]
 
-_REPO = Path(__file__).resolve().parents[1]
+_REPO = Path(__file__).resolve().parents[2]
 DEFAULT_SPEC = _REPO / "deploy" / "monitor.yaml"
 #: One malformed message per this many records.
 BAD_EVERY = 400

@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 from confluent_kafka import Consumer, TopicPartition
 
-from agents.kafka_source import read_range
+from agents.kafka.source import read_range
 from monitor.join import LabelJoinStore
 from monitor.model import ModelMonitor, ModelWindowReport
 from monitor.records import ColumnBatch, decode_message
@@ -48,7 +48,7 @@ from monitor.spec import StreamSpec
 if TYPE_CHECKING:
     import faust
 
-    from agents.app import WorkerContext
+    from agents.worker.app import WorkerContext
 
 __all__ = ["CHUNK_BYTES", "GAP_CHUNK", "POSITION_BITS", "ModelRuntime", "positions"]
 

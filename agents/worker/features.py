@@ -20,7 +20,7 @@ from monitor.records import ColumnBatch, Rejection, decode_message
 from monitor.spec import StreamSpec
 
 if TYPE_CHECKING:
-    from agents.app import WorkerContext
+    from agents.worker.app import WorkerContext
 
 __all__ = ["BATCH_WITHIN", "MAX_BATCH", "register"]
 

@@ -14,7 +14,7 @@ from typing import Any
 import click
 import orjson
 
-from agents.clierrors import friendly
+from agents.cli.errors import friendly
 from monitor.errors import ConfigError, StreamdqError
 
 __all__ = ["main"]
@@ -82,7 +82,7 @@ def reference_build(spec: str, input_path: str | None, topic: str | None, from_:
         if input_path is not None:
             profile = build_profile_from_file(st, input_path, sample_size=sample_size, progress=progress)
         else:
-            from agents.kafka_source import parse_position, topic_records
+            from agents.kafka.source import parse_position, topic_records
 
             boot = _bootstrap(bootstrap)
             start, end = parse_position(from_), parse_position(to)
@@ -154,7 +154,7 @@ def replay(spec: str, input_path: str | None, topic: str | None, from_: str | No
     from rich.console import Console
     from rich.table import Table
 
-    from agents.worker import load_references
+    from agents.worker.run import load_references
     from monitor.reference import read_rows
     from monitor.replay import replay as run_replay
     from monitor.replay import replay_model
@@ -176,7 +176,7 @@ def replay(spec: str, input_path: str | None, topic: str | None, from_: str | No
             raise ConfigError(f"input {input_path} does not exist")
         records: Any = read_rows(input_path, st)
     else:
-        from agents.kafka_source import parse_position, topic_records
+        from agents.kafka.source import parse_position, topic_records
 
         records = topic_records(_bootstrap(bootstrap), st, topic, start=parse_position(from_),  # type: ignore[arg-type]
                                 end=parse_position(to))
@@ -188,7 +188,7 @@ def replay(spec: str, input_path: str | None, topic: str | None, from_: str | No
                 raise ConfigError(f"labels input {labels_input} does not exist")
             label_records = read_rows(labels_input, lst)
         else:
-            from agents.kafka_source import parse_position, topic_records
+            from agents.kafka.source import parse_position, topic_records
 
             label_records = topic_records(_bootstrap(bootstrap), lst, labels_input, start=parse_position(from_),
                                           end=parse_position(to))
@@ -238,7 +238,7 @@ def _pick_stream(spec: Any, name: str | None) -> Any:
 def worker(spec: str, bootstrap: str | None, web_port: int | None, loglevel: str | None) -> None:
     """Run a monitoring worker (a Faust worker) for SPEC until Ctrl-C/SIGTERM."""
     from agents.settings import Settings
-    from agents.worker import run_worker
+    from agents.worker.run import run_worker
 
     run_worker(spec, Settings.from_env(bootstrap=bootstrap, web_port=web_port, log_level=loglevel))
 
@@ -252,7 +252,7 @@ def kafka() -> None:
 @friendly
 def kafka_fetch() -> None:
     """Download the Kafka broker jars with Maven (done automatically by start)."""
-    from agents.localkafka import fetch_jars
+    from agents.cli.localkafka import fetch_jars
 
     click.echo(f"jars: {fetch_jars(log=click.echo)}")
 
@@ -261,7 +261,7 @@ def kafka_fetch() -> None:
 @friendly
 def kafka_start() -> None:
     """Start a broker in the background on a free loopback port."""
-    from agents.localkafka import LocalKafka, cache_dir
+    from agents.cli.localkafka import LocalKafka, cache_dir
 
     if os.environ.get("KAFKA_BOOTSTRAP"):
         click.echo(f"KAFKA_BOOTSTRAP is set ({os.environ['KAFKA_BOOTSTRAP']}); not starting a local broker.")
@@ -282,7 +282,7 @@ def kafka_start() -> None:
 @friendly
 def kafka_stop() -> None:
     """Stop the background broker."""
-    from agents.localkafka import LocalKafka
+    from agents.cli.localkafka import LocalKafka
 
     click.echo("stopped" if LocalKafka.stop_background() else "no local broker was running")
 
@@ -291,7 +291,7 @@ def kafka_stop() -> None:
 @friendly
 def kafka_status() -> None:
     """Show whether the background broker is up (exit 1 if not)."""
-    from agents.localkafka import LocalKafka
+    from agents.cli.localkafka import LocalKafka
 
     state = LocalKafka.read_state()
     if state is None:
@@ -303,7 +303,7 @@ def kafka_status() -> None:
 
 
 def _broker_up(bootstrap: str) -> bool:
-    from agents.localkafka import wait_for_broker
+    from agents.cli.localkafka import wait_for_broker
 
     try:
         wait_for_broker(bootstrap, timeout=3)
@@ -318,8 +318,8 @@ def _broker_up(bootstrap: str) -> bool:
 @friendly
 def topics(spec: str, bootstrap: str | None) -> None:
     """Create the spec's topics with their configured partition counts."""
+    from agents.kafka.topics import ensure_topics, spec_topics
     from agents.settings import Settings
-    from agents.topics import ensure_topics, spec_topics
     from monitor.spec import load_spec
 
     settings = Settings.from_env(bootstrap=bootstrap)
@@ -348,7 +348,7 @@ def schema() -> None:
 @friendly
 def demo(duration: float | None, spec_path: str | None, rate: float, web_port: int | None, seed: int) -> None:
     """Run everything locally: Kafka, a worker, and a producer with injected drift and bad records."""
-    from agents.demo import run_demo
+    from agents.cli.demo import run_demo
 
     sys.exit(run_demo(duration=duration, spec_path=spec_path, rate=rate, web_port=web_port, seed=seed))
 
@@ -359,7 +359,7 @@ def alerts() -> None:
 
 
 def _attach_alert_commands() -> None:
-    from agents.alerts_cli import send_test, tail
+    from agents.cli.alerts import send_test, tail
 
     alerts.add_command(tail)       # streamdq alerts tail
     alerts.add_command(send_test)  # streamdq alerts test SPEC

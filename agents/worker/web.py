@@ -10,7 +10,7 @@ from aiohttp.web import Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 if TYPE_CHECKING:
-    from agents.app import WorkerContext
+    from agents.worker.app import WorkerContext
 
 __all__ = ["register"]
 

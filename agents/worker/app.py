@@ -22,12 +22,12 @@ import faust
 import orjson
 from prometheus_client import CollectorRegistry
 
-from agents.deadletter import deadletter_envelope
-from agents.metrics import FaustCollector, Metrics
-from agents.models import ModelRuntime, runtime_table
+from agents.kafka.topics import ALERT_STATE_TABLE, JOIN_STATE_TABLE, join_state_partitions
 from agents.notify import Notifier
 from agents.settings import Settings
-from agents.topics import ALERT_STATE_TABLE, JOIN_STATE_TABLE, join_state_partitions
+from agents.worker.deadletter import deadletter_envelope
+from agents.worker.metrics import FaustCollector, Metrics
+from agents.worker.models import ModelRuntime, runtime_table
 from monitor.engine import Engine, WindowReport
 from monitor.model import ModelMonitor, ModelWindowReport
 from monitor.records import Rejection
@@ -169,7 +169,7 @@ def _ts_ms(message: faust.types.Message) -> int | None:
 def create_app(spec: MonitorSpec, settings: Settings, *, references: dict[str, ReferenceProfile],
                registry: CollectorRegistry | None = None) -> tuple[faust.App, WorkerContext]:
     """A configured Faust app plus the context its agents share."""
-    from agents import features, web  # one module per stream kind, plus the web pages
+    from agents.worker import features, web  # one module per stream kind, plus the web pages
 
     app_id = f"streamdq-{spec.name}"
     app = faust.App(
