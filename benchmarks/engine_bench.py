@@ -7,10 +7,10 @@ with a count window of 5,000 records and a 60 s event-time window.
 
 Measured, in one process and run:
 
-* batch path: ``Engine.process`` on batches of 1,000 records, alone and with the
+* batch path: ``Monitor.process`` on batches of 1,000 records, alone and with the
   decoding of the JSON-array message (orjson + envelope checks, as the worker does);
 * columnar messages (``{"columns": {...}}``): decoding + engine;
-* single records: ``Engine.process_one`` per record (micro-batched internally), with the
+* single records: ``Monitor.process_one`` per record (micro-batched internally), with the
   compiled kernels and on the pure-Python path (what an install without a C compiler runs);
 * the yardstick: a plain River per-record pipeline (``Mean``, ``Var``,
   ``Quantile(0.5)`` per numeric feature) over the same records;
@@ -42,7 +42,7 @@ import orjson
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import monitor.columns as columns_module
-from monitor.engine import Engine
+from monitor.engine import Monitor
 from monitor.records import decode_message
 from monitor.reference import build_profile
 from monitor.spec import MonitorSpec
@@ -149,7 +149,7 @@ def run(n_records: int, out: Path) -> dict[str, Any]:
             yield batch
 
     # Batch path, engine alone and with the JSON parse of each batch message.
-    engine = Engine(s, references={"bench": reference}, clock=lambda: clock_now[0])
+    engine = Monitor(s, references={"bench": reference}, clock=lambda: clock_now[0])
     engine_s = parse_s = 0.0
     latencies: list[float] = []
     memory: dict[str, int] = {}
@@ -184,7 +184,7 @@ def run(n_records: int, out: Path) -> dict[str, Any]:
 
     # Columnar messages ({"columns": {...}}): decode (orjson + envelope checks) + engine.
     n_col = min(n_records, 1_000_000)
-    engine = Engine(s, references={"bench": reference}, clock=lambda: clock_now[0])
+    engine = Monitor(s, references={"bench": reference}, clock=lambda: clock_now[0])
     col_s, done = 0.0, 0
     for batch in stamped_batches(n_col):
         message = orjson.dumps({"columns": {k: [r[k] for r in batch] for k in batch[0]}})
@@ -197,8 +197,8 @@ def run(n_records: int, out: Path) -> dict[str, Any]:
     results["columnar"] = {"records": done, "decode_plus_engine_records_per_second": done / col_s}
 
     def single_records(n: int) -> dict[str, float]:
-        """Records/s of ``Engine.process_one`` per record (micro-batched inside the engine) on a new engine."""
-        engine = Engine(s, references={"bench": reference}, clock=lambda: clock_now[0])
+        """Records/s of ``Monitor.process_one`` per record (micro-batched inside the engine) on a new engine."""
+        engine = Monitor(s, references={"bench": reference}, clock=lambda: clock_now[0])
         seconds, done = 0.0, 0
         for batch in stamped_batches(n):
             t0 = time.perf_counter()

@@ -1,542 +1,144 @@
-"""The engine: records in, window reports and alerts out. No I/O.
+"""The monitor: every stream of a spec behind one facade. Records in, window reports out. No I/O.
 
-One :class:`Engine` serves every stream of a spec. :meth:`Engine.process`
-takes a batch of decoded, envelope-valid records (one Kafka message's array,
-or what a consumer poll returned), extracts typed columns once and updates
-every window of the stream column-wise; :meth:`Engine.process_one` buffers
-single records into micro-batches. Each call returns the reports of the
-windows that closed. Time windows close on the watermark (event time) or on
-:meth:`Engine.tick` (processing time); :meth:`Engine.close` flushes the open
-windows at the end of a replay. The clock is injected, so tests and replays
-control time.
+:class:`Monitor` owns the two stages and the one alert policy between every
+window's verdicts and what is notified:
+
+* the feature stage (:class:`~monitor.stream.FeatureEngine`): quality, drift and
+  change detectors of every stream (features, predictions and labels alike);
+* the model stage (:class:`~monitor.model.ModelMonitor`, one per ``kind:
+  predictions`` stream): predictions joined to their labels, performance per
+  model version, label-free estimates, error-stream detectors.
+
+:meth:`Monitor.process` takes a batch of one stream and returns the
+:class:`~monitor.report.Report` of every window that closed, feature windows
+first, then model windows, each already through the alert policy (its
+``events``). Replay, the worker and the metrics exporter are each one loop over
+these reports.
 """
 
 from __future__ import annotations
 
-import math
-import operator
 import time
-from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
-from itertools import repeat
 from typing import Any
 
-import numpy as np
-from numpy.typing import NDArray
-
-from monitor.alerts import Alert, AlertPolicy, Observation, evaluate_window, observe_window
-from monitor.checks import FeatureState, FeatureWindowResult
-from monitor.checks.duplicates import DuplicateFilter
-from monitor.checks.record import RecordFlags, RecordState
-from monitor.columns import Column, NumericBlock, columns_block, extract_batch, iso, parse_times
-from monitor.detectors import ChangeDetectors
-from monitor.drift import DriftResult
-from monitor.evaluation import evaluate_drift
-from monitor.records import ColumnBatch
+from monitor.alerts import AlertPolicy
+from monitor.model import ModelMonitor
 from monitor.reference import ReferenceProfile
-from monitor.reference.rolling import rolling_profile
-from monitor.spec import MonitorSpec, StreamSpec
-from monitor.windows import ClosedWindow, CountTrack, TimeTrack
+from monitor.report import Report
+from monitor.spec import MonitorSpec
+from monitor.stream import EVENT_CLOCK, MICRO_BATCH, FeatureEngine
 
-__all__ = ["EVENT_CLOCK", "MICRO_BATCH", "Engine", "WindowReport"]
-
-
-class _EventClock:
-    def __repr__(self) -> str:
-        return "EVENT_CLOCK"
+__all__ = ["EVENT_CLOCK", "MICRO_BATCH", "Monitor"]
 
 
-#: Pass as ``clock`` to let the latest event time stand for "now" (offline replay): then
-#: freshness is measured against the stream's own head and count windows carry event times.
-EVENT_CLOCK: Any = _EventClock()
+class Monitor:
+    """Quality, drift and model monitoring of every stream in a monitor spec.
 
-#: Records :meth:`Engine.process_one` buffers before processing them as one batch. Each batch
-#: costs some fixed work per feature and window (numpy calls, pane summaries and merges), which
-#: a large buffer spreads thinly; the price is latency (a window's report waits for the buffer
-#: to fill, or for :meth:`Engine.flush` / :meth:`Engine.tick`) and the buffer's references.
-MICRO_BATCH = 16384
+    Parameters
+    ----------
+    spec
+        The monitor spec.
+    references
+        Reference profiles by stream name (drift is measured against them; a predictions stream's
+        profile also carries the model's reference performance).
+    clock
+        Wall clock in epoch seconds, or :data:`EVENT_CLOCK` to let the latest event time stand for
+        "now" (offline replay).
 
-
-@dataclass(frozen=True, slots=True)
-class WindowReport:
-    """Everything streamdq concluded about one stream in one closed window."""
-
-    stream: str
-    window: dict[str, Any]
-    count: int
-    features: dict[str, FeatureWindowResult]
-    drift: dict[str, dict[str, DriftResult]]
-    reference_version: str | None
-    records: dict[str, Any] = field(default_factory=dict)
-    changes: list[dict[str, Any]] = field(default_factory=list)
-    #: The window's raw verdicts: every check over its raise level in this window.
-    alerts: list[Alert] = field(default_factory=list)
-    #: What is notified after the alert policy: firing/resolved events, deduplicated.
-    events: list[Alert] = field(default_factory=list)
-    #: Every evaluated check's verdict (the policy's input); not serialised.
-    observations: list[Observation] = field(default_factory=list)
-    #: The window's end in epoch seconds (``window["end"]`` as a number; the policy's clock).
-    end_time: float = 0.0
-
-    def rows(self) -> list[dict[str, Any]]:
-        """One row per feature plus one stream-level row (``feature`` null): the replay's windows.jsonl."""
-        base = {"schema_version": 1, "stream": self.stream, "window": self.window, "count": self.count,
-                "reference_version": self.reference_version}
-        alerts_by: dict[str | None, list[str]] = {}
-        for a in self.alerts:
-            alerts_by.setdefault(a.feature, []).append(a.alert_id)
-        out = [{**base, "feature": None, "records": self.records, "alerts": alerts_by.get(None, []),
-                "events": [e.to_event() for e in self.events]}]
-        for name, fr in self.features.items():
-            out.append({**base, "feature": name, "quality": fr.to_dict(),
-                        "drift": {m: d.to_dict() for m, d in self.drift.get(name, {}).items()},
-                        "changes": [c for c in self.changes if c["feature"] == name],
-                        "alerts": alerts_by.get(name, [])})
-        return out
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "schema_version": 1,
-            "stream": self.stream,
-            "window": self.window,
-            "count": self.count,
-            "reference_version": self.reference_version,
-            "records": self.records,
-            "features": {n: r.to_dict() for n, r in self.features.items()},
-            "drift": {n: {m: d.to_dict() for m, d in ms.items()} for n, ms in self.drift.items()},
-            "changes": self.changes,
-            "alerts": [a.alert_id for a in self.alerts],
-            "events": [e.alert_id for e in self.events],
-        }
-
-
-class _Pane:
-    """State of one pane: one FeatureState per feature plus the record-level state."""
-
-    __slots__ = ("features", "records")
-
-    def __init__(self, stream: StreamSpec, ref: ReferenceProfile | None) -> None:
-        self.features = {f.name: FeatureState(f, ref.features.get(f.name) if ref is not None else None)
-                         for f in stream.features}
-        self.records = RecordState()
-
-    def update(self, cols: Mapping[str, Column], flags: RecordFlags, rows: slice | NDArray[np.intp],
-               block: NumericBlock | None = None) -> None:
-        whole = isinstance(rows, slice) and rows.start == 0 and rows.stop == len(flags)
-        done: frozenset[str] = frozenset()
-        if block is not None:  # the numeric features all at once
-            part = block if whole else block.take(rows)
-            FeatureState.update_block([self.features[name] for name in block.names], part.x, part.status)
-            done = frozenset(block.names)
-        for name, state in self.features.items():
-            if name not in done:
-                col = cols[name]
-                state.update_column(col if whole else col.take(rows))
-        self.records.update(flags if whole else flags.take(rows))
-
-    def __iadd__(self, other: _Pane) -> _Pane:
-        for name, state in self.features.items():
-            state += other.features[name]
-        self.records += other.records
-        return self
-
-
-def _covering_slices(memo: dict[Any, list[Any]], n: int) -> list[_Pane] | None:
-    """The summaries of slices that tile rows ``0..n`` in order (at least two), if the memo holds such."""
-    spans = sorted(k for k in memo if isinstance(k, tuple))
-    out: list[_Pane] = []
-    at = 0
-    for start, stop in spans:
-        if start != at:
-            return None
-        out.append(memo[(start, stop)][0])
-        at = stop
-    return out if at == n and len(out) > 1 else None
-
-
-class _Stream:
-    """Per-stream runtime: window tracks, duplicate filter, watermark, pending records."""
-
-    def __init__(self, spec: StreamSpec, ref: ReferenceProfile | None) -> None:
-        self.spec = spec
-        self.ref = ref
-
-        def new_pane() -> _Pane:
-            return _Pane(spec, ref)
-
-        self.new_pane = new_pane
-        self.tracks: list[CountTrack[_Pane] | TimeTrack[_Pane]] = [
-            CountTrack(w, new_pane=new_pane) if w.kind == "count" else TimeTrack(w, new_pane=new_pane)
-            for w in spec.windows
-        ]
-        self.dedup = DuplicateFilter(capacity=spec.duplicates.capacity) if spec.duplicates.enabled else None
-        self.watermark = -math.inf
-        self.pending: list[dict[str, Any]] = []
-        self.known = spec.known_fields
-        required = frozenset([spec.id_field, *(f.name for f in spec.features)])
-        self._n_required = len(required)
-        self._optional = sorted(self.known - required)
-        self._time_optional = spec.time_field in self._optional
-        self.ref_version = ref.profile_version if ref is not None else None  # a hash: compute once
-        self.rate = spec.volume.expected_per_second or (ref.rate_per_second if ref is not None else None)
-        self.event_mode = spec.time.mode == "event"
-        self.detectors = ChangeDetectors(list(spec.detectors))
-        # Rolling reference: the last N closed windows' feature states, per window spec.
-        self.history: dict[str, deque[dict[str, FeatureState]]] = {
-            w.name: deque(maxlen=spec.rolling_reference) for w in spec.windows} if spec.rolling_reference else {}
-
-    def only_known_fields(self, records: Sequence[dict[str, Any]], *, timed: bool = False) -> bool:
-        """Whether no record has a field outside the spec, given that each holds the id and every
-        feature (and, if ``timed``, the event-time field).
-
-        Then a record's other fields are all known iff its length is the required
-        fields plus the optional known ones (event time, ``schema_version``, ...) it
-        has: a few C-level passes instead of a tuple of field names per record.
-        """
-        n = len(records)
-        lengths = np.fromiter(map(len, records), dtype=np.intp, count=n)
-        if timed and self._time_optional and bool((lengths == self._n_required + 1).all()):
-            return True  # each has the required fields and the time field, and nothing else
-        expected = np.full(n, self._n_required, dtype=np.intp)
-        for name in self._optional:
-            expected += np.fromiter(map(operator.contains, records, repeat(name)), dtype=bool, count=n)
-        return bool(np.array_equal(lengths, expected))
-
-
-class Engine:
-    """Quality and drift monitoring of every stream in a monitor spec.
-
-    Memory per stream: one pane state per feature per open pane (one per
-    tumbling window; ``size/slide`` per sliding window, plus panes still
-    waiting for late records in event time), each bounded (see
-    :class:`~monitor.checks.FeatureState`), the duplicate filter
-    (``duplicates.capacity`` ids) and at most :data:`MICRO_BATCH` pending
-    records. No record is retained after its batch.
+    Memory: the feature stage's panes and duplicate filter per stream, the model stage's join
+    stores and per-version windows (see their classes), at most :data:`MICRO_BATCH` buffered
+    records per stream; no record is retained after its batch.
 
     Examples
     --------
-    >>> from monitor.spec import MonitorSpec
     >>> spec = MonitorSpec.model_validate({"version": 1, "name": "t", "streams": [{
     ...     "name": "f", "windows": [{"name": "w3", "kind": "count", "size": 3}],
     ...     "features": [{"name": "x", "type": "numeric"}]}]})
-    >>> engine = Engine(spec, clock=lambda: 0.0)
-    >>> engine.process("f", [{"record_id": 1, "x": 1.0}, {"record_id": 2}])
+    >>> monitor = Monitor(spec, clock=lambda: 0.0)
+    >>> monitor.process("f", [{"record_id": 1, "x": 1.0}, {"record_id": 2}])
     []
-    >>> [report] = engine.process("f", [{"record_id": 3, "x": 2.0}])
+    >>> [report] = monitor.process("f", [{"record_id": 3, "x": 2.0}])
     >>> report.count, round(report.features["x"].ratios["missing_ratio"], 3)
     (3, 0.333)
-    >>> [(a.check, a.severity) for a in report.alerts]
-    [('missing_ratio', 'critical')]
+    >>> [(a.check, a.severity, a.status) for a in report.events]
+    [('missing_ratio', 'critical', 'firing')]
     """
 
-    def __init__(
-        self,
-        spec: MonitorSpec,
-        *,
-        references: Mapping[str, ReferenceProfile] | None = None,
-        clock: Callable[[], float] = time.time,
-    ) -> None:
+    def __init__(self, spec: MonitorSpec, *, references: Mapping[str, ReferenceProfile] | None = None,
+                 clock: Callable[[], float] = time.time) -> None:
         self.spec = spec
-        self._event_clock = clock is EVENT_CLOCK
-        self.clock: Callable[[], float] = self._latest_event_time if self._event_clock else clock
         self.references = dict(references or {})
-        for name, ref in self.references.items():
-            ref.check_against(spec.stream(name))
-        self._streams = {s.name: _Stream(s, self.references.get(s.name)) for s in spec.streams}
-        #: Between the windows' verdicts and notifications; its state is checkpointed by the worker.
+        #: Between every window's verdicts and what is notified; its state is checkpointed by the worker.
         self.policy = AlertPolicy(spec.alerting)
-        self.records_processed: dict[str, int] = {s.name: 0 for s in spec.streams}
+        self.features = FeatureEngine(spec, references=self.references, clock=clock, policy=self.policy)
+        #: The wall clock, or the latest event time seen with :data:`EVENT_CLOCK`.
+        self.clock: Callable[[], float] = self.features.clock
+        #: The model stage of each predictions stream, by that stream's name.
+        self.models: dict[str, ModelMonitor] = {
+            s.name: ModelMonitor(spec, s.name, reference=self.references.get(s.name), policy=self.policy,
+                                 clock=self.clock)
+            for s in spec.streams if s.model is not None}
+        self._model_of: dict[str, ModelMonitor] = {}
+        for name, mm in self.models.items():
+            self._model_of[name] = self._model_of[mm.model.labels] = mm
 
-    def _latest_event_time(self) -> float:
-        finite = [rt.watermark for rt in self._streams.values() if math.isfinite(rt.watermark)]
-        return max(finite) if finite else 0.0
+    @property
+    def records_processed(self) -> dict[str, int]:
+        """Records processed so far, by stream."""
+        return self.features.records_processed
 
     def watermark(self, stream: str) -> float:
         """The latest event time seen on ``stream`` (``-inf`` before any)."""
-        return self._streams[stream].watermark
+        return self.features.watermark(stream)
 
-    # -- input -------------------------------------------------------------------------------
+    def model_for(self, stream: str) -> ModelMonitor | None:
+        """The model stage that reads ``stream`` (a predictions or labels stream), if any."""
+        return self._model_of.get(stream)
 
-    def process(self, stream: str, records: Iterable[dict[str, Any]]) -> list[WindowReport]:
-        """Update ``stream``'s windows with a batch of records; return reports of windows that closed.
+    # -- input --------------------------------------------------------------------------------------------
 
-        ``records`` may be a :class:`~monitor.records.ColumnBatch` (columnar message), used as is.
+    def process(self, stream: str, records: Iterable[dict[str, Any]], *, partition: int = 0,
+                offsets: Sequence[int] | None = None) -> list[Report]:
+        """Update ``stream``'s windows with a batch of its records (decoded and envelope-checked, in
+        order; a :class:`~monitor.records.ColumnBatch` works too); return the reports of the windows
+        that closed, feature windows first.
+
+        ``partition`` and ``offsets`` (one per record) tell the model stage where each record came from,
+        so that its join state is kept per input partition and a record applied before a restart is not
+        joined twice; offline callers leave the defaults.
         """
-        rt = self._streams[stream]
-        if isinstance(records, ColumnBatch):
-            reports = self.flush() if rt.pending else []
-            return reports + self._process(rt, records, None if self._event_clock else self.clock())
-        batch = records if isinstance(records, list) else list(records)
-        if rt.pending:
-            batch, rt.pending = rt.pending + batch, []
-        return self._process(rt, batch, None if self._event_clock else self.clock())
+        model = self._model_of.get(stream)
+        if model is None:
+            return list(self.features.process(stream, records))
+        batch = records if isinstance(records, Sequence) else list(records)
+        reports: list[Report] = list(self.features.process(stream, batch))
+        add = model.add_predictions if stream == model.stream.name else model.add_labels
+        reports += add(batch, partition=partition, offsets=offsets)
+        return reports
 
-    def process_one(self, stream: str, record: dict[str, Any]) -> list[WindowReport]:
-        """Buffer one record; every :data:`MICRO_BATCH` records the buffer is processed as a batch."""
-        rt = self._streams[stream]
-        pending = rt.pending
-        pending.append(record)
-        if len(pending) < MICRO_BATCH:
-            return []
-        rt.pending = []
-        return self._process(rt, pending, None if self._event_clock else self.clock())
+    def process_one(self, stream: str, record: dict[str, Any]) -> list[Report]:
+        """Buffer one record of a feature stream; every :data:`MICRO_BATCH` records the buffer is
+        processed as a batch (predictions and labels streams: use :meth:`process`)."""
+        if stream in self._model_of:
+            raise ValueError(f"stream {stream!r} feeds a model: pass its records in batches to process()")
+        return list(self.features.process_one(stream, record))
 
-    def flush(self) -> list[WindowReport]:
+    def flush(self) -> list[Report]:
         """Process every buffered record now."""
-        reports: list[WindowReport] = []
-        for rt in self._streams.values():
-            if rt.pending:
-                batch, rt.pending = rt.pending, []
-                reports += self._process(rt, batch, None if self._event_clock else self.clock())
+        return list(self.features.flush())
+
+    def tick(self, now: float | None = None) -> list[Report]:
+        """Flush buffers and close processing-time windows whose end has passed (call periodically).
+
+        The model stage closes windows on data only; in processing time its pending predictions age
+        with :meth:`ModelMonitor.expire <monitor.model.ModelMonitor.expire>` (the worker calls it under
+        the lock that guards its join-state checkpoints)."""
+        return list(self.features.tick(now))
+
+    def close(self) -> list[Report]:
+        """End of input (a replay): every open window, feature windows then model windows, marked partial."""
+        reports: list[Report] = list(self.features.close())
+        for model in self.models.values():
+            reports += model.close()
         return reports
-
-    def tick(self, now: float | None = None) -> list[WindowReport]:
-        """Flush buffers and close processing-time windows whose end has passed (call periodically)."""
-        reports = self.flush()
-        now = self.clock() if now is None else now
-        for rt in self._streams.values():
-            if rt.event_mode:
-                continue
-            for track in rt.tracks:
-                if isinstance(track, TimeTrack):
-                    reports += [self._report(rt, w) for w in track.advance(now)]
-        return reports
-
-    def close(self) -> list[WindowReport]:
-        """End of input (a replay): flush buffers, then emit every open window, marked partial."""
-        reports = self.flush()
-        now = self.clock()
-        for rt in self._streams.values():
-            for track in rt.tracks:
-                closed = track.flush(now) if isinstance(track, CountTrack) else track.flush()
-                reports += [self._report(rt, w) for w in closed]
-        return reports
-
-    # -- the batch path ----------------------------------------------------------------------
-
-    def _process(self, rt: _Stream, records: Sequence[dict[str, Any]] | ColumnBatch,
-                 now: float | None) -> list[WindowReport]:
-        n = len(records)
-        if n == 0:
-            return []
-        spec = rt.spec
-        if isinstance(records, ColumnBatch):
-            given = records.columns
-            cols, block = columns_block(given, spec.features, n)
-            ids: Sequence[Any] = given[spec.id_field]
-            times: Sequence[Any] | NDArray[np.float64] = (
-                records.times if records.times is not None else given.get(spec.time_field, [None] * n))
-            field_sets: list[tuple[str, ...]] = [tuple(given)]
-            layout = np.zeros(n, dtype=np.int32)
-        else:
-            parsed = getattr(records, "times", None)  # a RecordBatch from decode_message carries them
-            ex = extract_batch(records, spec.features, spec.id_field, spec.time_field if parsed is None else None)
-            cols, ids, block = ex.columns, ex.ids, ex.block
-            times = parsed if parsed is not None else (ex.times if ex.times is not None else [])
-            layout = np.zeros(n, dtype=np.int32)
-            # Without a null time, every record has the time field (the common case: one check less).
-            timed = parsed is None and None not in times
-            if spec.allow_extra_fields or (ex.complete and rt.only_known_fields(records, timed=timed)):
-                field_sets = [()]  # no record has a field outside the spec (or it does not matter)
-            else:
-                keys = list(map(tuple, records))  # each record's field names, in order
-                uniq = dict.fromkeys(keys)
-                field_sets = list(uniq)
-                if len(uniq) > 1:
-                    table = {k: i for i, k in enumerate(uniq)}
-                    layout = np.fromiter(map(table.__getitem__, keys), dtype=np.int32, count=n)
-        flags, now = self._flags(rt, n, ids, times, field_sets, layout, now)
-        reports: list[WindowReport] = []
-        shared = len(rt.tracks) > 1
-        memo: dict[Any, list[Any]] = {}
-
-        def add_rows(pane: _Pane, rows: slice | NDArray[np.intp]) -> None:
-            if not shared:
-                pane.update(cols, flags, rows, block)
-                return
-            # With several windows, the rows each one takes are summarised once and merged into
-            # every pane (merging is cheap: counters, moments, histograms, samples). The first
-            # empty pane to take a summary adopts it instead of merging a copy.
-            if not isinstance(rows, slice) and len(rows) == n:
-                rows = slice(0, n)
-            key = (rows.start, rows.stop) if isinstance(rows, slice) else rows.tobytes()
-            entry = memo.get(key)
-            if entry is None and key == (0, n):
-                parts = _covering_slices(memo, n)
-                if parts is not None:
-                    # A count window split this batch into summarised slices: merging them is
-                    # much cheaper than summarising the whole batch again.
-                    for part in parts:
-                        pane += part
-                    return
-            if entry is None:
-                state = rt.new_pane()
-                state.update(cols, flags, rows, block)
-                entry = memo[key] = [state, False]
-            if not entry[1] and pane.records.count == 0 and pane.records.late_excluded == 0:
-                pane.features = entry[0].features
-                pane.records += entry[0].records  # not adopted: late records are counted on it
-                entry[1] = True
-                # Later merges read the adopted feature states before this batch ends; nothing
-                # mutates them until the next batch, when the memo is gone.
-            else:
-                pane += entry[0]
-
-        def update_slice(pane: _Pane, rows: slice, _clock: float) -> None:
-            add_rows(pane, rows)
-
-        def update_rows(pane: _Pane, rows: NDArray[np.intp]) -> None:
-            add_rows(pane, rows)
-
-        lateness = spec.time.allowed_lateness_seconds
-        closing: list[tuple[int, int, WindowReport]] = []  # (row that closed it, track, report)
-        for k, track in enumerate(rt.tracks):
-            if isinstance(track, CountTrack):
-                closed = track.add(n, update_slice, clock=now)
-            else:
-                if rt.event_mode:
-                    t = np.where(flags.late, np.nan, flags.time)
-                    dropped = track.add(t, update_rows)
-                    if dropped.size or flags.late.any():
-                        # Each late record is counted in the pane open at its arrival (the one
-                        # holding the watermark it fell behind), whatever the batching.
-                        at = np.concatenate([flags.head[flags.late], flags.head[dropped]])
-                        self._count_excluded(track, at)
-                    closed = track.advance(rt.watermark - lateness)
-                    for w in closed:  # the first row whose watermark passed the window's end
-                        w.meta["row"] = min(int(np.searchsorted(flags.head, w.end + lateness, side="left")), n - 1)
-                else:
-                    track.add(np.full(n, now), update_rows)
-                    closed = track.advance(now) if track.next_to_close is not None else []
-            closing += [(int(w.meta.get("row", n - 1)), k, self._report(rt, w, policy=False)) for w in closed]
-        # The policy sees the windows in the order records closed them, whatever the batching.
-        closing.sort(key=lambda item: (item[0], item[1]))
-        for _, _, report in closing:
-            self._apply_policy(report)
-            reports.append(report)
-        self.records_processed[spec.name] += n
-        return reports
-
-    @staticmethod
-    def _count_excluded(track: TimeTrack[_Pane], at: NDArray[np.float64]) -> None:
-        """Late records are counted (not merged) in the pane of the watermark each arrived at."""
-        panes, counts = np.unique(track.pane_of(at), return_counts=True)
-        for idx, k in zip(panes.tolist(), counts.tolist(), strict=True):
-            if track.next_to_close is not None and idx < track.next_to_close:
-                idx = track.next_to_close  # that pane closed in this batch's advance: the oldest open one
-            pane = track.open.get(idx)
-            if pane is None:
-                pane = track.open[idx] = track.new_pane()
-            pane.records.late_excluded += k
-
-    def _flags(self, rt: _Stream, n: int, ids: Sequence[Any], times: Sequence[Any] | NDArray[np.float64],
-               field_sets: list[tuple[str, ...]], layout: NDArray[np.int32],
-               now: float | None) -> tuple[RecordFlags, float]:
-        """Per-record facts: duplicates, unexpected fields (per distinct field set), lateness, freshness."""
-        spec = rt.spec
-        duplicate = rt.dedup.check(ids) if rt.dedup is not None else np.zeros(n, dtype=bool)
-        if spec.allow_extra_fields:
-            names: list[tuple[str, ...]] = [() for _ in field_sets]
-        else:
-            names = [tuple(sorted(set(k) - rt.known)) for k in field_sets]
-        unexpected = np.array([bool(x) for x in names], dtype=bool)[layout]
-        t_raw = times if isinstance(times, np.ndarray) else parse_times(times)
-        has_time = ~np.isnan(t_raw)
-        if now is None:  # event clock: the newest event time so far, this batch included
-            latest = float(t_raw[has_time].max()) if has_time.any() else -math.inf
-            now = max(rt.watermark, latest)
-            if not math.isfinite(now):
-                now = 0.0
-        running = np.maximum.accumulate(np.concatenate([[rt.watermark], np.where(has_time, t_raw, -np.inf)]))
-        before = running[:-1]
-        lateness = spec.time.allowed_lateness_seconds
-        out_of_order = has_time & (t_raw < before)
-        late = has_time & (t_raw < before - lateness)
-        # A record without an event time takes the latest one seen; before any, the batch's first
-        # (never the wall clock, which would make every later, older event time look late); with no
-        # event time at all it stays out of time windows (count windows still count it).
-        first = float(t_raw[has_time][0]) if has_time.any() else np.nan
-        fill = np.where(np.isfinite(before), before, first)
-        t = np.where(has_time, t_raw, fill)
-        rt.watermark = float(running[-1])
-        # Freshness: processing clock minus event time. With the event clock (replay) it is the
-        # record's distance behind the stream head at its arrival, independent of batching.
-        head = running[1:] if self._event_clock else now
-        lag = np.where(has_time, head - t_raw, np.nan)
-        flags = RecordFlags(duplicate=duplicate, unexpected=unexpected, late=late, out_of_order=out_of_order,
-                            has_time=has_time, lag=lag, time=t, unexpected_names=names, layout=layout,
-                            head=running[1:])  # monotone (-inf before the first event time)
-        return flags, now
-
-    # -- closing a window ---------------------------------------------------------------------
-
-    @staticmethod
-    def _changes(rt: _Stream, w: ClosedWindow[_Pane], pane: _Pane,
-                 drift: dict[str, dict[str, DriftResult]]) -> list[dict[str, Any]]:
-        """Feed the window's aggregates to the change detectors: every series point, with the
-        detectors (if any) that flagged a change at it."""
-        if not rt.detectors.names or rt.ref is None or w.partial:
-            return []
-        out = []
-        for name, state in pane.features.items():
-            ref = rt.ref.features.get(name)
-            if ref is None:
-                continue
-            series: list[tuple[str, float | None]] = []
-            if state.moments is not None and state.moments.n and ref.mean is not None and ref.std:
-                z = (float(state.moments.mean or 0.0) - ref.mean) / (ref.std / math.sqrt(state.moments.n))
-                series.append(("mean", z))
-            distances = [d for d in drift.get(name, {}).values() if d.p_value is None and d.statistic is not None]
-            if distances:
-                series.append(("drift", distances[0].statistic))
-            for label, value in series:
-                fired = rt.detectors.update((w.spec.name, name, label), value)
-                out.append({"feature": name, "series": label, "value": value, "detectors": fired})
-        return out
-
-    def _apply_policy(self, report: WindowReport) -> None:
-        report.events.extend(self.policy.observe(report.observations, now=report.end_time))
-
-    def _report(self, rt: _Stream, w: ClosedWindow[_Pane], *, policy: bool = True) -> WindowReport:
-        spec = rt.spec
-        present = [p for p in w.panes if p is not None]
-        if len(w.panes) == 1 and present:
-            merged = present[0]
-        else:
-            merged = rt.new_pane()
-            for p in present:
-                merged += p
-        features = {name: st.result() for name, st in merged.features.items()}
-        records = merged.records.result()
-        count = merged.records.count
-        volume = None
-        if w.spec.kind == "time" and rt.rate and not w.partial:
-            expected = rt.rate * w.spec.span
-            # Rounded: a rate estimated from float timestamps must not turn exactly 4x into 1.9999999.
-            volume = round(abs(math.log2(max(count, 0.5) / expected)), 6)
-        records["expected_records"] = rt.rate * w.spec.span if (w.spec.kind == "time" and rt.rate) else None
-        records["volume_deviation"] = volume
-        drift = evaluate_drift(self.spec, spec, merged.features, rt.ref) if rt.ref is not None and count else {}
-        history = rt.history.get(w.spec.name)
-        if history is not None and count:
-            if len(history) == history.maxlen:
-                rolling = rolling_profile(spec, list(history), fixed=rt.ref)
-                for name, results in evaluate_drift(self.spec, spec, merged.features, rolling,
-                                                    suffix="@rolling").items():
-                    drift.setdefault(name, {}).update(results)
-            if not w.partial:
-                history.append(merged.features)
-        start, end = w.start, w.end
-        if w.spec.kind == "count" and records["event_time_min"] is not None:
-            start, end = records["event_time_min"], records["event_time_max"]  # the records' own span
-        window = {"name": w.spec.name, "kind": w.spec.kind, "index": w.index, "start": iso(start),
-                  "end": iso(end), "partial": w.partial}
-        report = WindowReport(stream=spec.name, window=window, count=count, features=features, drift=drift,
-                              reference_version=rt.ref_version,
-                              records=records, changes=self._changes(rt, w, merged, drift), end_time=end)
-        report.observations.extend(observe_window(self.spec, spec, report))
-        report.alerts.extend(evaluate_window(self.spec, spec, report, report.observations))
-        if policy:
-            self._apply_policy(report)
-        return report

@@ -27,8 +27,8 @@ from typing import Any, overload
 import numpy as np
 import orjson
 
-from monitor.columns import MAX_EPOCH, MIN_EPOCH, _iso_seconds, parse_times
 from monitor.spec import StreamSpec
+from monitor.times import MAX_EPOCH, MIN_EPOCH, iso_seconds, parse_times
 
 __all__ = ["REASONS", "SCHEMA_VERSIONS", "ColumnBatch", "Rejection", "check_record", "decode_message",
            "event_time_seconds"]
@@ -109,7 +109,7 @@ def event_time_seconds(value: Any) -> float | None:
         except OverflowError:  # an int beyond float range
             return None
     elif isinstance(value, str):
-        f = _iso_seconds(value)
+        f = iso_seconds(value)
     else:
         return None
     return f if MIN_EPOCH <= f <= MAX_EPOCH else None  # NaN fails both comparisons

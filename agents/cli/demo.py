@@ -42,12 +42,12 @@ from rich.table import Table
 
 from agents.cli.localkafka import LocalKafka, _die_with_parent, free_port
 from agents.kafka.topics import ensure_topics, spec_topics
-from monitor.columns import iso
 from monitor.errors import StreamdqError
-from monitor.model import reference_metrics
+from monitor.performance import reference_metrics
 from monitor.reference import build_profile
 from monitor.spec import MonitorSpec, StreamSpec, load_spec
 from monitor.testing.synthetic import Scenario, SyntheticFeatures, bad_messages
+from monitor.times import iso
 
 __all__ = ["run_demo"]
 

@@ -95,7 +95,7 @@ def reference_build(spec: str, input_path: str | None, topic: str | None, from_:
     click.secho(f"wrote {out}: stream {st.name!r}, {profile.rows:,} records, "
                 f"{len(profile.features)} features, profile_version {profile.profile_version}", fg="green")
     if st.model is not None:
-        from monitor.model import reference_metrics
+        from monitor.performance import reference_metrics
 
         metrics = reference_metrics(profile.model)
         if metrics is None:
@@ -157,7 +157,6 @@ def replay(spec: str, input_path: str | None, topic: str | None, from_: str | No
     from agents.worker.run import load_references
     from monitor.reference import read_rows
     from monitor.replay import replay as run_replay
-    from monitor.replay import replay_model
     from monitor.spec import load_spec
 
     s = load_spec(spec)
@@ -197,10 +196,10 @@ def replay(spec: str, input_path: str | None, topic: str | None, from_: str | No
         def progress(n: int) -> None:
             status.update(f"replaying: {n:,} records ...")
 
-        if label_records is not None:
-            summary = replay_model(s, st, records, label_records, out, references=references, progress=progress)
-        else:
-            summary = run_replay(s, st, records, out, references=references, progress=progress)
+        inputs = {st.name: records}
+        if label_records is not None and st.model is not None:
+            inputs[st.model.labels] = label_records
+        summary = run_replay(s, inputs, out, references=references, progress=progress)
     table = Table(title=f"replay of {input_path or topic}: {summary.records:,} records, {summary.windows} windows")
     for col in ("feature", "check", "severity", "status", "events"):
         table.add_column(col)

@@ -28,10 +28,10 @@ from agents.settings import Settings
 from agents.worker.deadletter import deadletter_envelope
 from agents.worker.metrics import FaustCollector, Metrics
 from agents.worker.models import ModelRuntime, runtime_table
-from monitor.engine import Engine, WindowReport
-from monitor.model import ModelMonitor, ModelWindowReport
+from monitor.engine import Monitor
 from monitor.records import Rejection
 from monitor.reference import ReferenceProfile
+from monitor.report import Report
 from monitor.spec import MonitorSpec, StreamSpec
 
 __all__ = ["WorkerContext", "create_app"]
@@ -41,11 +41,11 @@ log = logging.getLogger("streamdq.worker")
 
 @dataclass
 class WorkerContext:
-    """What the agents share: the engine, the metrics, the output topics, the alert state
+    """What the agents share: the monitor, the metrics, the output topics, the alert state
     table and the notifier (webhooks, Alertmanager)."""
 
     spec: MonitorSpec
-    engine: Engine
+    monitor: Monitor
     metrics: Metrics
     app: faust.App
     notifier: Notifier
@@ -78,32 +78,24 @@ class WorkerContext:
         count = 0
         for fp, state in list(self.alert_state.items()):
             if state is not None:
-                self.engine.policy.load(fp, state)
+                self.monitor.policy.load(fp, state)
                 count += 1
         self.restored = True
-        self.metrics.open_alerts.set(len(self.engine.policy.open_alerts()))
+        self.metrics.open_alerts.set(len(self.monitor.policy.open_alerts()))
         if count:
             log.info("restored %d open alert(s) from the alert-state table", count)
 
-    async def publish(self, report: WindowReport) -> None:
-        """Send a closed window's summary and its alert events; checkpoint the alert state."""
-        self.metrics.observe_window(report)
+    async def publish(self, report: Report) -> None:
+        """Send a closed window's profile (feature or model window) and its alert events; checkpoint
+        the alert state."""
+        self.metrics.observe(report)
+        for name, model in self.monitor.models.items():
+            dropped = model.take_dropped()
+            if dropped:  # versions beyond max_versions: their series go
+                self.metrics.forget_model_versions(name, dropped)
         await send_acked(self.profiles_topic, report.stream.encode(),
                          orjson.dumps(report.to_dict(), option=orjson.OPT_SERIALIZE_NUMPY))
-        await self._send_events(report.events)
-
-    async def publish_model(self, report: ModelWindowReport) -> None:
-        """Send a closed model window and its alert events (same topics and alert model as the engine's)."""
-        self.metrics.observe_model_window(report)
-        runtime = self.models.get(report.stream)
-        if runtime is not None:
-            self.metrics.forget_model_versions(report.stream, runtime.monitor.take_dropped())
-        await send_acked(self.profiles_topic, report.stream.encode(),
-                         orjson.dumps(report.to_dict(), option=orjson.OPT_SERIALIZE_NUMPY))
-        await self._send_events(report.events)
-
-    async def _send_events(self, events: list[Any]) -> None:
-        for alert in events:
+        for alert in report.events:
             event = alert.to_event()
             # Acknowledged by the broker before the batch is: an alert must not be lost to a crash.
             await send_acked(self.alerts_topic, alert.fingerprint.encode(),
@@ -112,12 +104,12 @@ class WorkerContext:
             self.metrics.alerts.labels(alert.stream, alert.check, alert.severity, alert.status).inc()
             log.warning("ALERT %s %s %s", alert.status.upper(), alert.severity.upper(), alert.summary)
         if self.alert_state is not None:
-            for fp, state in self.engine.policy.drain_changes().items():
+            for fp, state in self.monitor.policy.drain_changes().items():
                 if state is None:
                     self.alert_state.pop(fp, None)
                 else:
                     self.alert_state[fp] = state
-        self.metrics.open_alerts.set(len(self.engine.policy.open_alerts()))
+        self.metrics.open_alerts.set(len(self.monitor.policy.open_alerts()))
 
     async def notification_dead_letter(self, event: dict[str, Any], subscription: str, reason: str) -> None:
         """A notification a subscription could not deliver: to the alerts dead-letter topic."""
@@ -198,7 +190,7 @@ def create_app(spec: MonitorSpec, settings: Settings, *, references: dict[str, R
         await holder[0].notification_dead_letter(event, subscription, reason)
 
     notifier = Notifier(spec.alerting.subscriptions, registry=registry, dead_letter=dead_letter)
-    ctx = WorkerContext(spec=spec, engine=Engine(spec, references=references), metrics=metrics, app=app,
+    ctx = WorkerContext(spec=spec, monitor=Monitor(spec, references=references), metrics=metrics, app=app,
                         notifier=notifier)
     holder.append(ctx)
     # Written only when a window changes the alert state (never per record); use_partitioner lets the
@@ -211,13 +203,11 @@ def create_app(spec: MonitorSpec, settings: Settings, *, references: dict[str, R
     join_table = None
     if join_state_partitions(spec):
         join_table = runtime_table(app, JOIN_STATE_TABLE, join_state_partitions(spec))
-    for stream in spec.streams:
-        if stream.model is None:
-            continue
-        monitor = ModelMonitor(spec, stream.name, reference=references.get(stream.name), policy=ctx.engine.policy)
+    for name, monitor in ctx.monitor.models.items():
+        stream = spec.stream(name)
         runtime = ModelRuntime(ctx, stream, monitor, join_table, bootstrap=settings.bootstrap or "",
                                group_id=app_id)
-        ctx.models[stream.name] = ctx.models[stream.model.labels] = runtime
+        ctx.models[stream.name] = ctx.models[monitor.model.labels] = runtime
         metrics.watch_model(monitor)
     for stream in spec.streams:
         features.register(app, ctx, stream)
@@ -259,7 +249,7 @@ def create_app(spec: MonitorSpec, settings: Settings, *, references: dict[str, R
         if not ctx.restored:  # before the first batch (and table recovery) there is nothing to close
             return
         try:
-            reports = ctx.engine.tick()
+            reports = ctx.monitor.tick()
         except Exception:  # a bug must not stop the worker: log it, the next tick tries again
             log.exception("closing processing-time windows failed")
             return

@@ -1,4 +1,4 @@
-"""The feature-stream agent: decode, validate, one engine call per batch, send.
+"""The stream agent: decode, validate, one monitor call per batch, send every report.
 
 Events are taken in batches (up to :data:`MAX_BATCH` messages or
 :data:`BATCH_WITHIN` seconds, whichever comes first) so the engine works
@@ -16,13 +16,14 @@ from typing import TYPE_CHECKING, Any
 import faust
 import orjson
 
+from agents.worker.models import positions
 from monitor.records import ColumnBatch, Rejection, decode_message
 from monitor.spec import StreamSpec
 
 if TYPE_CHECKING:
     from agents.worker.app import WorkerContext
 
-__all__ = ["BATCH_WITHIN", "MAX_BATCH", "register"]
+__all__ = ["BATCH_WITHIN", "MAX_BATCH", "by_partition", "register"]
 
 #: Messages handed to the engine at once, at most.
 MAX_BATCH = 1000
@@ -63,10 +64,23 @@ def register(app: faust.App, ctx: WorkerContext, stream: StreamSpec) -> Any:
     async def process(records: Sequence[dict[str, Any]], origins: list[Any]) -> None:
         if not records:
             return
+        runtime = ctx.models.get(stream.name)
+        if runtime is None:
+            await run(records, origins, partition=0, offsets=None)
+            return
+        # A predictions or labels stream: joined per input partition, once its join state is restored, under
+        # the lock that keeps a checkpoint from covering records whose alerts are unsent.
+        await runtime.wait_restored()
+        for partition, part, part_origins in by_partition(records, origins):
+            async with runtime.lock:
+                await run(part, part_origins, partition=partition, offsets=positions(part_origins))
+
+    async def run(records: Sequence[dict[str, Any]], origins: Sequence[Any], *, partition: int,
+                  offsets: list[int] | None) -> None:
         try:
-            reports = ctx.engine.process(stream.name, records)
+            reports = ctx.monitor.process(stream.name, records, partition=partition, offsets=offsets)
         except Exception as exc:
-            log.exception("engine failed on a batch of %d records from %s", len(records), stream.topic)
+            log.exception("the monitor failed on a batch of %d records from %s", len(records), stream.topic)
             for rec, message in zip(records, origins, strict=True):
                 await ctx.dead_letter(stream, message, Rejection(
                     "processing_error", f"{type(exc).__name__}: {exc}", orjson.dumps(rec)))
@@ -74,13 +88,25 @@ def register(app: faust.App, ctx: WorkerContext, stream: StreamSpec) -> Any:
         processed.inc(len(records))
         for report in reports:
             await ctx.publish(report)
-        runtime = ctx.models.get(stream.name)
-        if runtime is not None:  # a predictions or labels stream: join it too
-            try:
-                await runtime.feed(stream, records, origins)
-            except Exception:
-                log.exception("model monitoring failed on a batch of %d records from %s", len(records), stream.topic)
-                ctx.metrics.model_errors.labels(stream.name).inc()
 
     consume.__name__ = f"consume_{stream.name}".replace(".", "_").replace("-", "_")
     return app.agent(topic, name=f"streamdq.{stream.name}", concurrency=1)(consume)
+
+
+def by_partition(records: Sequence[dict[str, Any]],
+                 origins: Sequence[Any]) -> list[tuple[int, Sequence[dict[str, Any]], Sequence[Any]]]:
+    """Split a batch by the partition of each record's message, keeping each partition's order.
+
+    >>> class M:
+    ...     def __init__(self, partition): self.partition = partition
+    >>> [(p, list(r)) for p, r, _ in by_partition(["a", "b", "c"], [M(0), M(1), M(0)])]
+    [(0, ['a', 'c']), (1, ['b'])]
+    """
+    first = origins[0].partition
+    if all(m.partition == first for m in origins):
+        return [(int(first), records, origins)]
+    rows = list(records)
+    groups: dict[int, list[int]] = {}
+    for i, m in enumerate(origins):
+        groups.setdefault(m.partition, []).append(i)
+    return [(int(p), [rows[i] for i in idx], [origins[i] for i in idx]) for p, idx in groups.items()]

@@ -16,8 +16,8 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from monitor.columns import compiled
-from monitor.engine import WindowReport
-from monitor.model import ModelMonitor, ModelWindowReport
+from monitor.model import ModelMonitor
+from monitor.report import ModelWindowReport, Report, WindowReport
 from monitor.spec import FEATURE_CHECKS, MonitorSpec
 
 if TYPE_CHECKING:
@@ -102,9 +102,17 @@ class Metrics:
             for outcome in ("processed", "deadlettered"):
                 self.records.labels(s.name, outcome)
 
-    def observe_window(self, report: WindowReport) -> None:
-        """Set the gauges to the closed window's values. A value the window could not give
-        (no records, insufficient data) removes the series, so no stale value lingers."""
+    def observe(self, report: Report) -> None:
+        """Set the gauges to a closed window's values (feature or model window). A value the window
+        could not give (no records, insufficient data) removes the series, so no stale value lingers."""
+        if isinstance(report, ModelWindowReport):
+            self._observe_model_window(report)
+        elif isinstance(report, WindowReport):
+            self._observe_window(report)
+        else:
+            raise TypeError(f"not a window report: {type(report).__name__}")
+
+    def _observe_window(self, report: WindowReport) -> None:
         stream, window = report.stream, report.window["name"]
         self.windows.labels(stream, window).inc()
         self.window_records.labels(stream, window).set(report.count)
@@ -135,8 +143,7 @@ class Metrics:
                     if labels[:3] == (stream, model, version):
                         gauge.remove(*labels)
 
-    def observe_model_window(self, report: ModelWindowReport) -> None:
-        """Set the model gauges to a closed model window's values (absent values remove the series)."""
+    def _observe_model_window(self, report: ModelWindowReport) -> None:
         base = (report.stream, report.model, report.version, report.window["name"])
         self.model_windows.labels(report.stream, report.model, report.basis).inc()
         for source, values in (("realised", report.realised), ("estimated", report.estimated)):

@@ -1,9 +1,11 @@
 """The model side of a worker: predictions and labels fed to a ModelMonitor, join state checkpointed.
 
 Per ``kind: predictions`` stream, a :class:`ModelRuntime` owns the stream's
-:class:`~monitor.model.ModelMonitor`. The feature agents of the predictions and
-labels streams hand it each batch after the engine has checked it (so every
-prediction and label is also monitored for quality and drift like any record).
+:class:`~monitor.model.ModelMonitor` (the model stage of the worker's
+:class:`~monitor.Monitor`): its checkpoints and restore. The agents of the
+predictions and labels streams process each batch through the monitor (the
+feature stage, so every prediction and label is monitored for quality and
+drift like any record, then this model stage) under :attr:`ModelRuntime.lock`.
 
 Positions. Records are identified by their Kafka offset *and* their index in
 the message (a message may hold an array or columns):
@@ -41,8 +43,9 @@ from confluent_kafka import Consumer, TopicPartition
 
 from agents.kafka.source import read_range
 from monitor.join import LabelJoinStore
-from monitor.model import ModelMonitor, ModelWindowReport
+from monitor.model import ModelMonitor
 from monitor.records import ColumnBatch, decode_message
+from monitor.report import ModelWindowReport
 from monitor.spec import StreamSpec
 
 if TYPE_CHECKING:
@@ -106,13 +109,11 @@ class ModelRuntime:
 
     # -- the batch path -------------------------------------------------------------------------------------
 
-    async def feed(self, stream: StreamSpec, records: Sequence[dict[str, Any]], origins: Sequence[Any]) -> None:
-        """Join a batch of the predictions or labels stream (already checked by the engine).
-
-        Blocks until the join state is restored (retrying, like a send to a broker that is away): a batch
-        joined into a store that is then replaced by its checkpoint would be lost to the join. The window
-        reports are published under the lock, so a checkpoint never covers records whose alerts are unsent.
-        """
+    async def wait_restored(self) -> None:
+        """Block until the join state is restored (retrying, like a send to a broker that is away): a batch
+        joined into a store that is then replaced by its checkpoint would be lost to the join. The caller
+        then processes the batch and publishes its reports under :attr:`lock`, so a checkpoint never covers
+        records whose alerts are unsent."""
         attempt = 0
         while not self.restored:
             try:
@@ -124,10 +125,6 @@ class ModelRuntime:
                 log.exception("restoring the join state of %s failed; retrying in %.0fs", self.stream.name, delay)
                 attempt += 1
                 await asyncio.sleep(delay)
-        async with self.lock:
-            reports = self._apply(stream, records, origins)
-            for report in reports:
-                await self.ctx.publish_model(report)
 
     def _apply(self, stream: StreamSpec, records: Sequence[dict[str, Any]],
                origins: Sequence[Any]) -> list[ModelWindowReport]:
@@ -210,7 +207,7 @@ class ModelRuntime:
             loaded = self._load(assigned)
             reports = await self._replay_gap(assigned)
             for report in reports:
-                await self.ctx.publish_model(report)
+                await self.ctx.publish(report)
             self.restored = True
         if loaded:
             stats = self.monitor.join_stats()

@@ -29,7 +29,7 @@ def register(app: faust.App, ctx: WorkerContext, registry: CollectorRegistry) ->
             "app": app.conf.id,
             "rebalancing": bool(app.rebalancing),
             "assigned_partitions": [f"{t}:{p}" for t, p in assignment],
-            "records_processed": ctx.engine.records_processed,
+            "records_processed": ctx.monitor.records_processed,
         }
         return Response(body=orjson.dumps(body), status=200 if ready else 503,
                         headers={"Content-Type": "application/json"})

@@ -49,8 +49,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from monitor.alerts.alert import SEVERITIES, Alert, fingerprint
-from monitor.columns import iso
 from monitor.spec import AlertingSpec
+from monitor.times import iso
 
 __all__ = ["POLICY_STATE_VERSION", "AlertPolicy", "Observation", "event_id"]
 

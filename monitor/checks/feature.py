@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import numpy as np
 from numpy.typing import NDArray
@@ -20,8 +20,17 @@ from monitor.columns import VALID, WRONG_TYPE, Column, extract_column
 from monitor.spec import FeatureSpec
 from monitor.stats import OTHER, BinnedCounts, Cardinality, CategoryCounts, Moments, ValueSample
 
-if TYPE_CHECKING:  # the reference package builds on these checks; import only for typing
-    from monitor.reference.profile import FeatureProfile
+
+class FeatureProfile(Protocol):
+    """What a window's feature state reads of its reference (a
+    :class:`~monitor.reference.FeatureProfile`; the reference package builds on these checks)."""
+
+    @property
+    def bin_edges(self) -> list[float] | None:
+        """Interior cut points of the reference histogram (numeric features)."""
+
+    def category_names(self) -> list[str]:
+        """Reference categories, most frequent first (categorical features)."""
 
 __all__ = ["MISSING", "FeatureState", "FeatureWindowResult"]
 

@@ -8,6 +8,14 @@ from monitor.performance.classification import (
     MulticlassPerformance,
     RegressionPerformance,
 )
+from monitor.performance.reference import (
+    Performance,
+    ReferenceBuilder,
+    calibrator_from,
+    label_key,
+    merge_performance_states,
+    reference_metrics,
+)
 
 __all__ = [
     "DEFAULT_ECE_BINS",
@@ -19,5 +27,11 @@ __all__ = [
     "IsotonicCalibrator",
     "Label",
     "MulticlassPerformance",
+    "Performance",
+    "ReferenceBuilder",
     "RegressionPerformance",
+    "calibrator_from",
+    "label_key",
+    "merge_performance_states",
+    "reference_metrics",
 ]

@@ -23,11 +23,13 @@ import numpy as np
 import orjson
 
 from monitor.checks import FeatureState
-from monitor.columns import extract_column, parse_times
+from monitor.columns import extract_column
 from monitor.errors import ProfileError
+from monitor.performance import ReferenceBuilder
 from monitor.reference.profile import FeatureProfile, ReferenceProfile
 from monitor.spec import FeatureSpec, StreamSpec
 from monitor.stats import BinnedCounts, QuantileSummary
+from monitor.times import parse_times
 
 __all__ = ["MAX_CATEGORIES", "build_profile", "build_profile_from_file", "read_rows"]
 
@@ -141,8 +143,6 @@ def build_profile(
     # A predictions stream's rows may also carry the label: then the model's reference performance is kept.
     model = None
     if stream.model is not None:
-        from monitor.model.reference import ReferenceBuilder  # the model package imports this package
-
         model = ReferenceBuilder(stream.model)
     batch: list[dict[str, Any]] = []
 

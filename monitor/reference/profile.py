@@ -21,6 +21,7 @@ import numpy as np
 import orjson
 
 from monitor.errors import ProfileError
+from monitor.performance import merge_performance_states
 from monitor.spec import StreamSpec
 from monitor.stats import OTHER, QuantileSummary
 
@@ -265,7 +266,5 @@ def _merge_model(a: dict[str, Any] | None, b: dict[str, Any] | None) -> dict[str
         return a if b is None else b
     if a.get("task") != b.get("task"):
         raise ProfileError(f"cannot merge: the profiles' models differ in task ({a.get('task')} vs {b.get('task')})")
-    from monitor.model.reference import merge_performance_states  # the model package imports this module
-
     return {**a, "performance": merge_performance_states(a["task"], a["performance"], b["performance"]),
             "examples": int(a.get("examples", 0)) + int(b.get("examples", 0))}

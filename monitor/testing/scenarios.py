@@ -386,7 +386,7 @@ def duplicate_ids(start: int = 0) -> Change:
 def late_records(start: int = 0) -> Change:
     """5% of records carry an event time 5 minutes behind the stream's.
 
-    >>> from monitor.columns import parse_times
+    >>> from monitor.times import parse_times
     >>> recs = ScenarioStream(seed=3, changes=[late_records()]).records(10_000)
     >>> t = parse_times([r["event_time"] for r in recs])
     >>> behind = np.maximum.accumulate(t) - t
@@ -400,7 +400,7 @@ def rate_drop(start: int = 0) -> Change:
     """The record rate drops to a quarter: event times advance 4x slower per record
     (25 records/s instead of 100).
 
-    >>> from monitor.columns import parse_times
+    >>> from monitor.times import parse_times
     >>> recs = ScenarioStream(seed=3, changes=[rate_drop(start=100)]).records(200)
     >>> t = parse_times([r["event_time"] for r in recs])
     >>> round(float(t[99] - t[0]), 2), round(float(t[199] - t[100]), 2)

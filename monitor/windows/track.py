@@ -101,6 +101,11 @@ class CountTrack(Generic[P]):
             return []
         return self._close_pane(clock, partial=True)
 
+    def close_open(self, clock: float) -> list[ClosedWindow[P]]:
+        """Emit the open window as partial whatever its pane holds (for panes that hold more than the
+        rows counted here, e.g. a model window's join outcome)."""
+        return self._close_pane(clock, partial=True)
+
 
 class TimeTrack(Generic[P]):
     """Windows of ``seconds``, tumbling or sliding, over event or processing time.

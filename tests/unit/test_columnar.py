@@ -10,7 +10,7 @@ import orjson
 import pytest
 from jsonschema import Draft202012Validator
 
-from monitor.engine import Engine
+from monitor.engine import Monitor
 from monitor.records import ColumnBatch, decode_message
 from monitor.reference import build_profile
 from monitor.spec import load_spec
@@ -70,8 +70,8 @@ def test_engine_reports_are_identical_for_rows_and_columns() -> None:
                         source={"kind": "test"})
     records = [gen.record(now=1_700_000_000.0 + i * 0.01, scenario=Scenario(drift=i >= 4000)) for i in range(8000)]
     records[17]["surprise"] = 1  # an unexpected field inside one record
-    rows = Engine(SPEC, references={"features": ref}, clock=lambda: 1_700_000_100.0)
-    cols = Engine(SPEC, references={"features": ref}, clock=lambda: 1_700_000_100.0)
+    rows = Monitor(SPEC, references={"features": ref}, clock=lambda: 1_700_000_100.0)
+    cols = Monitor(SPEC, references={"features": ref}, clock=lambda: 1_700_000_100.0)
     out_rows, out_cols = [], []
     for i in range(0, len(records), 700):
         chunk = records[i:i + 700]

@@ -39,15 +39,15 @@ def test_a_window_without_a_value_removes_the_gauge_series() -> None:
     from prometheus_client import CollectorRegistry, generate_latest
 
     from agents.worker.metrics import Metrics
-    from monitor.engine import Engine
+    from monitor.engine import Monitor
 
     spec = load_spec(REPO / "deploy" / "monitor.yaml")
     registry = CollectorRegistry()
     metrics = Metrics(spec, registry=registry)
-    engine = Engine(spec, clock=lambda: 0.0)
+    engine = Monitor(spec, clock=lambda: 0.0)
     records = [{"record_id": i, "age": 30.0 + i % 7} for i in range(2000)]
     [report] = [r for r in engine.process("features", records) if r.window["name"] == "w2000"]
-    metrics.observe_window(report)
+    metrics.observe(report)
     page = generate_latest(registry).decode()
     assert 'streamdq_feature_missing_ratio{feature="age",stream="features",window="w2000"} 0.0' in page
     # a window with no record leaves no ratio to show: the series goes away instead of going stale
@@ -57,7 +57,7 @@ def test_a_window_without_a_value_removes_the_gauge_series() -> None:
                                                       ratios={c: None for c in f.ratios})
                                        for n, f in report.features.items()},
                              drift={}, reference_version=None, records={})
-    metrics.observe_window(empty)
+    metrics.observe(empty)
     assert 'streamdq_feature_missing_ratio{feature="age"' not in generate_latest(registry).decode()
 
 

@@ -15,8 +15,9 @@ from typing import Any
 import pytest
 
 from monitor.alerts import Alert
-from monitor.engine import Engine, WindowReport
+from monitor.engine import Monitor
 from monitor.reference import ReferenceProfile, build_profile
+from monitor.report import WindowReport
 from monitor.spec import MonitorSpec
 from monitor.testing.scenarios import (
     CHANGES,
@@ -57,7 +58,7 @@ def reference(spec: MonitorSpec) -> ReferenceProfile:
 def run(spec: MonitorSpec, reference: ReferenceProfile, stream: ScenarioStream, n: int, *,
         close: bool = False) -> list[WindowReport]:
     """Feed ``n`` records of ``stream`` to a fresh engine in batches; the clock is the latest event time."""
-    engine = Engine(spec, references={STREAM: reference}, clock=lambda: stream.now)
+    engine = Monitor(spec, references={STREAM: reference}, clock=lambda: stream.now)
     reports: list[WindowReport] = []
     for _ in range(n // BATCH):
         reports += engine.process(STREAM, stream.records(BATCH))

@@ -16,8 +16,9 @@ from scipy.spatial import distance
 from monitor.checks import MISSING, FeatureState
 from monitor.drift import psi
 from monitor.drift.methods import METHODS
-from monitor.engine import Engine, WindowReport
+from monitor.engine import Monitor
 from monitor.reference import ReferenceProfile, build_profile
+from monitor.report import WindowReport
 from monitor.spec import DEFAULT_THRESHOLDS, FeatureSpec, MonitorSpec, parse_spec
 from monitor.stats import OTHER
 from monitor.testing.synthetic import Scenario, SyntheticFeatures
@@ -179,7 +180,7 @@ def numpy_quality(records: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
 
 
 def test_count_window_closes_exactly_every_size_records() -> None:
-    engine = Engine(small_spec({"name": "w7", "kind": "count", "size": 7}), clock=lambda: 100.0)
+    engine = Monitor(small_spec({"name": "w7", "kind": "count", "size": 7}), clock=lambda: 100.0)
     closed_at = []
     for i, rec in enumerate(messy_records(50, seed=1), 1):
         reports = engine.process("s", [rec])
@@ -196,7 +197,7 @@ def test_count_window_closes_exactly_every_size_records() -> None:
 def test_count_window_reports_match_numpy(seed: int) -> None:
     size = 40
     records = messy_records(333, seed=seed)
-    engine = Engine(small_spec({"name": "w", "kind": "count", "size": size}), clock=lambda: 0.0)
+    engine = Monitor(small_spec({"name": "w", "kind": "count", "size": size}), clock=lambda: 0.0)
     rng = random.Random(seed)
     reports: list[WindowReport] = []
     i = 0
@@ -226,7 +227,7 @@ def test_count_window_reports_match_numpy(seed: int) -> None:
 
 def test_count_window_quality_alerts_match_ratios() -> None:
     spec = small_spec({"name": "w", "kind": "count", "size": 40})
-    engine = Engine(spec, clock=lambda: 0.0)
+    engine = Monitor(spec, clock=lambda: 0.0)
     [report] = engine.process("s", messy_records(40, seed=9))
     stream = spec.streams[0]
     want = set()
@@ -244,7 +245,7 @@ def test_count_window_quality_alerts_match_ratios() -> None:
 
 
 def test_engine_rejects_unknown_stream() -> None:
-    engine = Engine(small_spec({"name": "w", "kind": "count", "size": 3}), clock=lambda: 0.0)
+    engine = Monitor(small_spec({"name": "w", "kind": "count", "size": 3}), clock=lambda: 0.0)
     with pytest.raises(KeyError):
         engine.process("nope", [{"record_id": 1}])
 
@@ -266,7 +267,7 @@ PROCESSING = {"time": {"mode": "processing"}}
 def test_time_windows_close_on_tick() -> None:
     # processing time: the worker's clock places records in windows and closes them on tick()
     clock = FakeClock(1000.0)
-    engine = Engine(small_spec({"name": "t10", "kind": "time", "seconds": 10}, **PROCESSING), clock=clock)
+    engine = Monitor(small_spec({"name": "t10", "kind": "time", "seconds": 10}, **PROCESSING), clock=clock)
     clock.t = 1001.0
     assert engine.process("s", messy_records(5, seed=1)) == []
     clock.t = 1009.999
@@ -283,12 +284,12 @@ def test_time_windows_close_on_tick() -> None:
     # an empty window is reported too when it expires (a stalled stream is news), with no alert
     [empty] = engine.tick(1025.0)
     assert (empty.window["index"], empty.count, empty.features["x"].count) == (101, 0, 0)
-    assert empty.alerts == [] and empty.features["x"].ratios["missing_ratio"] is None
+    assert empty.alerts == () and empty.features["x"].ratios["missing_ratio"] is None
 
 
 def test_time_window_closed_by_process_when_clock_passed() -> None:
     clock = FakeClock(0.0)
-    engine = Engine(small_spec({"name": "t10", "kind": "time", "seconds": 10}, **PROCESSING), clock=clock)
+    engine = Monitor(small_spec({"name": "t10", "kind": "time", "seconds": 10}, **PROCESSING), clock=clock)
     engine.process("s", messy_records(4, seed=3))
     clock.t = 12.0
     # the next batch first closes the expired window, then goes into [10, 20)
@@ -304,7 +305,7 @@ def test_event_time_windows_close_on_watermark_minus_lateness() -> None:
     # event time (the default): the records' event_time places them; a window closes once the latest
     # event time seen minus allowed_lateness_seconds (30 by default) passes its end; tick() does not
     clock = FakeClock(0.0)
-    engine = Engine(small_spec({"name": "t10", "kind": "time", "seconds": 10}), clock=clock)
+    engine = Monitor(small_spec({"name": "t10", "kind": "time", "seconds": 10}), clock=clock)
     recs = messy_records(8, seed=5)
     for rec, t in zip(recs, [1.0, 2.0, 9.5, 15.0, 39.9, 12.0, 9.95, 40.0], strict=True):
         rec["event_time"] = t
@@ -326,7 +327,7 @@ def test_count_and_time_windows_together() -> None:
                      "features": [{"name": "x", "type": "numeric"}]}],
     })
     clock = FakeClock(0.0)
-    engine = Engine(spec, clock=clock)
+    engine = Monitor(spec, clock=clock)
     reports = engine.process("s", [{"record_id": i, "x": float(i)} for i in range(12)])
     assert [(r.window["name"], r.count) for r in reports] == [("c5", 5), ("c5", 5)]
     assert [r.features["x"].moments["mean"] for r in reports] == [2.0, 7.0]
@@ -353,7 +354,7 @@ def reference(deploy_spec: MonitorSpec) -> ReferenceProfile:
 
 
 def run_windows(spec: MonitorSpec, ref: ReferenceProfile, records: list[dict[str, Any]]) -> list[WindowReport]:
-    engine = Engine(spec, references={"features": ref}, clock=lambda: 0.0)
+    engine = Monitor(spec, references={"features": ref}, clock=lambda: 0.0)
     reports = engine.process("features", records)
     assert all(r.window["name"] == "w2000" for r in reports)
     return reports
@@ -381,7 +382,7 @@ def test_clean_windows_raise_no_alert(clean, reference) -> None:
     for report in reports:
         assert report.count == WINDOW
         assert report.reference_version == reference.profile_version
-        assert report.alerts == []
+        assert report.alerts == ()
         for name in ("age", "income", "tenure_months", "basket_value", "session_seconds", "country",
                      "device"):
             d = report.drift[name]["psi"]
@@ -503,7 +504,7 @@ def boolean_setup(rows: list[dict[str, Any]]):
         "name": "s", "min_samples": 10, "windows": [{"name": "w", "kind": "count", "size": 100}],
         "features": [{"name": "b", "type": "boolean"}]}]})
     ref = build_profile(spec.streams[0], lambda: iter(rows), source={"kind": "test"})
-    return Engine(spec, references={"s": ref}, clock=lambda: 0.0), ref
+    return Monitor(spec, references={"s": ref}, clock=lambda: 0.0), ref
 
 
 def test_boolean_drift_false_majority_identical_distribution() -> None:
@@ -511,7 +512,7 @@ def test_boolean_drift_false_majority_identical_distribution() -> None:
     engine, _ = boolean_setup([{"b": i % 10 < 3} for i in range(1000)])
     [report] = engine.process("s", [{"record_id": i, "b": i % 10 < 3} for i in range(100)])
     assert report.drift["b"]["psi"].statistic == pytest.approx(0.0, abs=1e-12)
-    assert report.alerts == []
+    assert report.alerts == ()
 
 
 def test_boolean_drift_true_majority_identical_distribution() -> None:
@@ -524,7 +525,7 @@ def test_boolean_drift_true_majority_identical_distribution() -> None:
     expected = psi_oracle([counts["false"], counts["true"]], [by_label["false"], by_label["true"]])
     assert expected == pytest.approx(0.0, abs=1e-12)
     assert report.drift["b"]["psi"].statistic == pytest.approx(expected, abs=1e-9)
-    assert report.alerts == []
+    assert report.alerts == ()
 
 
 def test_boolean_single_valued_reference_does_not_crash() -> None:
@@ -541,7 +542,7 @@ def plain_records(ids: list[Any], **extra: Any) -> list[dict[str, Any]]:
 
 
 def test_duplicates_alert_and_are_remembered_across_batches() -> None:
-    engine = Engine(small_spec({"name": "w100", "kind": "count", "size": 100}), clock=lambda: 0.0)
+    engine = Monitor(small_spec({"name": "w100", "kind": "count", "size": 100}), clock=lambda: 0.0)
     assert engine.process("s", plain_records(list(range(60)))) == []
     # 3 ids of the previous batch again, and one repeated inside this batch: 4 duplicates in 100
     [r] = engine.process("s", plain_records([5, 17, 59, *range(100, 136), 100]))
@@ -559,10 +560,10 @@ def test_duplicates_alert_and_are_remembered_across_batches() -> None:
 
 
 def test_duplicates_off_when_disabled() -> None:
-    engine = Engine(small_spec({"name": "w10", "kind": "count", "size": 10}, duplicates={"enabled": False}),
+    engine = Monitor(small_spec({"name": "w10", "kind": "count", "size": 10}, duplicates={"enabled": False}),
                     clock=lambda: 0.0)
     [r] = engine.process("s", plain_records([1] * 10))
-    assert r.records["duplicates"] == 0 and r.records["duplicate_ratio"] == 0.0 and r.alerts == []
+    assert r.records["duplicates"] == 0 and r.records["duplicate_ratio"] == 0.0 and r.alerts == ()
 
 
 def test_unexpected_fields_alert_with_their_names() -> None:
@@ -572,7 +573,7 @@ def test_unexpected_fields_alert_with_their_names() -> None:
         records[i]["extra_a"] = 1
     records[50]["extra_b"] = "x"
     records[50]["extra_a"] = 2
-    [r] = Engine(spec, clock=lambda: 0.0).process("s", records)
+    [r] = Monitor(spec, clock=lambda: 0.0).process("s", records)
     assert r.records["unexpected_field_ratio"] == 0.04
     assert r.records["unexpected_fields"] == {"extra_a": 4, "extra_b": 1}
     [a] = [a for a in r.alerts if a.check == "unexpected_field_ratio"]
@@ -580,7 +581,7 @@ def test_unexpected_fields_alert_with_their_names() -> None:
     assert a.details["unexpected_fields"] == {"extra_a": 4, "extra_b": 1}
     # allowed: not counted, no alert
     allowed = small_spec({"name": "w100", "kind": "count", "size": 100}, allow_extra_fields=True)
-    [r] = Engine(allowed, clock=lambda: 0.0).process("s", records)
+    [r] = Monitor(allowed, clock=lambda: 0.0).process("s", records)
     assert r.records["unexpected_field_ratio"] == 0.0 and r.records["unexpected_fields"] == {}
     assert not [a for a in r.alerts if a.check == "unexpected_field_ratio"]
 
@@ -588,7 +589,7 @@ def test_unexpected_fields_alert_with_their_names() -> None:
 def volume_reports(per_second: float, expected: float) -> list[WindowReport]:
     spec = small_spec({"name": "t10", "kind": "time", "seconds": 10}, volume={"expected_per_second": expected},
                       time={"allowed_lateness_seconds": 0})
-    engine = Engine(spec, clock=lambda: 0.0)
+    engine = Monitor(spec, clock=lambda: 0.0)
     n = int(30 * per_second)
     records = plain_records(list(range(n + 1)))
     for i, rec in enumerate(records):
@@ -615,8 +616,8 @@ def test_volume_deviation_of_time_windows(per_second: float, deviation: float, s
 
 def test_count_windows_have_no_volume_check() -> None:
     spec = small_spec({"name": "w10", "kind": "count", "size": 10}, volume={"expected_per_second": 1000.0})
-    [r] = Engine(spec, clock=lambda: 0.0).process("s", plain_records(list(range(10))))
-    assert r.records["volume_deviation"] is None and r.alerts == []
+    [r] = Monitor(spec, clock=lambda: 0.0).process("s", plain_records(list(range(10))))
+    assert r.records["volume_deviation"] is None and r.alerts == ()
 
 
 # ---------------------------------------------------------------- drift methods
@@ -739,7 +740,7 @@ def test_multiple_testing_correction_changes_the_rejections() -> None:
     decided: dict[str, dict[str, bool | None]] = {}
     p_values: dict[str, dict[str, float | None]] = {}
     for correction in ("none", "bonferroni", "bh"):
-        [r] = Engine(shifted_spec(correction), references={"s": ref}, clock=lambda: 0.0).process("s", window)
+        [r] = Monitor(shifted_spec(correction), references={"s": ref}, clock=lambda: 0.0).process("s", window)
         decided[correction] = {n: r.drift[n]["ks"].drifted for n in "abcd"}
         p_values[correction] = {n: r.drift[n]["ks"].p_value for n in "abcd"}
         assert {a.feature for a in r.alerts if a.check == "ks"} == {n for n, d in decided[correction].items() if d}
@@ -756,12 +757,12 @@ def test_stationary_stream_raises_no_alert(deploy_spec, reference20k) -> None:
     windows = 0
     for seed in range(100, 110):
         records = SyntheticFeatures(seed=seed).records(10 * WINDOW)
-        engine = Engine(deploy_spec, references={"features": reference20k}, clock=lambda: 0.0)
+        engine = Monitor(deploy_spec, references={"features": reference20k}, clock=lambda: 0.0)
         reports = engine.process("features", records)
         assert [r.window["index"] for r in reports] == list(range(10))
         for r in reports:
             windows += 1
-            assert r.alerts == [], (seed, r.window["index"], [a.summary for a in r.alerts])
+            assert r.alerts == (), (seed, r.window["index"], [a.summary for a in r.alerts])
             assert r.drift["age"].keys() == {"psi", "wasserstein"}
     assert windows == 100
 
@@ -790,7 +791,7 @@ def test_format_and_unseen_category_alerts() -> None:
         records[i]["code"] = "usa"      # 6 format violations, also unseen in the reference
     records[10]["code"] = "FR"          # well formed but unseen: 7 unseen in all
     records[20]["note"] = "Not Fine!"   # 1 format violation of the string feature
-    [r] = Engine(spec, references={"s": ref}, clock=lambda: 0.0).process("s", records)
+    [r] = Monitor(spec, references={"s": ref}, clock=lambda: 0.0).process("s", records)
     code, note = r.features["code"], r.features["note"]
     assert (code.format_violations, code.unseen, note.format_violations) == (6, 7, 1)
     got = {(a.feature, a.check): (a.severity, a.value) for a in r.alerts if a.check not in METHODS}

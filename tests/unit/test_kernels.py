@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 import monitor.columns as columns
 from monitor.columns import Extracted, columns_block, extract_batch, extract_column
-from monitor.engine import Engine
+from monitor.engine import Monitor
 from monitor.records import ColumnBatch, RecordBatch
 from monitor.spec import FeatureSpec, MonitorSpec
 
@@ -232,7 +232,7 @@ def test_the_engine_reports_the_same_with_and_without_kernels(monkeypatch: pytes
         batches.append(records)
 
     def run() -> list[dict[str, Any]]:
-        engine = Engine(spec(), clock=lambda: 1_700_000_020.0)
+        engine = Monitor(spec(), clock=lambda: 1_700_000_020.0)
         out = []
         for i, records in enumerate(batches):
             batch: Any = records

@@ -108,7 +108,7 @@ def test_series_of_dropped_model_versions_leave_the_metrics_page() -> None:
         preds = [{"record_id": f"{version}-{i}", "event_time": 1000.0 + i, "model_version": version, "score": 0.8}
                  for i in range(100)]
         for report in mm.add_predictions(preds):
-            metrics.observe_model_window(report)
+            metrics.observe(report)
         metrics.forget_model_versions("predictions", mm.take_dropped())
     page = generate_latest(registry).decode()
     assert 'version="v2"' in page and 'version="v1"' not in page

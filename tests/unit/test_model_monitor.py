@@ -24,10 +24,11 @@ from scipy.stats import mannwhitneyu
 
 from monitor.errors import ConfigError
 from monitor.join import LabelJoinStore
-from monitor.model import ModelMonitor, ModelWindowReport
-from monitor.model.reference import calibrator_from
+from monitor.model import ModelMonitor
 from monitor.performance import BinaryPerformance, CBPEstimator
+from monitor.performance.reference import calibrator_from
 from monitor.reference import ReferenceProfile, build_profile
+from monitor.report import ModelWindowReport
 from monitor.spec import MonitorSpec, parse_spec
 from monitor.testing.model import ModelScenario, expected_accuracy, generate, labelled, merged, model_spec_dict
 
@@ -813,6 +814,6 @@ def test_evicted_predictions_count_against_label_coverage() -> None:
 
 
 def test_huge_regression_values_are_unusable_not_infinite() -> None:
-    from monitor.model.reference import number
+    from monitor.performance.reference import number
 
     assert number(1e200) is None and number(10**400) is None and number(-3.5) == -3.5

@@ -15,12 +15,13 @@ from typing import Any
 import numpy as np
 import pytest
 
-import monitor.engine as engine_module
+import monitor.stream.engine as engine_module
 from monitor.checks import FeatureState
-from monitor.columns import MAX_EPOCH, MIN_EPOCH, Column, extract_column, extract_columns_checked, parse_times
-from monitor.engine import Engine
+from monitor.columns import Column, extract_column, extract_columns_checked
+from monitor.engine import Monitor
 from monitor.spec import FeatureSpec, MonitorSpec
 from monitor.stats import BinnedCounts
+from monitor.times import MAX_EPOCH, MIN_EPOCH, parse_times
 
 NUMBERS: list[Any] = [1.5, None, 3, -0.0, 0.0, 1.0, float("nan"), float("inf"), -float("inf"), 2**80, 7]
 ODD: list[Any] = ["x", "1.5", True, False, 2**1100, [1], {"a": 1}, b"1"]
@@ -130,7 +131,7 @@ def spec_with(**stream: Any) -> MonitorSpec:
 def test_unexpected_fields_are_seen_whatever_the_record_length(extra: dict[str, Any]) -> None:
     """A record trading a known optional field (its event time) for an unknown one keeps its length:
     the unknown one is still reported."""
-    engine = Engine(spec_with(), clock=lambda: 0.0)
+    engine = Monitor(spec_with(), clock=lambda: 0.0)
     records: list[dict[str, Any]] = []
     for i in range(10):
         rec: dict[str, Any] = {"record_id": i, "x": 1.0, "c": "a"}
@@ -147,7 +148,7 @@ def test_unexpected_fields_are_seen_whatever_the_record_length(extra: dict[str, 
 
 
 def test_records_with_only_known_fields_have_none_unexpected() -> None:
-    engine = Engine(spec_with(), clock=lambda: 0.0)
+    engine = Monitor(spec_with(), clock=lambda: 0.0)
     records = [{"record_id": i, "x": 1.0, "c": "a", **({"event_time": 1.0} if i % 3 else {}),
                 **({"schema_version": 1} if i % 2 else {})} for i in range(10)]
     [report] = engine.process("s", records)
@@ -179,15 +180,15 @@ def test_a_batch_split_by_a_count_window_is_merged_not_summarised_again(monkeypa
     records = [{"record_id": i, "event_time": float(i), "x": rng.gauss(0, 1), "c": rng.choice("ab")}
                for i in range(30)]
     merged: list[int] = []
-    original = engine_module._covering_slices
+    original = engine_module.covering_slices
 
     def spy(memo: dict[Any, list[Any]], n: int) -> Any:
         parts = original(memo, n)
         merged.append(0 if parts is None else len(parts))
         return parts
 
-    monkeypatch.setattr(engine_module, "_covering_slices", spy)
-    e1, e2 = Engine(both, clock=lambda: 0.0), Engine(alone, clock=lambda: 0.0)
+    monkeypatch.setattr(engine_module, "covering_slices", spy)
+    e1, e2 = Monitor(both, clock=lambda: 0.0), Monitor(alone, clock=lambda: 0.0)
     got = [r for r in e1.process("s", records) + e1.close() if r.window["name"] == "t100"]
     want = e2.process("s", records) + e2.close()
     assert merged == [5]  # slices of 7, 7, 7, 7 and 2 rows
@@ -208,7 +209,7 @@ def test_a_batch_split_by_a_count_window_is_merged_not_summarised_again(monkeypa
     ({"event_time": None}, {}),  # a null time is still the time field
 ])
 def test_unexpected_fields_with_every_record_timed(extra: dict[str, Any], unexpected: dict[str, int]) -> None:
-    engine = Engine(spec_with(), clock=lambda: 0.0)
+    engine = Monitor(spec_with(), clock=lambda: 0.0)
     records: list[dict[str, Any]] = [{"record_id": i, "event_time": float(i), "x": 1.0, "c": "a"} for i in range(10)]
     records[4].update(extra)
     [report] = engine.process("s", records)

@@ -7,10 +7,10 @@ from typing import Any
 import numpy as np
 import orjson
 
-from monitor.columns import parse_times
-from monitor.engine import EVENT_CLOCK, Engine
+from monitor.engine import EVENT_CLOCK, Monitor
 from monitor.records import decode_message
 from monitor.spec import MonitorSpec
+from monitor.times import parse_times
 
 
 def make(windows: list[dict[str, Any]], features: list[dict[str, Any]] | None = None, **stream: Any) -> MonitorSpec:
@@ -21,7 +21,7 @@ def make(windows: list[dict[str, Any]], features: list[dict[str, Any]] | None = 
 def late_counts(windows: list[dict[str, Any]]) -> list[tuple[int, int, int]]:
     recs = [{"record_id": 1, "event_time": 5, "x": 1.0}, {"record_id": 2, "event_time": 12, "x": 1.0},
             {"record_id": 3, "event_time": 3, "x": 1.0}, {"record_id": 4, "event_time": 45, "x": 1.0}]
-    e = Engine(make(windows, time={"allowed_lateness_seconds": 0}), clock=EVENT_CLOCK)
+    e = Monitor(make(windows, time={"allowed_lateness_seconds": 0}), clock=EVENT_CLOCK)
     out = e.process("f", recs[:1]) + e.process("f", recs[1:3]) + e.process("f", recs[3:]) + e.close()
     return [(r.window["index"], r.records["late"], r.records["late_excluded"]) for r in out if r.window["name"] == "b"]
 
@@ -36,9 +36,9 @@ def test_late_records_are_counted_once_with_several_windows() -> None:
 def test_a_first_record_without_event_time_does_not_make_later_ones_late() -> None:
     spec = make([{"name": "t", "kind": "time", "seconds": 60}], time={"allowed_lateness_seconds": 30})
     recs = [{"record_id": 0, "x": 1.0}] + [{"record_id": i, "event_time": 1_000.0 + i, "x": 1.0} for i in range(1, 9)]
-    one_batch = Engine(spec, clock=EVENT_CLOCK)
+    one_batch = Monitor(spec, clock=EVENT_CLOCK)
     reports = one_batch.process("f", recs) + one_batch.close()
-    live = Engine(spec, clock=lambda: 1_000_000.0)  # a wall clock far ahead of the event times
+    live = Monitor(spec, clock=lambda: 1_000_000.0)  # a wall clock far ahead of the event times
     reports_live = live.process("f", recs[:1]) + live.process("f", recs[1:]) + live.close()
     for out in (reports, reports_live):
         assert sum(r.records["late"] for r in out) == 0  # the wall clock never became the watermark
@@ -56,7 +56,7 @@ def test_out_of_range_event_times_are_invalid_not_a_crash() -> None:
         assert [r.reason for r in rejected] == ["invalid_event_time"], bad
     assert np.isnan(parse_times(["NaTZ"])).all() and np.isnan(parse_times([1.7e12])).all()
     # and if such values reach the engine directly, it still closes its windows
-    e = Engine(spec, clock=EVENT_CLOCK)
+    e = Monitor(spec, clock=EVENT_CLOCK)
     e.process("f", [{"record_id": 1, "event_time": 1.7e12, "x": 1.0}])
     e.close()
 
@@ -71,7 +71,7 @@ def test_null_event_time_is_absent_whatever_the_message_shape() -> None:
 
 def test_flush_keeps_the_first_window_partial() -> None:
     spec = make([{"name": "t", "kind": "time", "seconds": 60}], volume={"expected_per_second": 1.0})
-    e = Engine(spec, clock=EVENT_CLOCK)
+    e = Monitor(spec, clock=EVENT_CLOCK)
     recs = [{"record_id": i, "event_time": 55.0 + i, "x": 1.0} for i in range(20)]
     out = e.process("f", recs) + e.close()
     first = next(r for r in out if r.window["index"] == 0)
@@ -85,7 +85,7 @@ def test_drift_that_cannot_be_computed_is_insufficient_data_not_a_verdict() -> N
     spec = make([{"name": "w", "kind": "count", "size": 200}],
                 [{"name": "c", "type": "categorical"}], min_samples=10)
     ref = build_profile(spec.streams[0], lambda: [{"record_id": i} for i in range(50)], source={"kind": "t"})
-    [report] = Engine(spec, references={"f": ref}, clock=lambda: 0.0).process(
+    [report] = Monitor(spec, references={"f": ref}, clock=lambda: 0.0).process(
         "f", [{"record_id": i, "c": "a"} for i in range(200)])
     assert report.drift["c"] and all(d.statistic is None and d.drifted is None for d in report.drift["c"].values())
     assert not [o for o in report.observations if o.feature == "c" and o.check in report.drift["c"]]
@@ -114,7 +114,7 @@ def test_http_client_logs_do_not_carry_urls() -> None:
 def test_rolling_reference_detects_a_categorical_shift_without_a_fixed_reference() -> None:
     spec = make([{"name": "w", "kind": "count", "size": 200}], [{"name": "c", "type": "categorical"}],
                 rolling_reference=1, min_samples=10)
-    e = Engine(spec, clock=lambda: 0.0)
+    e = Monitor(spec, clock=lambda: 0.0)
     before = e.process("f", [{"record_id": i, "c": "a"} for i in range(400)])
     after = e.process("f", [{"record_id": 1000 + i, "c": "b"} for i in range(200)])
     assert not any(d.drifted for r in before for d in r.drift.get("c", {}).values())

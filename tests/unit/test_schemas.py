@@ -22,7 +22,7 @@ import yaml
 from jsonschema import Draft202012Validator
 
 from agents.worker.deadletter import MAX_ORIGINAL_BYTES, deadletter_envelope
-from monitor.engine import Engine
+from monitor.engine import Monitor
 from monitor.records import REASONS, Rejection, decode_message
 from monitor.reference import ReferenceProfile, build_profile
 from monitor.spec import MonitorSpec
@@ -252,7 +252,7 @@ def profile(spec) -> ReferenceProfile:
 
 @pytest.fixture(scope="module")
 def alert_events(spec, profile) -> list[dict[str, Any]]:
-    engine = Engine(spec, references={"features": profile}, clock=lambda: NOW)
+    engine = Monitor(spec, references={"features": profile}, clock=lambda: NOW)
     drifted = SyntheticFeatures(seed=2).records(
         1000, now=NOW, scenario=Scenario(drift=True, missing_spike=True))
     reports = engine.process("features", drifted)
@@ -509,7 +509,8 @@ def model_run() -> tuple[Any, list[dict[str, Any]]]:
     preds, labels = generate(ModelScenario(n=6000, concept_drift_at=2000, score_shift_at=3000, label_share=0.5),
                              seed=2)
     mm = ModelMonitor(mspec, "predictions", reference=reference)
-    reports = mm.add_predictions(preds) + mm.add_labels(labels) + mm.expire(now=preds[-1]["event_time"] + 3600)
+    reports = mm.add_predictions(preds) + mm.add_labels(labels)
+    mm.expire(now=preds[-1]["event_time"] + 3600)
     reports += mm.close()
     return reference, [_wire(e.to_event()) for r in reports for e in r.events]
 

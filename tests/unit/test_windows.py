@@ -13,9 +13,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from numpy.typing import NDArray
 
-import monitor.engine as engine_module
-from monitor.engine import MICRO_BATCH, Engine, WindowReport
+import monitor.stream.engine as engine_module
+from monitor.engine import MICRO_BATCH, Monitor
 from monitor.reference import ReferenceProfile, build_profile
+from monitor.report import WindowReport
 from monitor.spec import MonitorSpec, WindowSpec, parse_spec
 from monitor.windows import MAX_EMPTY_WINDOWS, ClosedWindow, CountTrack, TimeTrack
 from tests.strategies import batch_sizes
@@ -222,10 +223,10 @@ def timed(times: list[float], start_id: int = 0) -> list[dict[str, Any]]:
 LATE_TIMES = [1.0, 2.0, 3.0, 12.0, 4.0, 13.0, 8.0, 14.0, 30.0]  # 4.0 is late (watermark 12 - 5 = 7)
 
 
-def late_engine() -> Engine:
+def late_engine() -> Monitor:
     spec = make_spec([{"name": "t10", "kind": "time", "seconds": 10}, {"name": "c8", "kind": "count", "size": 8}],
                      time={"allowed_lateness_seconds": 5})
-    return Engine(spec, clock=lambda: 100.0)
+    return Monitor(spec, clock=lambda: 100.0)
 
 
 def test_late_records_counted_in_count_windows_but_kept_out_of_time_windows() -> None:
@@ -269,7 +270,7 @@ def test_late_ratio_of_time_windows_reflects_excluded_records() -> None:
 
 def test_time_windows_close_on_watermark_minus_lateness() -> None:
     spec = make_spec([{"name": "t10", "kind": "time", "seconds": 10}], time={"allowed_lateness_seconds": 5})
-    engine = Engine(spec, clock=lambda: 0.0)
+    engine = Monitor(spec, clock=lambda: 0.0)
     assert engine.process("s", timed([1.0, 9.0, 14.9])) == []  # horizon 9.9 < 10: [0, 10) stays open
     assert engine.tick(1e9) == []                              # event time: the clock closes nothing
     [r] = engine.process("s", timed([15.0], start_id=10))      # horizon 10: [0, 10) ends
@@ -279,30 +280,30 @@ def test_time_windows_close_on_watermark_minus_lateness() -> None:
 
 def test_out_of_order_ratio_alerts_when_configured() -> None:
     spec = make_spec([{"name": "c6", "kind": "count", "size": 6}], thresholds={"out_of_order_ratio": {"warning": 0.3}})
-    engine = Engine(spec, clock=lambda: 100.0)
+    engine = Monitor(spec, clock=lambda: 100.0)
     [r] = engine.process("s", timed([10.0, 12.0, 11.0, 15.0, 14.0, 16.0]))
     assert r.records["out_of_order_ratio"] == 2 / 6 and r.records["late_ratio"] == 0.0
     [a] = r.alerts
     assert (a.check, a.severity, a.value) == ("out_of_order_ratio", "warning", 2 / 6)
     # unconfigured, the ratio is reported but raises nothing
-    plain = Engine(make_spec([{"name": "c6", "kind": "count", "size": 6}]), clock=lambda: 100.0)
+    plain = Monitor(make_spec([{"name": "c6", "kind": "count", "size": 6}]), clock=lambda: 100.0)
     [r] = plain.process("s", timed([10.0, 12.0, 11.0, 15.0, 14.0, 16.0]))
-    assert r.records["out_of_order_ratio"] == 2 / 6 and r.alerts == []
+    assert r.records["out_of_order_ratio"] == 2 / 6 and r.alerts == ()
 
 
 def test_engine_emits_empty_time_windows_between_records() -> None:
     spec = make_spec([{"name": "t10", "kind": "time", "seconds": 10}], time={"allowed_lateness_seconds": 0})
-    engine = Engine(spec, clock=lambda: 0.0)
+    engine = Monitor(spec, clock=lambda: 0.0)
     assert engine.process("s", timed([5.0])) == []
     reports = engine.process("s", timed([35.0], start_id=1))
     assert [(r.window["index"], r.count) for r in reports] == [(0, 1), (1, 0), (2, 0)]
     for r in reports[1:]:
-        assert r.alerts == [] and r.features["x"].count == 0 and r.drift == {}
+        assert r.alerts == () and r.features["x"].count == 0 and r.drift == {}
 
 
 def test_event_time_jump_emits_at_most_max_empty_windows() -> None:
     spec = make_spec([{"name": "t10", "kind": "time", "seconds": 10}], time={"allowed_lateness_seconds": 0})
-    engine = Engine(spec, clock=lambda: 0.0)
+    engine = Monitor(spec, clock=lambda: 0.0)
     engine.process("s", timed([0.0]))
     reports = engine.process("s", timed([1e5], start_id=1))
     assert len(reports) <= MAX_EMPTY_WINDOWS + 1
@@ -310,7 +311,7 @@ def test_event_time_jump_emits_at_most_max_empty_windows() -> None:
 
 def test_out_of_order_record_within_lateness_before_the_first_pane_is_kept() -> None:
     spec = make_spec([{"name": "t10", "kind": "time", "seconds": 10}], time={"allowed_lateness_seconds": 30})
-    engine = Engine(spec, clock=lambda: 0.0)
+    engine = Monitor(spec, clock=lambda: 0.0)
     reports = engine.process("s", timed([100.0]))
     reports += engine.process("s", timed([95.0], start_id=1))  # 5 s behind the watermark: not late
     reports += engine.process("s", timed([200.0], start_id=2))
@@ -364,7 +365,7 @@ def messy_stream(n: int, seed: int, lateness: float) -> list[dict[str, Any]]:
 
 def run_batched(spec: MonitorSpec, ref: ReferenceProfile, records: list[dict[str, Any]], how: str,
                 seed: int = 0) -> list[WindowReport]:
-    engine = Engine(spec, references={"s": ref}, clock=lambda: 5000.0)
+    engine = Monitor(spec, references={"s": ref}, clock=lambda: 5000.0)
     reports: list[WindowReport] = []
     if how == "one":
         reports += engine.process("s", records)
@@ -414,7 +415,7 @@ def test_batching_does_not_change_where_late_records_are_counted(small_reference
 
 
 def one_by_one(spec: MonitorSpec, ref: ReferenceProfile, records: list[dict[str, Any]]) -> list[WindowReport]:
-    engine = Engine(spec, references={"s": ref}, clock=lambda: 5000.0)
+    engine = Monitor(spec, references={"s": ref}, clock=lambda: 5000.0)
     reports: list[WindowReport] = []
     for rec in records:
         reports += engine.process("s", [rec])
@@ -427,7 +428,7 @@ def one_by_one(spec: MonitorSpec, ref: ReferenceProfile, records: list[dict[str,
 def test_close_emits_open_windows_as_partial() -> None:
     spec = make_spec([{"name": "c10", "kind": "count", "size": 10}, {"name": "t10", "kind": "time", "seconds": 10}],
                      time={"allowed_lateness_seconds": 0})
-    engine = Engine(spec, clock=lambda: 0.0)
+    engine = Monitor(spec, clock=lambda: 0.0)
     reports = engine.process("s", timed([float(t) for t in range(15)]))
     got = by_window(reports)
     assert set(got) == {("c10", 0), ("t10", 0)}
@@ -444,7 +445,7 @@ def test_close_emits_open_windows_as_partial() -> None:
 
 def test_close_emits_the_open_processing_time_window() -> None:
     spec = make_spec([{"name": "t60", "kind": "time", "seconds": 60}], time={"mode": "processing"})
-    engine = Engine(spec, clock=lambda: 30.0)
+    engine = Monitor(spec, clock=lambda: 30.0)
     assert engine.process("s", [{"record_id": i, "x": 1.0} for i in range(3)]) == []
     [r] = engine.close()
     assert r.window["partial"] is True and r.count == 3 and r.window["index"] == 0
@@ -464,10 +465,10 @@ def test_sliding_count_window_equals_tumbling_window_over_the_same_records(
             r["x"] = None
         if i % 97 == 0:
             r["c"] = "zz"
-    reports = Engine(sliding, references={"s": small_reference}, clock=lambda: 0.0).process("s", records)
+    reports = Monitor(sliding, references={"s": small_reference}, clock=lambda: 0.0).process("s", records)
     assert [r.window["index"] for r in reports] == list(range(8))
     for k, report in enumerate(reports):
-        [direct] = Engine(tumbling, references={"s": small_reference}, clock=lambda: 0.0).process(
+        [direct] = Monitor(tumbling, references={"s": small_reference}, clock=lambda: 0.0).process(
             "s", records[100 * k:100 * k + 300])
         assert report.count == direct.count == 300
         assert_same(report.to_dict()["features"], direct.to_dict()["features"], f"window {k}")

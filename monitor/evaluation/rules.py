@@ -2,20 +2,15 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from collections.abc import Sequence
+from typing import Any
 
-from monitor.alerts.alert import Alert
-from monitor.alerts.policy import Observation
+from monitor.alerts import Alert, Observation
 from monitor.detectors import SENSITIVITY
+from monitor.report import WindowReport
 from monitor.spec import FEATURE_CHECKS, RECORD_CHECKS, MonitorSpec, StreamSpec
 
-if TYPE_CHECKING:
-    from monitor.engine import WindowReport
-
-__all__ = ["QUALITY_CHECKS", "evaluate_window", "observe_window"]
-
-#: Ratio checks evaluated on every feature with data in the window.
-QUALITY_CHECKS = FEATURE_CHECKS
+__all__ = ["evaluate_window", "observe_window"]
 
 _WHAT = {
     "missing_ratio": "missing values",
@@ -37,7 +32,7 @@ def _where(win: dict[str, Any]) -> str:
 
 
 def evaluate_window(spec: MonitorSpec, stream: StreamSpec, report: WindowReport,
-                    observations: list[Observation] | None = None) -> list[Alert]:
+                    observations: Sequence[Observation] | None = None) -> list[Alert]:
     """Every threshold the window crosses: one alert per (feature, check) at its worst severity.
 
     These are the window's raw verdicts; what is notified (firing/resolved,

@@ -1,0 +1,193 @@
+"""What the monitor concludes about one closed window: one report protocol for every stream kind.
+
+Two report types carry it: :class:`WindowReport` (a feature, predictions or
+labels stream: data quality and drift) and :class:`ModelWindowReport` (a
+model version's performance window). Both follow :class:`Report`, which is
+all that replay, the worker's publishing and the metrics exporter read: the
+window's identity, its lines for ``windows.jsonl``, its profile for the
+profiles topic, its raw verdicts (``alerts``) and what the alert policy
+notified (``events``).
+
+Reports are immutable once built: their collections are tuples, and the
+policy's events are added by :func:`dataclasses.replace` (:meth:`with_events`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+from typing import Any, Protocol, runtime_checkable
+
+from monitor.alerts import Alert, Observation
+from monitor.checks import FeatureWindowResult
+from monitor.drift import DriftResult
+
+__all__ = ["ESTIMATED_METRICS", "ModelWindowReport", "Report", "WindowReport"]
+
+#: Metrics the label-free estimate and the realised performance share (the estimation error is reported for them).
+ESTIMATED_METRICS = ("accuracy", "precision", "recall", "f1", "roc_auc")
+
+
+@runtime_checkable
+class Report(Protocol):
+    """One closed window of one stream (and, for model windows, one model version)."""
+
+    @property
+    def stream(self) -> str:
+        """The stream's name."""
+
+    @property
+    def window(self) -> Mapping[str, Any]:
+        """The window's identity: name, kind, index, ISO start and end, ``partial``."""
+
+    @property
+    def count(self) -> int:
+        """Records (or joined examples, or predictions) in the window."""
+
+    @property
+    def alerts(self) -> Sequence[Alert]:
+        """The window's raw verdicts: every check over its raise level."""
+
+    @property
+    def events(self) -> Sequence[Alert]:
+        """What the alert policy notified for this window (firing/resolved, deduplicated)."""
+
+    @property
+    def end_time(self) -> float:
+        """The window's end in epoch seconds (the policy's clock)."""
+
+    def rows(self) -> list[dict[str, Any]]:
+        """The window's lines in a replay's ``windows.jsonl``."""
+
+    def to_dict(self) -> dict[str, Any]:
+        """The window's profile, as sent to the profiles topic."""
+
+
+@dataclass(frozen=True, slots=True)
+class WindowReport:
+    """Everything streamdq concluded about one stream in one closed window."""
+
+    stream: str
+    window: dict[str, Any]
+    count: int
+    features: dict[str, FeatureWindowResult]
+    drift: dict[str, dict[str, DriftResult]]
+    reference_version: str | None
+    records: dict[str, Any]
+    changes: tuple[dict[str, Any], ...] = ()
+    #: The window's raw verdicts: every check over its raise level in this window.
+    alerts: tuple[Alert, ...] = ()
+    #: What is notified after the alert policy: firing/resolved events, deduplicated.
+    events: tuple[Alert, ...] = ()
+    #: Every evaluated check's verdict (the policy's input); not serialised.
+    observations: tuple[Observation, ...] = ()
+    #: The window's end in epoch seconds (``window["end"]`` as a number; the policy's clock).
+    end_time: float = 0.0
+
+    def with_events(self, events: Sequence[Alert]) -> WindowReport:
+        """This report with the alert policy's events for it."""
+        return replace(self, events=tuple(events))
+
+    def rows(self) -> list[dict[str, Any]]:
+        """One row per feature plus one stream-level row (``feature`` null): the replay's windows.jsonl."""
+        base = {"schema_version": 1, "stream": self.stream, "window": self.window, "count": self.count,
+                "reference_version": self.reference_version}
+        alerts_by: dict[str | None, list[str]] = {}
+        for a in self.alerts:
+            alerts_by.setdefault(a.feature, []).append(a.alert_id)
+        out = [{**base, "feature": None, "records": self.records, "alerts": alerts_by.get(None, []),
+                "events": [e.to_event() for e in self.events]}]
+        for name, fr in self.features.items():
+            out.append({**base, "feature": name, "quality": fr.to_dict(),
+                        "drift": {m: d.to_dict() for m, d in self.drift.get(name, {}).items()},
+                        "changes": [c for c in self.changes if c["feature"] == name],
+                        "alerts": alerts_by.get(name, [])})
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        """The window's profile (the profiles topic)."""
+        return {
+            "schema_version": 1,
+            "stream": self.stream,
+            "window": self.window,
+            "count": self.count,
+            "reference_version": self.reference_version,
+            "records": self.records,
+            "features": {n: r.to_dict() for n, r in self.features.items()},
+            "drift": {n: {m: d.to_dict() for m, d in ms.items()} for n, ms in self.drift.items()},
+            "changes": list(self.changes),
+            "alerts": [a.alert_id for a in self.alerts],
+            "events": [e.alert_id for e in self.events],
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class ModelWindowReport:
+    """One closed model window of one model version.
+
+    ``basis`` is ``"labels"`` (a window of joined examples: realised performance, the estimate on the
+    same examples beside it) or ``"predictions"`` (a window of predictions: the label-free estimate and
+    the join outcome of the period).
+    """
+
+    stream: str
+    model: str
+    version: str
+    basis: str
+    window: dict[str, Any]
+    count: int
+    realised: dict[str, Any] | None
+    estimated: dict[str, Any] | None
+    reference: dict[str, Any] | None
+    join: dict[str, Any]
+    reference_version: str | None
+    changes: tuple[dict[str, Any], ...] = ()
+    alerts: tuple[Alert, ...] = ()
+    events: tuple[Alert, ...] = ()
+    observations: tuple[Observation, ...] = ()
+    end_time: float = 0.0
+
+    @property
+    def model_key(self) -> str:
+        """``name:version``: the alerts' ``model`` field."""
+        return f"{self.model}:{self.version}"
+
+    def with_events(self, events: Sequence[Alert]) -> ModelWindowReport:
+        """This report with the alert policy's events for it."""
+        return replace(self, events=tuple(events))
+
+    def estimation_error(self) -> dict[str, float]:
+        """``|estimated - realised|`` per metric both carry (labels windows of binary models)."""
+        if not self.realised or not self.estimated:
+            return {}
+        out = {}
+        for m in ESTIMATED_METRICS:
+            r, e = self.realised.get(m), self.estimated.get(m)
+            if r is not None and e is not None:
+                out[m] = abs(float(e) - float(r))
+        return out
+
+    def rows(self) -> list[dict[str, Any]]:
+        """One line: the window's profile (model lines carry a ``model`` key)."""
+        return [self.to_dict()]
+
+    def to_dict(self) -> dict[str, Any]:
+        """The window's profile (the profiles topic)."""
+        return {
+            "schema_version": 1,
+            "stream": self.stream,
+            "model": self.model,
+            "model_version": self.version,
+            "basis": self.basis,
+            "window": self.window,
+            "count": self.count,
+            "realised": self.realised,
+            "estimated": self.estimated,
+            "estimation_error": self.estimation_error() or None,
+            "reference": self.reference,
+            "reference_version": self.reference_version,
+            "join": self.join,
+            "changes": list(self.changes),
+            "alerts": [a.alert_id for a in self.alerts],
+            "events": [e.alert_id for e in self.events],
+        }
