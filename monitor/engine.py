@@ -20,16 +20,32 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeAlias
+
+import orjson
 
 from monitor.alerts import AlertPolicy
+from monitor.errors import ConfigError
+from monitor.frames import frame_records
 from monitor.model import ModelMonitor
-from monitor.reference import ReferenceProfile
+from monitor.records import Rejection, check_record
+from monitor.reference import ReferenceProfile, build_profile, load_references
 from monitor.report import Report
-from monitor.spec import MonitorSpec
+from monitor.results import Results
+from monitor.spec import MonitorSpec, StreamSpec, load_spec, parse_spec
 from monitor.stream import EVENT_CLOCK, MICRO_BATCH, FeatureEngine
 
-__all__ = ["EVENT_CLOCK", "MICRO_BATCH", "Monitor"]
+if TYPE_CHECKING:
+    import pandas as pd
+
+__all__ = ["BATCH", "EVENT_CLOCK", "MICRO_BATCH", "Monitor"]
+
+#: A reference: a profile, the path of a saved one, or a DataFrame of reference data.
+Reference: TypeAlias = "ReferenceProfile | str | Path | pd.DataFrame"
+
+#: Records handed to the stages at once by :meth:`Monitor.process_records`.
+BATCH = 1000
 
 
 class Monitor:
@@ -64,6 +80,39 @@ class Monitor:
     >>> [(a.check, a.severity, a.status) for a in report.events]
     [('missing_ratio', 'critical', 'firing')]
     """
+
+    @classmethod
+    def from_spec(cls, spec: str | Path | Mapping[str, Any] | MonitorSpec, *,
+                  reference: Reference | Mapping[str, Reference] | None = None,
+                  live: bool = False) -> Monitor:
+        """A monitor for a spec file, a spec as a dict, or a parsed spec: the notebook and batch-job entry point.
+
+        ``reference`` is the reference of a one-stream spec, or references by stream name; each a
+        :class:`~monitor.reference.ReferenceProfile`, the path of a saved one, or a pandas DataFrame of
+        reference (e.g. training) data to profile. By default the profiles the spec's ``reference:``
+        keys name are loaded (relative to the spec file). Unless ``live``, every stream runs in event
+        time with the clock at the latest event time seen (as a replay does), so results depend on the
+        data only, never on when it is run.
+        """
+        if isinstance(spec, MonitorSpec):
+            parsed = spec
+        elif isinstance(spec, Mapping):
+            parsed = parse_spec(dict(spec))
+        else:
+            parsed = load_spec(spec)
+        if reference is None:
+            references = load_references(parsed)
+        elif not isinstance(reference, Mapping):
+            if len(parsed.streams) != 1:
+                raise ConfigError("the spec has several streams: pass reference={stream name: profile, ...}")
+            references = {parsed.streams[0].name: _profile(parsed.streams[0], reference)}
+        else:
+            references = {name: _profile(parsed.stream(name), ref) for name, ref in reference.items()}
+        for name, ref in references.items():
+            ref.check_against(parsed.stream(name))
+        if live:
+            return cls(parsed, references=references)
+        return cls(parsed.in_event_time(), references=references, clock=EVENT_CLOCK)
 
     def __init__(self, spec: MonitorSpec, *, references: Mapping[str, ReferenceProfile] | None = None,
                  clock: Callable[[], float] = time.time) -> None:
@@ -142,3 +191,61 @@ class Monitor:
         for model in self.models.values():
             reports += model.close()
         return reports
+
+    # -- batch runs (notebooks, jobs) ---------------------------------------------------------------------
+
+    def process_records(self, records: Iterable[Mapping[str, Any]], *, stream: str | None = None,
+                        close: bool = True) -> Results:
+        """Run every record of one stream through the monitor and return what it concluded.
+
+        Each record is checked as the worker checks a decoded message (an invalid one is rejected with
+        its reason, not processed); the rest go through :meth:`process` in batches of :data:`BATCH`.
+        With ``close`` (the default) the windows still open at the end are reported too, marked
+        ``partial``. ``stream`` defaults to the spec's only stream (or only features stream). A model's
+        predictions and labels go together through :func:`monitor.replay.replay`.
+        """
+        st = self._one_stream(stream)
+        results = Results()
+        batch: list[dict[str, Any]] = []
+        for record in records:
+            rec = record if isinstance(record, dict) else dict(record)
+            problem = check_record(rec, st)
+            if problem is not None:
+                results.rejected.append(Rejection(problem[0], problem[1], orjson.dumps(rec, default=str)))
+                continue
+            batch.append(rec)
+            if len(batch) == BATCH:
+                results.add(self.process(st.name, batch))
+                batch = []
+        if batch:
+            results.add(self.process(st.name, batch))
+        if close:
+            results.add(self.close())
+        return results
+
+    def process_frame(self, frame: pd.DataFrame, *, stream: str | None = None, close: bool = True) -> Results:
+        """:meth:`process_records` over the rows of a pandas DataFrame (one column per field).
+
+        Rows become records as :func:`~monitor.frames.frame_records` turns them (missing values
+        ``None``, datetimes epoch seconds).
+        """
+        return self.process_records(frame_records(frame), stream=stream, close=close)
+
+    def _one_stream(self, name: str | None) -> StreamSpec:
+        if name is not None:
+            return self.spec.stream(name)
+        if len(self.spec.streams) == 1:
+            return self.spec.streams[0]
+        features = [s for s in self.spec.streams if s.kind == "features"]
+        if len(features) == 1:
+            return features[0]
+        raise ConfigError(f"the spec has several streams: name one with stream= "
+                          f"({', '.join(s.name for s in self.spec.streams)})")
+
+
+def _profile(stream: StreamSpec, ref: Reference) -> ReferenceProfile:
+    if isinstance(ref, ReferenceProfile):
+        return ref
+    if isinstance(ref, str | Path):
+        return ReferenceProfile.load(ref)
+    return build_profile(stream, lambda: frame_records(ref), source={"kind": "dataframe", "rows": len(ref)})

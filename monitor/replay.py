@@ -27,7 +27,7 @@ from monitor.report import Report
 from monitor.spec import MonitorSpec, StreamSpec
 from monitor.times import parse_times
 
-__all__ = ["BATCH", "ReplaySummary", "replay", "replay_spec"]
+__all__ = ["BATCH", "ReplaySummary", "replay"]
 
 #: Records of one stream handed to the monitor at once.
 BATCH = 1000
@@ -53,12 +53,6 @@ class ReplaySummary:
                            for (f, c, s, st), n in sorted(self.alerts.items(), key=lambda kv: str(kv[0]))]}
 
 
-def replay_spec(spec: MonitorSpec) -> MonitorSpec:
-    """``spec`` with every stream in event-time mode (what a replay runs)."""
-    streams = [s.model_copy(update={"time": s.time.model_copy(update={"mode": "event"})}) for s in spec.streams]
-    return spec.model_copy(update={"streams": streams})
-
-
 def replay(spec: MonitorSpec, inputs: Mapping[str, Iterable[dict[str, Any] | Rejection]], out_dir: str | Path,
            *, references: Mapping[str, ReferenceProfile] | None = None,
            progress: Callable[[int], None] | None = None) -> ReplaySummary:
@@ -77,7 +71,7 @@ def replay(spec: MonitorSpec, inputs: Mapping[str, Iterable[dict[str, Any] | Rej
         raise ValueError("nothing to replay: no input stream")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    spec = replay_spec(spec)
+    spec = spec.in_event_time()
     streams = [spec.stream(name) for name in inputs]
     for st in streams:
         if st.model is not None and st.model.labels not in inputs:

@@ -640,6 +640,11 @@ class MonitorSpec(_Model):
             claimed[labels.name] = s.name
         return self
 
+    def in_event_time(self) -> MonitorSpec:
+        """This spec with every stream in event-time mode (what a replay or a batch job runs)."""
+        streams = [s.model_copy(update={"time": s.time.model_copy(update={"mode": "event"})}) for s in self.streams]
+        return self.model_copy(update={"streams": streams})
+
     def model_of_labels(self, labels: str) -> StreamSpec | None:
         """The predictions stream whose model reads the labels stream ``labels``."""
         for s in self.streams:

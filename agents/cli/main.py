@@ -154,8 +154,7 @@ def replay(spec: str, input_path: str | None, topic: str | None, from_: str | No
     from rich.console import Console
     from rich.table import Table
 
-    from agents.worker.run import load_references
-    from monitor.reference import read_rows
+    from monitor.reference import load_references, read_rows
     from monitor.replay import replay as run_replay
     from monitor.spec import load_spec
 

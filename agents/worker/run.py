@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import gc
 import logging
-from collections.abc import Collection
 from pathlib import Path
 
 import faust
@@ -14,25 +13,10 @@ from agents.settings import Settings
 from agents.worker.app import create_app
 from monitor.columns import compiled
 from monitor.errors import ConfigError
-from monitor.reference import ReferenceProfile
-from monitor.spec import MonitorSpec, load_spec
+from monitor.reference import load_references
+from monitor.spec import load_spec
 
-__all__ = ["GC_THRESHOLD", "load_references", "run_worker", "tune_gc"]
-
-
-def load_references(spec: MonitorSpec, streams: Collection[str] | None = None) -> dict[str, ReferenceProfile]:
-    """The reference profiles of the spec's streams (only of ``streams``, when given), checked against them."""
-    refs = {}
-    for s in spec.streams:
-        if s.reference is None or (streams is not None and s.name not in streams):
-            continue
-        if not Path(s.reference).is_file():
-            raise ConfigError(f"stream {s.name!r}: reference profile {s.reference} does not exist "
-                              f"(build it with: streamdq reference build SPEC --input FILE --out {s.reference})")
-        ref = ReferenceProfile.load(s.reference)
-        ref.check_against(s)
-        refs[s.name] = ref
-    return refs
+__all__ = ["GC_THRESHOLD", "run_worker", "tune_gc"]
 
 
 #: Generation-0 threshold of the garbage collector in workers (CPython's default is 700). Every

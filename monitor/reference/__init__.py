@@ -1,7 +1,7 @@
 """Reference profiles: building, saving, loading."""
 
 from monitor.reference.build import MAX_CATEGORIES, build_profile, build_profile_from_file, read_rows
-from monitor.reference.profile import PROFILE_SCHEMA_VERSION, FeatureProfile, ReferenceProfile
+from monitor.reference.profile import PROFILE_SCHEMA_VERSION, FeatureProfile, ReferenceProfile, load_references
 
 __all__ = [
     "MAX_CATEGORIES",
@@ -10,5 +10,6 @@ __all__ = [
     "ReferenceProfile",
     "build_profile",
     "build_profile_from_file",
+    "load_references",
     "read_rows",
 ]

@@ -13,6 +13,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import math
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,12 +21,12 @@ from typing import Any
 import numpy as np
 import orjson
 
-from monitor.errors import ProfileError
+from monitor.errors import ConfigError, ProfileError
 from monitor.performance import merge_performance_states
-from monitor.spec import StreamSpec
+from monitor.spec import MonitorSpec, StreamSpec
 from monitor.stats import OTHER, QuantileSummary
 
-__all__ = ["PROFILE_SCHEMA_VERSION", "FeatureProfile", "ReferenceProfile"]
+__all__ = ["PROFILE_SCHEMA_VERSION", "FeatureProfile", "ReferenceProfile", "load_references"]
 
 PROFILE_SCHEMA_VERSION = 1
 
@@ -268,3 +269,19 @@ def _merge_model(a: dict[str, Any] | None, b: dict[str, Any] | None) -> dict[str
         raise ProfileError(f"cannot merge: the profiles' models differ in task ({a.get('task')} vs {b.get('task')})")
     return {**a, "performance": merge_performance_states(a["task"], a["performance"], b["performance"]),
             "examples": int(a.get("examples", 0)) + int(b.get("examples", 0))}
+
+
+def load_references(spec: MonitorSpec, streams: Collection[str] | None = None) -> dict[str, ReferenceProfile]:
+    """The reference profiles the spec's streams name (only of ``streams``, when given), each checked
+    against its stream. A missing file is a :class:`~monitor.errors.ConfigError` saying how to build it."""
+    refs = {}
+    for s in spec.streams:
+        if s.reference is None or (streams is not None and s.name not in streams):
+            continue
+        if not Path(s.reference).is_file():
+            raise ConfigError(f"stream {s.name!r}: reference profile {s.reference} does not exist "
+                              f"(build it with: streamdq reference build SPEC --input FILE --out {s.reference})")
+        ref = ReferenceProfile.load(s.reference)
+        ref.check_against(s)
+        refs[s.name] = ref
+    return refs

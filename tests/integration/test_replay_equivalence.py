@@ -73,7 +73,7 @@ def test_replay_and_worker_raise_the_same_alerts(kafka_bootstrap: str, tmp_path:
     jsonl = tmp_path / "history.jsonl"
     jsonl.write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in records))
     parsed = parse_spec(yaml.safe_load(yaml.safe_dump(spec)))
-    from agents.worker.run import load_references
+    from monitor.reference import load_references
 
     summary = replay(parsed, parsed.streams[0], (orjson.loads(line) for line in jsonl.read_bytes().splitlines()),
                      tmp_path / "out", references=load_references(parsed))
