@@ -22,13 +22,24 @@ Examples
 from __future__ import annotations
 
 import re
+from enum import StrEnum
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import TYPE_CHECKING, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from monitor.drift.methods import METHODS
 from monitor.errors import ConfigError
+from monitor.names import (
+    FEATURE_CHECKS,
+    MODEL_CHECKS,
+    RECORD_CHECKS,
+    THRESHOLD_CHECKS,
+    DriftMethod,
+    ModelCheck,
+    Severity,
+)
 
 __all__ = [
     "CATEGORICAL_METHODS",
@@ -60,43 +71,14 @@ __all__ = [
     "parse_spec",
 ]
 
-#: Checks with a value per window that thresholds apply to (``value >= level`` raises).
-CheckName = Literal[
-    # per feature
-    "missing_ratio", "type_violation_ratio", "out_of_domain_ratio", "unseen_category_ratio",
-    "format_violation_ratio",
-    # per record (stream level)
-    "duplicate_ratio", "late_ratio", "out_of_order_ratio", "unexpected_field_ratio", "volume_deviation",
-    "freshness_p95_seconds",
-    # drift distances (tests use drift.alpha instead)
-    "psi", "wasserstein", "jensen_shannon", "hellinger", "linf",
-]
-CHECKS: tuple[str, ...] = get_args(CheckName)
-FEATURE_CHECKS = ("missing_ratio", "type_violation_ratio", "out_of_domain_ratio", "unseen_category_ratio",
-                  "format_violation_ratio")
-RECORD_CHECKS = ("duplicate_ratio", "late_ratio", "out_of_order_ratio", "unexpected_field_ratio",
-                 "volume_deviation", "freshness_p95_seconds")
-DriftMethod = Literal["psi", "ks", "wasserstein", "jensen_shannon", "hellinger", "chi_square", "linf"]
-NUMERIC_METHODS = frozenset({"psi", "ks", "wasserstein", "jensen_shannon", "hellinger"})
-CATEGORICAL_METHODS = frozenset({"psi", "chi_square", "jensen_shannon", "hellinger", "linf"})
+CHECKS: tuple[str, ...] = THRESHOLD_CHECKS
+NUMERIC_METHODS = frozenset(DriftMethod(m) for m, info in METHODS.items() if "numeric" in info.applies_to)
+CATEGORICAL_METHODS = frozenset(DriftMethod(m) for m, info in METHODS.items() if "categorical" in info.applies_to)
 
-#: Model checks (per model version and performance window); ``value >= level`` raises, like every check.
-ModelCheckName = Literal[
-    # realised (labels joined): drops against the reference performance, absolute
-    "accuracy_drop", "precision_drop", "recall_drop", "f1_drop", "roc_auc_drop",
-    # realised, absolute levels
-    "log_loss_increase", "calibration_error",
-    # regression: relative increase over the reference error (0.2 = 20 % worse)
-    "mae_increase", "rmse_increase", "mape_increase",
-    # label-free (CBPE, binary): estimated drops, before any label arrives
-    "estimated_accuracy_drop", "estimated_roc_auc_drop", "estimated_f1_drop",
-    # binary: |share of positive predictions - the reference's| (class proportion drift; multiclass models get
-    # it from the drift checks of their class feature)
-    "positive_rate_change",
-    # the join: share of decided predictions whose label never came (TTL ran out)
-    "label_expired_ratio",
-]
-MODEL_CHECKS: tuple[str, ...] = get_args(ModelCheckName)
+if TYPE_CHECKING:
+    ThresholdCheck = str
+else:  # the keys ``thresholds`` accepts, derived from monitor.names (validated and in the JSON Schema)
+    ThresholdCheck = StrEnum("ThresholdCheck", {c.upper(): c for c in THRESHOLD_CHECKS})
 
 _NAME = r"^[A-Za-z_][A-Za-z0-9_.\-]{0,127}$"
 _TOPIC = r"^[A-Za-z0-9._\-]{1,249}$"
@@ -137,15 +119,15 @@ class Threshold(_Model):
         """Below this a firing alert may resolve."""
         return self.clear if self.clear is not None else self.raise_level * clear_ratio
 
-    def severity(self, value: float) -> str | None:
+    def severity(self, value: float) -> Severity | None:
         """The severity ``value`` reaches, or ``None`` below every level."""
         if self.critical is not None and value >= self.critical:
-            return "critical"
+            return Severity.CRITICAL
         if self.warning is not None and value >= self.warning:
-            return "warning"
+            return Severity.WARNING
         return None
 
-    def verdict(self, value: float, clear_ratio: float) -> tuple[str | None, bool, float]:
+    def verdict(self, value: float, clear_ratio: float) -> tuple[Severity | None, bool, float]:
         """``(severity reached or None, below the clear level, the level of that severity or the raise level)``."""
         severity = self.severity(value)
         level = self.level(severity) if severity is not None else self.raise_level
@@ -223,7 +205,7 @@ class FeatureSpec(_Model):
                                 "in full (categorical and string features).")
     drift_methods: list[DriftMethod] | None = Field(
         default=None, description="Drift methods for this feature (default: the stream's drift.methods).")
-    thresholds: dict[CheckName, Threshold] = Field(default_factory=dict)
+    thresholds: dict[ThresholdCheck, Threshold] = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _fits_type(self) -> FeatureSpec:
@@ -396,7 +378,7 @@ class ModelSpec(_Model):
         "[ddm, adwin] for classifiers, [adwin] for regressors; [] turns them off.")
     max_versions: int = Field(default=8, ge=1, le=1000,
                               description="Model versions tracked at once; the least recently seen is dropped.")
-    thresholds: dict[ModelCheckName, Threshold] = Field(
+    thresholds: dict[ModelCheck, Threshold] = Field(
         default_factory=dict, description="Levels of the model checks (defaults: MODEL_DEFAULT_THRESHOLDS).")
 
     @model_validator(mode="after")
@@ -425,9 +407,12 @@ class ModelSpec(_Model):
 
     def level_for(self, check: str) -> Threshold | None:
         """The effective levels of a model check, ``None`` if it raises no alert."""
-        if check in self.thresholds:
-            return self.thresholds[check]
-        return MODEL_DEFAULT_THRESHOLDS.get(check)
+        if check not in MODEL_CHECKS:
+            return None
+        key = ModelCheck(check)
+        if key in self.thresholds:
+            return self.thresholds[key]
+        return MODEL_DEFAULT_THRESHOLDS.get(key)
 
 
 class StreamSpec(_Model):
@@ -532,8 +517,6 @@ class OutputsSpec(_Model):
     partitions: int = Field(default=1, ge=1, le=1024)
 
 
-Severity = Literal["info", "warning", "critical"]
-
 
 class AlertFilter(_Model):
     """Which alerts a subscription receives (every list: any of; omitted: all)."""
@@ -541,7 +524,7 @@ class AlertFilter(_Model):
     streams: list[str] | None = None
     features: list[str] | None = None
     checks: list[str] | None = None
-    min_severity: Severity = "info"
+    min_severity: Severity = Severity.INFO
 
 
 class SubscriptionSpec(_Model):
@@ -599,7 +582,7 @@ class MonitorSpec(_Model):
     name: str = Field(pattern=_NAME)
     description: str | None = None
     streams: list[StreamSpec] = Field(min_length=1)
-    thresholds: dict[CheckName, Threshold] = Field(
+    thresholds: dict[ThresholdCheck, Threshold] = Field(
         default_factory=dict, description="Defaults for every feature; features may override."
     )
     outputs: OutputsSpec = Field(default_factory=OutputsSpec)

@@ -6,10 +6,11 @@ import hashlib
 from dataclasses import dataclass, field
 from typing import Any
 
+from monitor.names import SEVERITIES, Severity, Status
+
 __all__ = ["ALERT_SCHEMA_VERSION", "SEVERITIES", "Alert", "fingerprint"]
 
 ALERT_SCHEMA_VERSION = 1
-SEVERITIES = ("info", "warning", "critical")
 
 
 def fingerprint(stream: str, feature: str | None, check: str, model: str | None = None) -> str:
@@ -35,7 +36,7 @@ class Alert:
 
     Examples
     --------
-    >>> a = Alert(stream="s", feature="x", check="psi", severity="critical", value=0.4,
+    >>> a = Alert(stream="s", feature="x", check="psi", severity=Severity.CRITICAL, value=0.4,
     ...           threshold=0.25, sample_size=1000, summary="x drifted",
     ...           window={"name": "w", "kind": "count", "index": 3, "start": "t0", "end": "t1"},
     ...           reference_version="abc", created_at="t1")
@@ -46,7 +47,7 @@ class Alert:
     stream: str
     feature: str | None
     check: str
-    severity: str
+    severity: Severity
     value: float
     threshold: float
     sample_size: int
@@ -54,7 +55,7 @@ class Alert:
     window: dict[str, Any]
     reference_version: str | None
     created_at: str
-    status: str = "firing"
+    status: Status = Status.FIRING
     model: str | None = None
     details: dict[str, Any] = field(default_factory=dict)
     #: Set by the alert policy: the notification's id (idempotency key) and the alert's lifetime.
@@ -79,8 +80,8 @@ class Alert:
             "schema_version": ALERT_SCHEMA_VERSION,
             "alert_id": self.alert_id,
             "fingerprint": self.fingerprint,
-            "status": self.status,
-            "severity": self.severity,
+            "status": str(self.status),
+            "severity": str(self.severity),
             "stream": self.stream,
             "feature": self.feature,
             "check": self.check,

@@ -48,7 +48,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from monitor.alerts.alert import SEVERITIES, Alert, fingerprint
+from monitor.alerts.alert import Alert, fingerprint
+from monitor.names import SEVERITIES, Severity, Status, severity_rank
 from monitor.spec import AlertingSpec
 from monitor.times import iso
 
@@ -57,7 +58,7 @@ __all__ = ["POLICY_STATE_VERSION", "AlertPolicy", "Observation", "event_id"]
 #: Version of the JSON written by :meth:`AlertPolicy.to_state` and :meth:`AlertPolicy.state_of`.
 POLICY_STATE_VERSION = 1
 
-_RANK = {s: i for i, s in enumerate(SEVERITIES)}
+_RANK = {s: severity_rank(s) for s in SEVERITIES}
 
 
 _iso = iso  # the same format as window bounds
@@ -93,7 +94,7 @@ class Observation:
     feature: str | None
     check: str
     value: float
-    severity: str | None
+    severity: Severity | None
     clear: bool
     threshold: float
     sample_size: int
@@ -140,7 +141,7 @@ class _Open:
     first_seen: float
     next_seq: int
     notified_at: float
-    notified_severity: str
+    notified_severity: Severity
 
 
 @dataclass(slots=True)
@@ -188,7 +189,7 @@ def _entry_from_json(state: dict[str, Any]) -> _Entry:
             if a["notified_severity"] not in _RANK:
                 raise ValueError(f"unknown severity {a['notified_severity']!r}")
             entry.open = _Open(first_seen=float(a["first_seen"]), next_seq=int(a["next_seq"]),
-                               notified_at=float(a["notified_at"]), notified_severity=str(a["notified_severity"]))
+                               notified_at=float(a["notified_at"]), notified_severity=Severity(a["notified_severity"]))
     except (KeyError, TypeError, AttributeError) as exc:
         raise ValueError(f"malformed alert policy state: {exc!r}") from exc
     return entry
@@ -269,11 +270,11 @@ class AlertPolicy:
                 return None
             o = entry.open
             entry.open = None
-            return self._event(ident, fp, o, "resolved", o.notified_severity, now, reason="resolved",
+            return self._event(ident, fp, o, Status.RESOLVED, o.notified_severity, now, reason="resolved",
                                evidence=_evidence(ident, now))
         # the evidence of the alert's severity: highest severity, then the most recent, then the window name
         _, evidence = max(active, key=lambda ne: (_RANK[ne[1]["severity"]], ne[1]["at"], ne[0]))
-        severity = str(evidence["severity"])
+        severity = Severity(evidence["severity"])
         if entry.open is None:
             entry.open = _Open(first_seen=now, next_seq=0, notified_at=now, notified_severity=severity)
             reason = "started"
@@ -284,10 +285,10 @@ class AlertPolicy:
         else:
             return None
         entry.open.notified_at, entry.open.notified_severity = now, severity
-        return self._event(ident, fp, entry.open, "firing", severity, now, reason=reason, evidence=evidence)
+        return self._event(ident, fp, entry.open, Status.FIRING, severity, now, reason=reason, evidence=evidence)
 
     @staticmethod
-    def _event(ident: Observation, fp: str, o: _Open, status: str, severity: str, now: float, *, reason: str,
+    def _event(ident: Observation, fp: str, o: _Open, status: Status, severity: Severity, now: float, *, reason: str,
                evidence: dict[str, Any]) -> Alert:
         seq = o.next_seq
         o.next_seq += 1

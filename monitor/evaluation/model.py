@@ -7,6 +7,7 @@ import math
 from typing import Any
 
 from monitor.alerts import Observation
+from monitor.names import Severity
 from monitor.report import ModelWindowReport
 from monitor.spec import MonitorSpec, StreamSpec, Threshold
 
@@ -71,7 +72,7 @@ def observe_model_window(spec: MonitorSpec, stream: StreamSpec, r: ModelWindowRe
         fired = sorted({d for c in r.changes for d in c["detectors"]})
         if m.detectors:
             level = 0.0
-            sev = "warning" if fired else None
+            sev = Severity.WARNING if fired else None
             if r.count >= m.min_samples or fired:
                 out.append(Observation(
                     stream=stream.name, feature=None, check="change_in_error", value=float(len(r.changes)),

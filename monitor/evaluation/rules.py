@@ -7,8 +7,9 @@ from typing import Any
 
 from monitor.alerts import Alert, Observation
 from monitor.detectors import SENSITIVITY
+from monitor.names import FEATURE_CHECKS, RECORD_CHECKS, Severity
 from monitor.report import WindowReport
-from monitor.spec import FEATURE_CHECKS, RECORD_CHECKS, MonitorSpec, StreamSpec
+from monitor.spec import MonitorSpec, StreamSpec
 
 __all__ = ["evaluate_window", "observe_window"]
 
@@ -57,7 +58,7 @@ def observe_window(spec: MonitorSpec, stream: StreamSpec, report: WindowReport) 
     where = _where(win)
     ratio = spec.alerting.clear_ratio
 
-    def add(feature: str | None, check: str, value: float, severity: str | None, clear: bool, threshold: float,
+    def add(feature: str | None, check: str, value: float, severity: Severity | None, clear: bool, threshold: float,
             n: int, summary: str, details: dict[str, Any] | None = None) -> None:
         out.append(Observation(stream=stream.name, feature=feature, check=check, value=value, severity=severity,
                                clear=clear, threshold=threshold, sample_size=n, window=win,
@@ -87,7 +88,7 @@ def observe_window(spec: MonitorSpec, stream: StreamSpec, report: WindowReport) 
         what = "mean (standardised)" if change["series"] == "mean" else "drift score"
         detected = bool(change.get("detectors"))
         verdict = (f"{', '.join(change['detectors'])} detected a change" if detected else "no change detected")
-        add(change["feature"], f"change_in_{change['series']}", change["value"], "warning" if detected else None,
+        add(change["feature"], f"change_in_{change['series']}", change["value"], Severity.WARNING if detected else None,
             not detected, max((SENSITIVITY[d] for d in change.get("detectors", [])), default=0.0),
             report.features[change["feature"]].count,
             f"{stream.name}.{change['feature']}: {verdict} in the {what} series at {where} "
@@ -95,21 +96,21 @@ def observe_window(spec: MonitorSpec, stream: StreamSpec, report: WindowReport) 
 
     for feature in stream.features:
         fr = report.features[feature.name]
-        for check in FEATURE_CHECKS:
-            thr = spec.threshold_for(stream, feature, check)
-            value = fr.ratios.get(check)
+        for fcheck in FEATURE_CHECKS:
+            thr = spec.threshold_for(stream, feature, fcheck)
+            value = fr.ratios.get(fcheck)
             if thr is None or value is None:
                 continue
             severity, clear, level = thr.verdict(value, ratio)
-            add(feature.name, check, value, severity, clear, level, fr.count,
-                f"{stream.name}.{feature.name}: {value:.1%} {_WHAT[check]} in {where} "
+            add(feature.name, fcheck, value, severity, clear, level, fr.count,
+                f"{stream.name}.{feature.name}: {value:.1%} {_WHAT[fcheck]} in {where} "
                 f"(level {level:.1%}, {severity or 'ok'})")
         for method, d in report.drift.get(feature.name, {}).items():
             if d.drifted is None or d.statistic is None:
                 continue  # insufficient data: neither raises nor clears
             if d.p_value is not None:  # a test, decided after the multiple-testing correction
                 verdict = "distribution drifted from reference" if d.drifted else "no drift"
-                add(feature.name, method, d.statistic, "warning" if d.drifted else None, not d.drifted,
+                add(feature.name, method, d.statistic, Severity.WARNING if d.drifted else None, not d.drifted,
                     d.threshold, d.sample_size,
                     f"{stream.name}.{feature.name}: {verdict}, {method} statistic {d.statistic:.3f}, "
                     f"p={d.p_value:.2g} in {where} (alpha {d.threshold}, {stream.drift.correction} corrected)",
@@ -117,7 +118,7 @@ def observe_window(spec: MonitorSpec, stream: StreamSpec, report: WindowReport) 
                 continue
             thr = spec.threshold_for(stream, feature, method.split("@")[0])  # psi@rolling: psi's levels
             if thr is None:
-                severity, clear, level = ("warning" if d.drifted else None), not d.drifted, d.threshold
+                severity, clear, level = (Severity.WARNING if d.drifted else None), not d.drifted, d.threshold
             else:
                 severity, clear, level = thr.verdict(d.statistic, ratio)
             label = "PSI" if method == "psi" else method

@@ -6,7 +6,7 @@ import math
 from bisect import bisect_right
 from typing import Any
 
-__all__ = ["LATENCY_BINS_PER_DECADE", "LATENCY_MAX_SECONDS", "LATENCY_MIN_SECONDS", "LatencyHistogram"]
+__all__ = ["LATENCY_BINS_PER_DECADE", "LATENCY_MAX_SECONDS", "LATENCY_MIN_SECONDS", "LatencyHistogram", "join_stats"]
 
 #: Lower edge of the first log-spaced bin (1 ms); smaller non-negative latencies share one bucket.
 LATENCY_MIN_SECONDS = 1e-3
@@ -177,3 +177,10 @@ class LatencyHistogram:
         if h.count:
             h.min, h.max = float(state["min"]), float(state["max"])
         return h
+
+
+def join_stats(counters: dict[str, int], latency: LatencyHistogram, pending: int, orphans: int) -> dict[str, Any]:
+    """A store's (or several stores') statistics: its counters, sizes, label coverage and latency summary."""
+    decided = counters["joined"] + counters["expired_predictions"]
+    return {**counters, "pending": pending, "orphans": orphans,
+            "coverage": counters["joined"] / decided if decided else None, "latency": latency.summary()}

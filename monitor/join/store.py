@@ -33,169 +33,23 @@ from __future__ import annotations
 
 import heapq
 import math
-import zlib
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
-from typing import Any, Generic, TypeVar
+from collections.abc import Iterable, Sequence
+from typing import Any
 
-import orjson
+from monitor.join.entries import (
+    COUNTERS,
+    JOIN_STATE_VERSION,
+    META_KEY,
+    JoinedExample,
+    PendingPrediction,
+    TimedIndex,
+    finite,
+)
+from monitor.join.latency import LatencyHistogram, join_stats
 
-from monitor.join.latency import LatencyHistogram
-
-__all__ = ["COUNTERS", "JOIN_STATE_VERSION", "META_KEY", "JoinedExample", "LabelJoinStore", "PendingPrediction",
-           "combined_stats"]
+__all__ = ["LabelJoinStore"]
 
 #: ``schema_version`` of :meth:`LabelJoinStore.to_state`, of snapshot chunks and of journal meta entries.
-JOIN_STATE_VERSION = 1
-
-#: Journal key of the store-wide entry (counters, clock, offsets); not allowed as a record id.
-META_KEY = "\x00meta"
-
-#: Every counter of a store, in the order :meth:`LabelJoinStore.stats` reports them.
-COUNTERS = (
-    "predictions",            # predictions accepted (not skipped by offset)
-    "labels",                 # labels accepted (not skipped by offset)
-    "joined",                 # prediction-label pairs joined
-    "expired_predictions",    # predictions whose TTL ran out with no label
-    "expired_orphan_labels",  # labels whose TTL ran out with no prediction
-    "evicted_pending",        # oldest pending predictions dropped because max_pending was exceeded
-    "evicted_orphans",        # oldest orphan labels dropped because max_orphans was exceeded
-    "duplicate_predictions",  # a prediction replaced by a newer one with its id, or dropped: its id already joined
-    "duplicate_labels",       # labels dropped: their id already has a label (joined or orphan)
-    "skipped_predictions",    # predictions ignored: offset already covered by the state
-    "skipped_labels",         # labels ignored: offset already covered by the state
-)
-
-V = TypeVar("V")
-
-
-@dataclass(frozen=True, slots=True)
-class PendingPrediction:
-    """A prediction waiting for its label.
-
-    Parameters
-    ----------
-    record_id
-        The id shared with the label (integer ids: ``str()`` them the same way on both topics).
-    model, model_version
-        Which model made the prediction.
-    event_time
-        When the prediction was made, epoch seconds (finite); the TTL counts from here.
-    prediction
-        The payload, e.g. ``{"score": 0.93}``, ``{"class": "fraud"}`` or ``{"value": 12.5}``;
-        JSON-able with finite floats (it is checkpointed as JSON).
-    offset
-        Kafka offset of the record on the predictions topic partition, ``-1`` when unknown.
-    """
-
-    record_id: str
-    model: str
-    model_version: str
-    event_time: float
-    prediction: dict[str, Any] = field(default_factory=dict)
-    offset: int = -1
-
-
-@dataclass(frozen=True, slots=True)
-class JoinedExample:
-    """A prediction with its label; ``latency_seconds = label_time - prediction.event_time``."""
-
-    prediction: PendingPrediction
-    label: Any
-    label_time: float
-    latency_seconds: float
-
-    @property
-    def record_id(self) -> str:
-        return self.prediction.record_id
-
-
-class _TimedIndex(Generic[V]):
-    """Entries by id, each with a time and a unique sequence number, poppable oldest-first.
-
-    A dict ``id -> (time, seq, value)`` plus a min-heap of ``(time, seq, id)``
-    with lazy deletion: a heap item is stale once its id is gone or holds a
-    different ``seq``. The heap is rebuilt when it exceeds ``2 * len + 32``
-    items, so it never holds more than that and the rebuild (``O(len)``) is paid
-    for by the at least ``len + 32`` removals since the previous one: ``put``
-    is ``O(log n)``, ``pop`` ``O(1)`` amortised, popping ``k`` oldest entries
-    ``O((k + stale) log n)``, ``O(k log n)`` amortised.
-    """
-
-    __slots__ = ("entries", "heap", "mark")
-
-    def __init__(self, mark: Callable[[str], None]) -> None:
-        self.entries: dict[str, tuple[float, int, V]] = {}
-        self.heap: list[tuple[float, int, str]] = []
-        self.mark = mark  # called with the id on every change (the journal)
-
-    def __len__(self) -> int:
-        return len(self.entries)
-
-    def __contains__(self, rid: str) -> bool:
-        return rid in self.entries
-
-    def put(self, rid: str, time: float, seq: int, value: V) -> None:
-        self.entries[rid] = (time, seq, value)
-        heapq.heappush(self.heap, (time, seq, rid))
-        self.mark(rid)
-        self._maybe_compact()
-
-    def pop(self, rid: str) -> tuple[float, int, V] | None:
-        item = self.entries.pop(rid, None)
-        if item is not None:
-            self.mark(rid)
-            self._maybe_compact()
-        return item
-
-    def peek_oldest(self) -> tuple[float, str] | None:
-        heap, entries = self.heap, self.entries
-        while heap:
-            t, s, rid = heap[0]
-            live = entries.get(rid)
-            if live is not None and live[1] == s:
-                return t, rid
-            heapq.heappop(heap)  # stale
-        return None
-
-    def pop_oldest(self) -> tuple[str, float, V] | None:
-        top = self.peek_oldest()
-        if top is None:
-            return None
-        heapq.heappop(self.heap)
-        t, rid = top
-        _, _, value = self.entries.pop(rid)
-        self.mark(rid)
-        return rid, t, value
-
-    def pop_expired(self, now: float, ttl: float) -> list[tuple[str, float, V]]:
-        """Pop, oldest first, every entry with ``now - time > ttl``."""
-        out: list[tuple[str, float, V]] = []
-        while True:
-            top = self.peek_oldest()
-            if top is None or not now - top[0] > ttl:
-                return out
-            item = self.pop_oldest()
-            assert item is not None
-            out.append(item)
-
-    def clear(self) -> None:
-        self.entries.clear()
-        self.heap.clear()
-
-    def _maybe_compact(self) -> None:
-        if len(self.heap) > 2 * len(self.entries) + 32:
-            self.heap = [(t, s, rid) for rid, (t, s, _) in self.entries.items()]
-            heapq.heapify(self.heap)
-
-
-def _finite(name: str, x: float) -> float:
-    x = float(x)
-    if not math.isfinite(x):
-        raise ValueError(f"{name} must be finite, got {x!r}")
-    return x
-
-
 class LabelJoinStore:
     """Pending predictions and early labels of one partition, joined by record id within a TTL.
 
@@ -239,7 +93,7 @@ class LabelJoinStore:
     heap push, plus ``O(log n)`` for an eviction), removing a joined or replaced
     entry is ``O(1)`` amortised, ``expire`` is ``O(k log n)`` amortised for ``k``
     removed entries (``O(log n)`` when nothing expires), whatever the order of
-    event times (min-heaps with lazy deletion, see :class:`_TimedIndex`);
+    event times (min-heaps with lazy deletion, see :class:`TimedIndex`);
     ``drain_journal`` is ``O(ids changed)``, snapshots ``O(n log n)``.
 
     Memory bound: at most ``max_pending`` predictions (each with its payload),
@@ -320,9 +174,9 @@ class LabelJoinStore:
         self._offsets = [-1, -1]  # highest offset seen: predictions, labels
         self._dirty: dict[str, None] = {}  # ids changed since the last drain, in order
         self._journal_reset = False
-        self._pending: _TimedIndex[PendingPrediction] = _TimedIndex(self._mark)
-        self._orphans: _TimedIndex[tuple[Any, int]] = _TimedIndex(self._mark)  # label, offset
-        self._joined: _TimedIndex[None] = _TimedIndex(self._mark)
+        self._pending: TimedIndex[PendingPrediction] = TimedIndex(self._mark)
+        self._orphans: TimedIndex[tuple[Any, int]] = TimedIndex(self._mark)  # label, offset
+        self._joined: TimedIndex[None] = TimedIndex(self._mark)
 
     # -- the hot path ---------------------------------------------------------------------------------------------
 
@@ -337,7 +191,7 @@ class LabelJoinStore:
         rid = p.record_id
         if rid == META_KEY:
             raise ValueError("record id clashes with the journal's META_KEY")
-        t = _finite("event_time", p.event_time)
+        t = finite("event_time", p.event_time)
         if p.offset >= 0:
             if p.offset <= self._offsets[0]:
                 self.counters["skipped_predictions"] += 1
@@ -372,7 +226,7 @@ class LabelJoinStore:
         self._tick(now)
         if record_id == META_KEY:
             raise ValueError("record id clashes with the journal's META_KEY")
-        t = _finite("label_time", label_time)
+        t = finite("label_time", label_time)
         if offset >= 0:
             if offset <= self._offsets[1]:
                 self.counters["skipped_labels"] += 1
@@ -475,7 +329,7 @@ class LabelJoinStore:
         """
         oldest = self._pending.peek_oldest()
         age = None if oldest is None or not math.isfinite(self.now) else self.now - oldest[0]
-        return _stats(self.counters, self.latency, len(self._pending), len(self._orphans)) | \
+        return join_stats(self.counters, self.latency, len(self._pending), len(self._orphans)) | \
             {"oldest_pending_age": age}
 
     # -- full state ---------------------------------------------------------------------------------------------
@@ -521,11 +375,11 @@ class LabelJoinStore:
         for index in (self._pending, self._orphans, self._joined):
             index._maybe_compact()
 
-    def _config(self) -> dict[str, Any]:
+    def config(self) -> dict[str, Any]:
         return {"ttl_seconds": self.ttl_seconds, "max_pending": self.max_pending, "max_orphans": self.max_orphans,
                 "max_joined": self.max_joined, "max_journal": self.max_journal, "partition": self.partition}
 
-    def _meta(self) -> dict[str, Any]:
+    def meta(self) -> dict[str, Any]:
         return {"schema_version": JOIN_STATE_VERSION, "now": self.now if math.isfinite(self.now) else None,
                 "clocks": {k: (v if math.isfinite(v) else None) for k, v in self.clocks.items()},
                 "seq": self._seq, "offsets": {"predictions": self._offsets[0], "labels": self._offsets[1]},
@@ -545,7 +399,7 @@ class LabelJoinStore:
         self.counters = {k: int(counters[k]) for k in COUNTERS}
         self.latency = LatencyHistogram.from_state(meta["latency"])
 
-    def _entries(self) -> list[dict[str, Any]]:
+    def entries(self) -> list[dict[str, Any]]:
         rids = [*self._pending.entries, *self._orphans.entries, *self._joined.entries]
         out = [self._entry(rid) for rid in rids]
         return sorted((e for e in out if e is not None), key=lambda e: int(e["s"]))
@@ -555,7 +409,7 @@ class LabelJoinStore:
 
         The change journal is not part of it: a restored store starts with an empty journal.
         """
-        return {**self._meta(), "config": self._config(), "entries": self._entries()}
+        return {**self.meta(), "config": self.config(), "entries": self.entries()}
 
     @classmethod
     def from_state(cls, state: dict[str, Any]) -> LabelJoinStore:
@@ -573,54 +427,18 @@ class LabelJoinStore:
     # -- chunked snapshots ------------------------------------------------------------------------------------------
 
     def snapshot_chunks(self, max_bytes: int) -> list[bytes]:
-        """The full state as orjson chunks of at most ``max_bytes`` each, for size-limited stores.
+        """The full state as orjson chunks of at most ``max_bytes`` each (see
+        :func:`monitor.join.chunks.snapshot_chunks`)."""
+        from monitor.join.chunks import snapshot_chunks
 
-        Chunk 0 holds the store-wide state (config, counters, latency
-        histogram, offsets); the others hold entries, packed greedily. Every
-        chunk names its index, the number of chunks and a checksum of chunk 0,
-        so :meth:`from_chunks` rejects a missing chunk or a mix of snapshots.
-        A chunk is larger than ``max_bytes`` only when a single item is: chunk 0
-        (about 2-5 kB with a full histogram) or one entry with a large payload.
-        """
-        if max_bytes < 1:
-            raise ValueError("max_bytes must be >= 1")
-        head_body = orjson.dumps({**self._meta(), "config": self._config()})
-        snap = zlib.crc32(head_body)
-        encoded = [orjson.dumps(e) for e in self._entries()]
-        # the wrapper of an entry chunk, with room for any index and count (up to 20 digits each)
-        overhead = len(b'{"v":,"i":,"n":,"snap":,"entries":[]}') + len(str(JOIN_STATE_VERSION)) + 20 + 20 + 10
-        groups: list[list[bytes]] = []
-        size = overhead
-        for e in encoded:
-            if groups and size + 1 + len(e) <= max_bytes:
-                groups[-1].append(e)
-                size += 1 + len(e)
-            else:
-                groups.append([e])
-                size = overhead + len(e)
-        n = 1 + len(groups)
-        head = b'{"v":%d,"i":0,"n":%d,"snap":%d,"head":%s}' % (JOIN_STATE_VERSION, n, snap, head_body)
-        chunks = [head]
-        for i, g in enumerate(groups, start=1):
-            chunks.append(b'{"v":%d,"i":%d,"n":%d,"snap":%d,"entries":[%s]}'
-                          % (JOIN_STATE_VERSION, i, n, snap, b",".join(g)))
-        return chunks
+        return snapshot_chunks(self, max_bytes)
 
     @classmethod
     def from_chunks(cls, chunks: Iterable[bytes]) -> LabelJoinStore:
         """Rebuild a store from :meth:`snapshot_chunks` (the chunks in any order)."""
-        parts = sorted((orjson.loads(c) for c in chunks), key=lambda d: int(d["i"]))
-        if not parts:
-            raise ValueError("no snapshot chunks")
-        n, snap = parts[0]["n"], parts[0]["snap"]
-        if [int(d["i"]) for d in parts] != list(range(n)) or any(d["n"] != n or d["snap"] != snap for d in parts) \
-                or any(d["v"] != JOIN_STATE_VERSION for d in parts):
-            raise ValueError(f"snapshot chunks are incomplete or from different snapshots (expected {n})")
-        head = parts[0]["head"]
-        if zlib.crc32(orjson.dumps(head)) != snap:
-            raise ValueError("snapshot chunk 0 does not match its checksum")
-        entries = [e for d in parts[1:] for e in d["entries"]]
-        return cls.from_state({**head, "entries": entries})
+        from monitor.join.chunks import from_chunks
+
+        return from_chunks(chunks)
 
     # -- the change journal --------------------------------------------------------------------------------------
 
@@ -637,9 +455,9 @@ class LabelJoinStore:
         order with :meth:`apply_journal`, equals the live store; replaying a
         journal twice is harmless (entries are states, not deltas).
         """
-        meta = self._meta() | {"reset": self._journal_reset}
+        meta = self.meta() | {"reset": self._journal_reset}
         if self._journal_reset:
-            items: list[tuple[str, dict[str, Any] | None]] = [(str(e["id"]), e) for e in self._entries()]
+            items: list[tuple[str, dict[str, Any] | None]] = [(str(e["id"]), e) for e in self.entries()]
         else:
             items = [(rid, self._entry(rid)) for rid in self._dirty]
         self._dirty = {}
@@ -663,38 +481,3 @@ class LabelJoinStore:
                 self._set_meta(entry)
             else:
                 self._set_entry(rid, entry)
-
-
-def _stats(counters: dict[str, int], latency: LatencyHistogram, pending: int, orphans: int) -> dict[str, Any]:
-    decided = counters["joined"] + counters["expired_predictions"]
-    return {**counters, "pending": pending, "orphans": orphans,
-            "coverage": counters["joined"] / decided if decided else None, "latency": latency.summary()}
-
-
-def combined_stats(stores: Iterable[LabelJoinStore]) -> dict[str, Any]:
-    """:meth:`LabelJoinStore.stats` over several stores (e.g. all partitions): counters summed, histograms merged.
-
-    ``oldest_pending_age`` is left out (each store has its own clock).
-
-    Examples
-    --------
-    >>> a = LabelJoinStore(10, 10, 10)
-    >>> b = LabelJoinStore(10, 10, 10)
-    >>> _ = a.add_prediction(PendingPrediction("x", "m", "1", 0.0), now=0.0)
-    >>> _ = b.add_prediction(PendingPrediction("y", "m", "1", 0.0), now=0.0)
-    >>> _ = a.add_label("x", 1, 2.0, now=2.0)
-    >>> _ = b.expire(now=20.0)
-    >>> s = combined_stats([a, b])
-    >>> s["predictions"], s["joined"], s["coverage"], s["latency"]["count"]
-    (2, 1, 0.5, 1)
-    """
-    counters = dict.fromkeys(COUNTERS, 0)
-    latency = LatencyHistogram()
-    pending = orphans = 0
-    for s in stores:
-        for k in COUNTERS:
-            counters[k] += s.counters[k]
-        latency += s.latency
-        pending += s.n_pending
-        orphans += s.n_orphans
-    return _stats(counters, latency, pending, orphans)

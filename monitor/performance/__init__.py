@@ -6,7 +6,6 @@ from monitor.performance.classification import (
     BinaryPerformance,
     Label,
     MulticlassPerformance,
-    RegressionPerformance,
 )
 from monitor.performance.reference import (
     Performance,
@@ -16,6 +15,7 @@ from monitor.performance.reference import (
     merge_performance_states,
     reference_metrics,
 )
+from monitor.performance.regression import RegressionPerformance
 
 __all__ = [
     "DEFAULT_ECE_BINS",

@@ -17,7 +17,8 @@ from typing import Any
 import numpy as np
 
 from monitor.performance.cbpe import IsotonicCalibrator
-from monitor.performance.classification import BinaryPerformance, MulticlassPerformance, RegressionPerformance
+from monitor.performance.classification import BinaryPerformance, MulticlassPerformance
+from monitor.performance.regression import RegressionPerformance
 from monitor.spec import ModelSpec
 
 __all__ = ["Performance", "ReferenceBuilder", "calibrator_from", "label_key", "merge_performance_states",

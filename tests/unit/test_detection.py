@@ -25,9 +25,9 @@ from monitor.testing.scenarios import (
     STREAM,
     Change,
     ChangeKind,
-    ScenarioStream,
     monitor_spec_dict,
 )
+from monitor.testing.stream import ScenarioStream
 
 SEED_A = 1                  # reference
 SEED_B = 2                  # monitored stream of the detection runs
