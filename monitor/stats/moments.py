@@ -124,6 +124,26 @@ class Moments:
         self.min = math.inf
         self.max = -math.inf
 
+    @classmethod
+    def of(cls, *, n: int, mean: float, std: float | None, lo: float, hi: float) -> Moments:
+        """The state of ``n`` values with this mean, sample standard deviation (``None``: none
+        known, taken as 0), minimum and maximum, e.g. from a saved profile.
+
+        >>> a = Moments.of(n=3, mean=2.0, std=1.0, lo=1.0, hi=3.0)
+        >>> b = Moments.of(n=2, mean=1e300, std=1e300, lo=0.0, hi=2e300)
+        >>> (a + b).mean, f"{(a + b).std:.4e}"
+        (4e+299, '7.4162e+299')
+        """
+        s = std or 0.0
+        m2 = _square(s) * max(n - 1, 0)
+        exp = 0
+        if not math.isfinite(m2):
+            exp = max(0, _safe_exp(mean, s, lo, hi))
+            m2 = _square(_down(s, exp)) * max(n - 1, 0)
+        m = cls()
+        m.add_summary(n, _down(mean, exp), m2, lo, hi, exp=exp)
+        return m
+
     def _rescale(self, exp: int) -> None:
         """Express the state in units of ``2 ** exp`` (``exp >= self._exp``)."""
         k = exp - self._exp
