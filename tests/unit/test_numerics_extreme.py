@@ -17,9 +17,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from river import stats
 
+from monitor.drift import ks_test, wasserstein, wasserstein_normed
 from monitor.engine import Engine
+from monitor.reference import FeatureProfile, ReferenceProfile, build_profile
 from monitor.spec import MonitorSpec
-from monitor.stats import Moments
+from monitor.stats import Moments, QuantileSummary
+from monitor.stats.quantiles import interp, quantiles
 from tests.strategies import any_finite_floats, extreme_float_lists
 
 PROPS = settings(max_examples=300, deadline=None)
@@ -274,3 +277,141 @@ def test_engine_counts_a_batch_with_a_huge_value(batches: list[int]) -> None:
     x = whole.features["x"].moments
     assert x["max"] == 1.7e308 and x["mean"] == pytest.approx((1.7e308 + 4500.0) / 1000)
     assert x["std"] == pytest.approx(1.7e308 / math.sqrt(1000), rel=1e-6)
+
+
+# ---------------------------------------------------------------- quantiles, interpolation, drift
+
+
+def test_quantiles_and_interp_are_numpy_on_ordinary_data() -> None:
+    rng = np.random.default_rng(3)
+    for _ in range(50):
+        x = rng.normal(rng.normal() * 1e6, 10.0 ** rng.uniform(-5, 100), int(rng.integers(1, 500)))
+        levels = np.linspace(0.0, 1.0, int(rng.integers(2, 1002)))
+        assert np.array_equal(quantiles(x, levels), np.quantile(x, levels))
+        xp, fp = np.sort(x), np.sort(rng.normal(size=x.size))
+        at = rng.normal(np.mean(x), np.std(x) * 2 + 1, 300)
+        assert np.array_equal(interp(at, xp, fp, left=0.0, right=1.0), np.interp(at, xp, fp, left=0.0, right=1.0))
+        assert np.array_equal(interp(at, xp, fp), np.interp(at, xp, fp))
+
+
+def _non_decreasing(v: np.ndarray, tol: float = 0.0) -> bool:
+    with np.errstate(over="ignore"):
+        return bool(np.all(v[1:] >= v[:-1] - tol))
+
+
+@PROPS
+@given(xs=extreme_float_lists(min_size=1), ys=extreme_float_lists(min_size=1), levels=st.integers(2, 101))
+def test_quantile_summary_any_finite_float(xs: list[float], ys: list[float], levels: int) -> None:
+    a = QuantileSummary.from_values(xs, n_levels=levels)
+    lo, hi = min(xs), max(xs)
+    assert np.isfinite(a.values).all() and _non_decreasing(a.values)
+    assert (a.values[0], a.values[-1]) == (lo, hi)
+    probe = np.asarray([*xs, *ys, 0.0], dtype=float)
+    cdf = a.cdf(np.sort(probe))
+    # numpy's slope 1 / 1.7e308 is subnormal: the CDF may be off by an ulp or two.
+    assert np.isfinite(cdf).all() and _non_decreasing(cdf, 1e-12) and cdf.min() >= 0.0 and cdf.max() <= 1.0 + 1e-12
+    q = a.quantile(np.linspace(0.0, 1.0, 37))
+    assert np.isfinite(q).all() and q.min() >= lo and q.max() <= hi
+    assert _non_decreasing(q, 1e-12 * max(abs(lo), abs(hi)))
+    merged = a.merge(QuantileSummary.from_values(ys, n_levels=levels))
+    assert np.isfinite(merged.values).all()
+    assert merged.values[0] == min(lo, *ys) and merged.values[-1] == max(hi, *ys)
+
+
+def _scaled(xs: list[float], k: int) -> list[float]:
+    return [math.ldexp(v, -k) for v in xs]
+
+
+@PROPS
+@given(xs=extreme_float_lists(min_size=2), ys=extreme_float_lists(min_size=1))
+def test_ks_and_wasserstein_any_finite_float(xs: list[float], ys: list[float]) -> None:
+    ref = QuantileSummary.from_values(xs, n_levels=51)
+    d, p = ks_test(ref, ys)
+    assert 0.0 <= d <= 1.0 and 0.0 <= p <= 1.0
+    w = wasserstein(ref, ys, grid=64)
+    assert w >= 0.0 and not math.isnan(w)
+    normed = wasserstein_normed(ref, ys, scale=1e300, grid=64)
+    assert normed >= 0.0 and not math.isnan(normed)
+    # Both are scale-free (KS) or scale with the data (Wasserstein): dividing every value by 2**8
+    # (exact unless the values are tiny) changes neither path's answer but by rounding.
+    if all(v == 0.0 or abs(v) > 1e-290 for v in [*xs, *ys]):
+        small = QuantileSummary.from_values(_scaled(xs, 8), n_levels=51)
+        assert ks_test(small, _scaled(ys, 8))[0] == pytest.approx(d, abs=1e-9)
+        w_small = wasserstein(small, _scaled(ys, 8), grid=64)
+        assert _close(w_small * 2.0**8, w, max(abs(v) for v in [*xs, *ys]))
+        assert wasserstein_normed(small, _scaled(ys, 8), scale=math.ldexp(1e300, -8), grid=64) == pytest.approx(
+            normed, rel=1e-9, abs=1e-300)
+
+
+def test_wasserstein_past_the_float_range_still_normalises() -> None:
+    ref = QuantileSummary.from_values(np.full(100, -1.7e308))
+    window = np.full(100, 1.7e308)
+    assert wasserstein(ref, window) == math.inf  # 3.4e308 apart
+    assert wasserstein_normed(ref, window, scale=1.7e308) == pytest.approx(2.0)
+
+
+def _profile_merge_before(na: int, a: FeatureProfile, nb: int, b: FeatureProfile) -> tuple[float, float | None]:
+    """``ReferenceProfile.merge``'s pooled mean and std as it computed them before issue #14."""
+    n = na + nb
+    mean = (na * a.mean + nb * b.mean) / n
+    m2 = ((a.std or 0.0) ** 2) * max(na - 1, 0) + ((b.std or 0.0) ** 2) * max(nb - 1, 0) \
+        + (b.mean - a.mean) ** 2 * na * nb / n
+    return mean, (math.sqrt(m2 / (n - 1)) if n > 1 else None)
+
+
+def _stream(**extra: object) -> MonitorSpec:
+    return MonitorSpec.model_validate({"version": 1, "name": "t", "streams": [{
+        "name": "f", "windows": [{"name": "w500", "kind": "count", "size": 500},
+                                 {"name": "w200", "kind": "count", "size": 200}],
+        "features": [{"name": "x", "type": "numeric"}], **extra}]})
+
+
+def _records(values: np.ndarray, start: int = 0) -> list[dict[str, object]]:
+    return [{"record_id": start + i, "x": float(v)} for i, v in enumerate(values.tolist())]
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_profile_merge_pools_moments_as_before_and_never_raises(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    stream = _stream().streams[0]
+    ordinary = [build_profile(stream, lambda s=s: iter(_records(rng.normal(s, 1 + s, 300))), source={"kind": "t"})
+                for s in range(2)]
+    merged = ordinary[0].merge(ordinary[1]).features["x"]
+    fa, fb = ordinary[0].features["x"], ordinary[1].features["x"]
+    assert (merged.mean, merged.std) == _profile_merge_before(sum(fa.bin_counts), fa, sum(fb.bin_counts), fb)
+    huge = [build_profile(stream, lambda v=v: iter(_records(np.r_[rng.normal(size=200), v])), source={"kind": "t"})
+            for v in (1.7e308, -1.7e308)]
+    with pytest.raises(OverflowError):  # what the former arithmetic did
+        _profile_merge_before(201, huge[0].features["x"], 201, huge[1].features["x"])
+    pooled = huge[0].merge(huge[1]).features["x"]
+    # 402 values, two of them +-1.7e308: the sum of squared deviations is 2 * 1.7e308 ** 2.
+    assert pooled.mean == pytest.approx(0.0, abs=1e300)
+    assert pooled.std == pytest.approx(1.7e308 * math.sqrt(2 / 401), rel=1e-6)
+
+
+def test_engine_drift_with_extreme_values_in_reference_and_window() -> None:
+    rng = np.random.default_rng(0)
+    spec = _stream(rolling_reference=2, detectors=["adwin", "page_hinkley"],
+                   drift={"methods": ["psi", "ks", "wasserstein", "jensen_shannon", "hellinger"]})
+    stream = spec.streams[0]
+    reference = build_profile(stream, lambda: iter(_records(np.r_[rng.normal(size=2000), [1.7e308, -1.7e308] * 5])),
+                              source={"kind": "t"})
+    encoded = orjson.dumps(reference.to_dict())
+    restored = ReferenceProfile.from_dict(orjson.loads(encoded))  # every statistic survived JSON (no null)
+    assert restored.features["x"] == reference.features["x"]
+    windows = {
+        "one_huge": np.r_[rng.normal(size=500), 1.7e308, rng.normal(size=499)],
+        "both_signs": np.r_[rng.normal(size=300), 1.7e308, -1.7e308, rng.normal(size=698)],
+        "all_extreme": rng.choice([1.7e308, -1.7e308, 1e308, 5e-324], 1000),
+    }
+    for name, values in windows.items():
+        engine = Engine(spec, references={"f": restored}, clock=lambda: 0.0)
+        reports = engine.process("f", _records(values)) + engine.process("f", _records(values, 1000)) + engine.close()
+        assert sum(r.count for r in reports if r.window["name"] == "w500") == 2000, name
+        assert {m for r in reports for m in r.drift.get("x", {})} >= {"psi", "ks", "wasserstein", "ks@rolling",
+                                                                       "wasserstein@rolling"}
+        drift = [d for r in reports for d in r.drift.get("x", {}).values()]
+        for d in drift:
+            assert d.statistic is None or (math.isfinite(d.statistic) and d.statistic >= 0.0), (name, d)
+            assert d.p_value is None or 0.0 <= d.p_value <= 1.0, (name, d)
+            assert d.effect_size is None or not math.isnan(d.effect_size), (name, d)
