@@ -92,7 +92,7 @@ class FeatureState:
     categories are strings or integers); *out of domain* when outside the
     configured ``range`` or ``categories``; *unseen* when a category the
     reference never saw; a *format violation* when it does not match
-    ``pattern``. Memory is bounded: counters, River moments, one histogram over
+    ``pattern``. Memory is bounded: counters, :class:`~monitor.stats.Moments`, one histogram over
     the reference's bins or categories plus an OTHER bucket, a value sample of
     at most ``sample_capacity`` values and a fixed-size HLL sketch.
 
