@@ -8,11 +8,13 @@ from hypothesis import strategies as st
 
 __all__ = [
     "BAD_RECORDS",
+    "any_finite_floats",
     "batch_sizes",
     "bin_edges",
     "boolean_values",
     "categorical_values",
     "category_values",
+    "extreme_float_lists",
     "feature_records",
     "finite_floats",
     "float_lists",
@@ -39,6 +41,22 @@ def float_lists(*, min_size: int = 0, max_size: int = 200) -> st.SearchStrategy[
         st.lists(st.floats(min_value=-1.0, max_value=1.0), min_size=min_size, max_size=max_size),
     ).map(lambda t: [t[0] + d for d in t[1]])
     return st.one_of(plain, offset)
+
+
+#: Every finite float64: huge (to +-1.8e308), subnormal (down to 5e-324), zero, and the extremes named.
+any_finite_floats = st.one_of(
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.sampled_from([1.7e308, -1.7e308, 1.7976931348623157e308, -1.7976931348623157e308, 1e155, -1e155,
+                     5e-324, -5e-324, 2.2250738585072014e-308, 0.0, -0.0]),
+)
+
+
+def extreme_float_lists(*, min_size: int = 0, max_size: int = 60) -> st.SearchStrategy[list[float]]:
+    """Lists of any finite floats, often ordinary values with a few extreme ones mixed in."""
+    mixed = st.tuples(st.lists(finite_floats, min_size=min_size, max_size=max_size),
+                      st.lists(any_finite_floats, min_size=1, max_size=3), st.randoms(use_true_random=False)).map(
+        lambda t: t[2].sample(t[0] + t[1], len(t[0]) + len(t[1])))
+    return st.one_of(st.lists(any_finite_floats, min_size=min_size, max_size=max_size), mixed)
 
 
 #: Interior bin edges: strictly increasing finite floats (0 to 12 of them).

@@ -101,7 +101,7 @@ class FeatureState:
     categories are strings or integers); *out of domain* when outside the
     configured ``range`` or ``categories``; *unseen* when a category the
     reference never saw; a *format violation* when it does not match
-    ``pattern``. Memory is bounded: counters, River moments, one histogram over
+    ``pattern``. Memory is bounded: counters, :class:`~monitor.stats.Moments`, one histogram over
     the reference's bins or categories plus an OTHER bucket, a value sample of
     at most ``sample_capacity`` values and a fixed-size HLL sketch.
 
@@ -234,12 +234,7 @@ class FeatureState:
                 continue
             s.out_of_domain += ood[j]
             v = flat[ends[j] - counts[j]:ends[j]]
-            # Mean and squared deviations over the row's own values, as Moments.update_many sums them.
-            with np.errstate(over="ignore"):
-                mean = float(np.add.reduce(v)) / counts[j]
-                d = v - mean
-                m2 = float(np.add.reduce(d * d))
-            s.moments.add_summary(counts[j], mean, m2, lo[j], hi[j])  # type: ignore[union-attr]
+            s.moments.update_many(v, bounds=(lo[j], hi[j]))  # type: ignore[union-attr]
             s.sample.update_many(v)  # type: ignore[union-attr]
             if s.hist is not None:
                 if j in at_or_past:

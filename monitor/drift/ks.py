@@ -93,8 +93,12 @@ def _cdf_limits(reference: QuantileSummary,
     # The CDF is lo[j] just before u[j], hi[j] at u[j], and linear from hi[j] to lo[j + 1] in between.
     j = np.searchsorted(u, x, side="right") - 1  # the last distinct value <= x (-1: none)
     a, b = np.clip(j, 0, u.size - 1), np.clip(j + 1, 0, u.size - 1)
-    span = u[b] - u[a]
-    t = np.divide(x - u[a], span, out=np.zeros_like(x), where=span > 0)
+    with np.errstate(over="ignore"):
+        wide = not np.isfinite(u[-1] - u[0])
+    # Values more than the float range apart: their halves are not (and give the same fraction).
+    xs, us = (x * 0.5, u * 0.5) if wide else (x, u)
+    span = us[b] - us[a]
+    t = np.divide(xs - us[a], span, out=np.zeros_like(x), where=span > 0)
     between = np.where(j < 0, 0.0, np.where(j < u.size - 1, hi[a] + t * (lo[b] - hi[a]), 1.0))
     exact = (j >= 0) & (u[a] == x)
     left = np.where(exact, lo[a], between)

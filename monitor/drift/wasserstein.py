@@ -36,6 +36,14 @@ def wasserstein(reference: QuantileSummary, sample: ArrayLike, *, grid: int = 20
     >>> round(wasserstein(ref, np.linspace(0.0, 1.0, 10_001) + 2.5), 4)  # a shift moves every quantile
     2.5
     """
+    w, factor = _distance(reference, sample, grid)
+    return w * factor
+
+
+def _distance(reference: QuantileSummary, sample: ArrayLike, grid: int) -> tuple[float, float]:
+    """:func:`wasserstein` as ``(w, factor)``, the distance being ``w * factor``: ``factor`` is 2
+    when the quantiles lie more than the float range apart and ``w`` is the mean of the halved gaps
+    (so a distance past the float range still divides by a scale), else 1."""
     x = np.asarray(sample, dtype=float).ravel()
     if x.size == 0:
         raise ValueError("wasserstein: the sample is empty")
@@ -47,7 +55,12 @@ def wasserstein(reference: QuantileSummary, sample: ArrayLike, *, grid: int = 20
     # faster than np.quantile with thousands of levels (which partitions once per level).
     xs = np.sort(x)
     q_window = xs[_ranks(x.size, grid)]
-    return float(np.add.reduce(np.abs(q_window - reference.midpoint_quantiles(grid)))) / grid
+    q_ref = reference.midpoint_quantiles(grid)
+    with np.errstate(over="ignore"):
+        w = float(np.add.reduce(np.abs(q_window - q_ref))) / grid
+    if math.isfinite(w):
+        return w, 1.0
+    return float(np.add.reduce(np.abs(q_window * 0.5 - q_ref * 0.5) / grid)), 2.0
 
 
 @lru_cache(maxsize=64)
@@ -83,4 +96,5 @@ def wasserstein_normed(reference: QuantileSummary, sample: ArrayLike, *, scale: 
         q1, q3 = reference.quantile(np.array([0.25, 0.75])).tolist()
         iqr = q3 - q1
         scale = iqr if math.isfinite(iqr) and iqr > 0 else 1.0
-    return wasserstein(reference, sample, grid=grid) / scale
+    w, factor = _distance(reference, sample, grid)
+    return w / scale * factor

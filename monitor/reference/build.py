@@ -29,6 +29,7 @@ from monitor.performance import ReferenceBuilder
 from monitor.reference.profile import FeatureProfile, ReferenceProfile
 from monitor.spec import FeatureSpec, StreamSpec
 from monitor.stats import BinnedCounts, QuantileSummary
+from monitor.stats.quantiles import quantiles
 from monitor.times import parse_times
 
 __all__ = ["MAX_CATEGORIES", "build_profile", "build_profile_from_file", "read_rows"]
@@ -211,7 +212,7 @@ def _feature_profile(f: FeatureSpec, bins: int, state: FeatureState, counts: Cou
     sample = state.sample.get() if state.sample is not None else None
     if sample is None or sample.size == 0:
         raise ProfileError(f"numeric feature {f.name!r} has no valid value in the reference")
-    qs = np.quantile(sample, np.linspace(0.0, 1.0, bins + 1)[1:-1])
+    qs = quantiles(sample, np.linspace(0.0, 1.0, bins + 1)[1:-1])
     edges = sorted({float(q) for q in qs})
     hist = BinnedCounts(edges)
     hist.update_many(sample)

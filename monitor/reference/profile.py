@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import math
 from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,7 +23,7 @@ import orjson
 from monitor.errors import ConfigError, ProfileError
 from monitor.performance import merge_performance_states
 from monitor.spec import MonitorSpec, StreamSpec
-from monitor.stats import OTHER, QuantileSummary
+from monitor.stats import OTHER, Moments, QuantileSummary
 
 __all__ = ["PROFILE_SCHEMA_VERSION", "FeatureProfile", "ReferenceProfile", "load_references"]
 
@@ -239,10 +238,8 @@ def _merge_feature(a: FeatureProfile, b: FeatureProfile) -> FeatureProfile:
     n = na + nb
     mean = std = None
     if a.mean is not None and b.mean is not None and n:
-        mean = (na * a.mean + nb * b.mean) / n
-        m2 = ((a.std or 0.0) ** 2) * max(na - 1, 0) + ((b.std or 0.0) ** 2) * max(nb - 1, 0) \
-            + (b.mean - a.mean) ** 2 * na * nb / n
-        std = math.sqrt(m2 / (n - 1)) if n > 1 else None
+        pooled = _moments(na, a.mean, a) + _moments(nb, b.mean, b)
+        mean, std = pooled.mean, pooled.std
     qa, qb = a.quantile_summary(), b.quantile_summary()
     summary = qa.merge(qb) if qa is not None and qb is not None else (qa or qb)
     edges = a.bin_edges or []
@@ -259,6 +256,12 @@ def _merge_feature(a: FeatureProfile, b: FeatureProfile) -> FeatureProfile:
         max=max(x for x in (a.max, b.max) if x is not None) if a.max is not None or b.max is not None else None,
         bin_edges=edges, bin_counts=bins,
         quantiles=[float(v) for v in summary.values] if summary is not None else None)
+
+
+def _moments(n: int, mean: float, f: FeatureProfile) -> Moments:
+    """A numeric profile's moments (``mean`` is its mean) as the state of ``n`` values."""
+    return Moments.of(n=n, mean=mean, std=f.std, lo=mean if f.min is None else f.min,
+                      hi=mean if f.max is None else f.max)
 
 
 def _merge_model(a: dict[str, Any] | None, b: dict[str, Any] | None) -> dict[str, Any] | None:

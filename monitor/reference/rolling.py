@@ -10,6 +10,7 @@ import numpy as np
 from monitor.reference.profile import FeatureProfile, ReferenceProfile
 from monitor.spec import StreamSpec
 from monitor.stats import OTHER, Moments, QuantileSummary
+from monitor.stats.quantiles import quantiles
 
 if TYPE_CHECKING:
     from monitor.checks import FeatureState
@@ -47,7 +48,7 @@ def rolling_profile(stream: StreamSpec, windows: Sequence[dict[str, FeatureState
             if fixed_f is not None and fixed_f.bin_edges is not None:
                 edges = list(fixed_f.bin_edges)
             else:
-                qs = np.quantile(values, np.linspace(0.0, 1.0, stream.psi_bins + 1)[1:-1])
+                qs = quantiles(values, np.linspace(0.0, 1.0, stream.psi_bins + 1)[1:-1])
                 edges = sorted({float(q) for q in qs})
             counts = np.bincount(np.searchsorted(np.asarray(edges), values, side="right"), minlength=len(edges) + 1)
             summary = QuantileSummary.from_values(values, n=n_valid)

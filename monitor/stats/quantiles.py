@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -9,10 +10,66 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-__all__ = ["DEFAULT_LEVELS", "QuantileSummary"]
+__all__ = ["DEFAULT_LEVELS", "QuantileSummary", "interp", "quantiles"]
 
 #: Quantile levels kept for a reference feature: 0, 0.001, ..., 1 (1001 points).
 DEFAULT_LEVELS = 1001
+
+
+def quantiles(values: NDArray[np.float64], levels: NDArray[np.float64]) -> NDArray[np.float64]:
+    """``np.quantile(values, levels)`` (linear interpolation) for any finite values.
+
+    numpy interpolates between neighbouring order statistics as ``a + (b - a) t``,
+    and ``b - a`` overflows when they lie more than the float range apart (say
+    ``-1.7e308`` and ``1.7e308``). Halving every value is exact, so then the
+    quantiles of the halves are doubled; wherever numpy's own result is finite,
+    it is returned as is.
+
+    Examples
+    --------
+    >>> quantiles(np.array([-1.7e308, 1.7e308]), np.array([0.0, 0.5, 0.75])).tolist()
+    [-1.7e+308, 0.0, 8.5e+307]
+    """
+    with np.errstate(over="ignore", invalid="ignore"):
+        q = np.asarray(np.quantile(values, levels), dtype=float)
+    if np.isfinite(q).all() or not np.isfinite(values).all():
+        return q
+    return np.asarray(np.quantile(values * 0.5, levels), dtype=float) * 2.0
+
+
+def interp(x: NDArray[np.float64], xp: NDArray[np.float64], fp: NDArray[np.float64], *,
+           left: float | None = None, right: float | None = None) -> NDArray[np.float64]:
+    """``np.interp(x, xp, fp, left=left, right=right)`` (``xp`` non-decreasing) for any finite floats.
+
+    numpy's slope ``(fp[j+1] - fp[j]) / (xp[j+1] - xp[j])`` overflows when the
+    ordinates are far apart and the abscissae close, and a step of ``xp`` wider
+    than the float range makes the slope 0 (a wrong but finite result). In those
+    cases the result is the convex combination ``(1 - t) fp[j] + t fp[j+1]`` with
+    ``t`` from halved abscissae, which cannot overflow; otherwise numpy's.
+
+    Examples
+    --------
+    >>> interp(np.array([0.0]), np.array([-1.7e308, 1.7e308]), np.array([0.0, 1.0])).tolist()
+    [0.5]
+    >>> interp(np.array([0.5e-3]), np.array([0.0, 1e-3]), np.array([-1e306, 1e306])).tolist()
+    [0.0]
+    """
+    with np.errstate(over="ignore", invalid="ignore"):
+        out = np.asarray(np.interp(x, xp, fp, left=left, right=right), dtype=float)
+        if xp.size < 2 or (math.isfinite(float(xp[-1] - xp[0]))
+                           and (np.isfinite(out).all() or not (np.isfinite(x).all() and np.isfinite(fp).all()))):
+            return out
+        j = np.clip(np.searchsorted(xp, x, side="right") - 1, 0, xp.size - 2)
+        a, b = fp[j], fp[j + 1]
+        half_step = xp[j + 1] * 0.5 - xp[j] * 0.5
+        t = np.divide(x * 0.5 - xp[j] * 0.5, half_step, out=np.zeros_like(x, dtype=float), where=half_step > 0)
+        t = np.clip(t, 0.0, 1.0)
+        out = np.clip(a * (1.0 - t) + b * t, np.minimum(a, b), np.maximum(a, b))
+    if left is not None:
+        out[x < xp[0]] = left
+    if right is not None:
+        out[x > xp[-1]] = right
+    return np.asarray(out, dtype=float)
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,19 +104,18 @@ class QuantileSummary:
         if arr.size == 0:
             raise ValueError("cannot summarise an empty sample")
         levels = np.linspace(0.0, 1.0, n_levels)
-        return cls(levels=levels, values=np.quantile(arr, levels), n=int(arr.size if n is None else n))
+        return cls(levels=levels, values=quantiles(arr, levels), n=int(arr.size if n is None else n))
 
     def cdf(self, x: NDArray[np.float64]) -> NDArray[np.float64]:
         """P(X <= x), linear between grid points; right-continuous at ties."""
         # Repeated quantile values (ties, discrete data): keep the highest level per value.
         v, idx = np.unique(self.values[::-1], return_index=True)
         lv = self.levels[::-1][idx]
-        out = np.interp(x, v, lv, left=0.0, right=1.0)
-        return np.asarray(out, dtype=float)
+        return interp(np.asarray(x, dtype=float), v, lv, left=0.0, right=1.0)
 
     def quantile(self, u: NDArray[np.float64]) -> NDArray[np.float64]:
         """The quantile function at levels ``u`` (linear between grid points)."""
-        return np.asarray(np.interp(u, self.levels, self.values), dtype=float)
+        return interp(np.asarray(u, dtype=float), self.levels, self.values)
 
     def midpoint_quantiles(self, grid: int) -> NDArray[np.float64]:
         """:meth:`quantile` at the levels ``(i + 0.5) / grid``, computed once per grid size (read-only)."""
@@ -76,7 +132,7 @@ class QuantileSummary:
         grid = np.union1d(self.values, other.values)
         mix = (self.n * self.cdf(grid) + other.n * other.cdf(grid)) / (self.n + other.n)
         mix = np.maximum.accumulate(mix)
-        values = np.interp(self.levels, mix, grid)
+        values = interp(self.levels, mix, grid)
         values[0], values[-1] = min(self.values[0], other.values[0]), max(self.values[-1], other.values[-1])
         return QuantileSummary(levels=self.levels.copy(), values=values, n=self.n + other.n)
 

@@ -140,7 +140,7 @@ def test_moments_equality_is_not_vacuous() -> None:
 
 def test_moments_from_state_rejects_unknown_version() -> None:
     state = _moments([1.0]).to_state()
-    state["schema_version"] = 2
+    state["schema_version"] = 3
     with pytest.raises(ValueError, match="version"):
         Moments.from_state(state)
 
