@@ -75,20 +75,36 @@ def _refuse_constant(name: str) -> Any:
     raise _NonFinite(name)
 
 
+#: orjson's nesting limit: deeper JSON is rejected (a parser must bound its recursion).
+MAX_DEPTH = 1024
+
+
 def _parse(value: bytes) -> tuple[Any, Rejection | None]:
     try:
         return orjson.loads(value), None
     except orjson.JSONDecodeError as exc:
-        message = str(exc)
+        message, pos = str(exc), exc.pos
     # orjson rejects NaN/Infinity with a generic message; tell the two cases apart.
     if "infinity" in message:
-        return None, Rejection("non_finite_number", message, value)
+        return None, Rejection("non_finite_number", f"a number beyond the double range (it would be infinite) "
+                               f"at character {pos}", value)
     try:
-        json.loads(value.decode("utf-8"), parse_constant=_refuse_constant)
+        text = value.decode("utf-8")
+    except UnicodeDecodeError as exc:  # orjson says "str is not valid UTF-8: surrogates not allowed"
+        hint = "; it looks like UTF-16" if value[:2] in (b"\xff\xfe", b"\xfe\xff") else ""
+        return None, Rejection("malformed_json", f"value is not valid UTF-8 "
+                               f"(byte 0x{value[exc.start]:02x} at offset {exc.start}{hint})", value)
+    if text.startswith("\ufeff"):
+        return None, Rejection("malformed_json", "value starts with a UTF-8 byte order mark (bytes ef bb bf); "
+                               "JSON messages must not carry one", value)
+    try:
+        json.loads(text, parse_constant=_refuse_constant)
     except _NonFinite as exc:
         return None, Rejection("non_finite_number", f"literal {exc} is not allowed", value)
-    except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
+    except (ValueError, RecursionError):
         pass
+    if "depth limit" in message:
+        message = f"JSON nested deeper than {MAX_DEPTH} levels (at character {pos})"
     return None, Rejection("malformed_json", message, value)
 
 
@@ -113,7 +129,6 @@ def event_time_seconds(value: Any) -> float | None:
     else:
         return None
     return f if MIN_EPOCH <= f <= MAX_EPOCH else None  # NaN fails both comparisons
-    return None
 
 
 def check_record(rec: Any, stream: StreamSpec) -> tuple[str, str] | None:
