@@ -224,10 +224,15 @@ def replay(spec: str, input_path: str | None, topic: str | None, from_: str | No
             status.update(f"replaying: {n:,} records ...")
 
         if label_records is not None:
-            summary = replay_model(s, st, records, label_records, out, references=references, progress=progress)
+            # The summary counts predictions and labels together: count each input as it is read.
+            preds_in, labels_in = _Counted(records), _Counted(label_records)
+            summary = replay_model(s, st, preds_in, labels_in, out, references=references, progress=progress)
+            title = (f"replay of {input_path or topic} with labels {labels_input}: {preds_in.n:,} predictions, "
+                     f"{labels_in.n:,} labels, {summary.windows} windows")
         else:
             summary = run_replay(s, st, records, out, references=references, progress=progress)
-    table = Table(title=f"replay of {input_path or topic}: {summary.records:,} records, {summary.windows} windows")
+            title = f"replay of {input_path or topic}: {summary.records:,} records, {summary.windows} windows"
+    table = Table(title=title)
     for col in ("feature", "check", "severity", "status", "events"):
         table.add_column(col)
     for (feature, check, severity, status), n in sorted(summary.alerts.items(), key=lambda kv: str(kv[0])):
@@ -235,7 +240,21 @@ def replay(spec: str, input_path: str | None, topic: str | None, from_: str | No
     Console().print(table)
     if summary.rejected:
         click.echo("rejected records: " + ", ".join(f"{k} {v}" for k, v in sorted(summary.rejected.items())))
-    click.secho(f"wrote {out}/alerts.jsonl, {out}/windows.jsonl, {out}/deadletters.jsonl", fg="green")
+    folder = Path(out)  # "bt2/" must not print as "bt2//alerts.jsonl"
+    click.secho(f"wrote {folder / 'alerts.jsonl'}, {folder / 'windows.jsonl'}, {folder / 'deadletters.jsonl'}",
+                fg="green")
+
+
+class _Counted:
+    """An iterable that counts the items taken from it."""
+
+    def __init__(self, items: Any) -> None:
+        self.items, self.n = items, 0
+
+    def __iter__(self) -> Any:
+        for item in self.items:
+            self.n += 1
+            yield item
 
 
 def _pick_stream(spec: Any, name: str | None) -> Any:
