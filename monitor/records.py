@@ -108,6 +108,23 @@ def _parse(value: bytes) -> tuple[Any, Rejection | None]:
     return None, Rejection("malformed_json", message, value)
 
 
+def _encode(element: Any, message: bytes) -> bytes:
+    """The original of one bad element of an array (or row of a columnar batch): re-encoded as JSON.
+
+    orjson reads JSON nested up to 1024 levels but writes at most 255, so a deeper element is
+    written by the standard library; one too deep even for that (its recursion limit) is
+    represented by the whole ``message``.
+    """
+    try:
+        return orjson.dumps(element)
+    except TypeError:
+        pass
+    try:
+        return json.dumps(element, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    except (RecursionError, ValueError):
+        return message
+
+
 def event_time_seconds(value: Any) -> float | None:
     """Epoch seconds of an event-time value, or ``None`` if it is not one.
 
@@ -228,7 +245,7 @@ def _decode_columns(data: dict[str, Any], value: bytes, stream: StreamSpec) -> t
         return batch, bad
     for i in sorted(problems):
         reason, detail = problems[i]
-        bad.append(Rejection(reason, detail, orjson.dumps(batch[i]), index=i))
+        bad.append(Rejection(reason, detail, _encode(batch[i], value), index=i))
     keep = [i for i in range(batch.n) if i not in problems]
     return (batch.keep(keep) if keep else []), bad
 
@@ -289,7 +306,7 @@ def decode_message(value: bytes | None, stream: StreamSpec) -> tuple[Sequence[di
             if problem is None:
                 ok.append(rec)
             else:
-                bad.append(Rejection(problem[0], problem[1], orjson.dumps(rec), index=i))
+                bad.append(Rejection(problem[0], problem[1], _encode(rec, value), index=i))
         return ok, bad
     if isinstance(data, dict) and "columns" in data and stream.id_field not in data:
         return _decode_columns(data, value, stream)

@@ -325,3 +325,16 @@ def test_rejection_details_say_what_is_wrong(message: bytes, reason: str, detail
     ok, [rej] = decode_message(message, STREAM)
     assert ok == [] and (rej.reason, rej.detail) == (reason, detail)
     assert "surrogates not allowed" not in rej.detail
+
+
+@pytest.mark.parametrize("depth", [300, 1000])
+def test_a_deeply_nested_bad_element_is_rejected_not_raised(depth: int) -> None:
+    # orjson reads 1024 levels but writes only 255: re-encoding the bad element used to raise TypeError
+    deep = b"[" * depth + b"]" * depth
+    message = b'[{"record_id": 1, "x": 1}, {"x": ' + deep + b"}]"
+    ok, [rej] = decode_message(message, STREAM)
+    assert [r["record_id"] for r in ok] == [1] and (rej.reason, rej.index) == ("missing_id", 1)
+    assert rej.original in (b'{"x":' + deep + b"}", message)  # the element, or the message when too deep
+    cols = b'{"columns": {"record_id": [null, 2], "x": [' + deep + b", 1]}}"
+    ok, [rej] = decode_message(cols, STREAM)
+    assert len(ok) == 1 and rej.reason == "missing_id"
