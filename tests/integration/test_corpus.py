@@ -4,7 +4,8 @@ Every corpus message is sent between good records (three before, three after; so
 lz4 producers), then 1,000 more good records so that every window (tumbling, sliding and event-time) closes
 over them. Then: each class is dead-lettered with its precise reason (read back from the dead-letter topic,
 matched by source offset) or processed as documented; ``/health`` answered ok throughout; processed +
-dead-lettered = produced in ``/metrics``; no good record was dead-lettered; the worker is still running.
+dead-lettered = produced in ``/metrics``; no good record was dead-lettered; the worker is still running;
+``reference build --topic`` over the same topic excludes exactly what the worker dead-lettered.
 
 The case of :data:`tests.support.corpus.KNOWN_BUGS` (1.7e308) goes to a second stream of the same worker, so
 that the engine error it causes today (its batch dead-lettered as ``processing_error``) cannot spill over to
@@ -15,16 +16,22 @@ from __future__ import annotations
 
 import base64
 import copy
+import os
+import re
+import subprocess
+import sys
 import threading
 import time
 import urllib.request
 import uuid
 from collections import Counter
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
+import yaml
 from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 from prometheus_client.parser import text_string_to_metric_families
@@ -163,9 +170,9 @@ def _run(bootstrap: str, spec: dict[str, Any], topics: dict[str, str], worker: A
     at: dict[tuple[str, int], list[dict[str, Any]]] = {}
     for env in letters:
         at.setdefault((env["source"]["topic"], env["source"]["offset"]), []).append(env)
-    return {"spec": spec, "worker": worker, "watch": watch, "samples": samples, "produced": produced,
-            "goods": dict(goods), "positions": positions, "good_at": good_at, "letters": letters, "at": at,
-            "topics": topics}
+    return {"bootstrap": bootstrap, "spec": spec, "worker": worker, "watch": watch, "samples": samples,
+            "produced": produced, "goods": dict(goods), "positions": positions, "good_at": good_at,
+            "letters": letters, "at": at, "topics": topics}
 
 
 def _params() -> list[Any]:
@@ -230,6 +237,27 @@ def test_health_was_ok_throughout_and_the_worker_is_alive(corpus_run: dict[str, 
 def test_corpus_messages_fit_the_documented_limits() -> None:
     big = next(c for c in CASES if c.name == "oversized_2mb")
     assert big.value is not None and len(big.value) > MAX_MESSAGE_BYTES and len(big.value) < TOPIC_MAX_BYTES
+
+
+def test_reference_build_from_the_topic_excludes_what_the_worker_dead_lettered(corpus_run: dict[str, Any],
+                                                                               tmp_path: Path) -> None:
+    """``reference build --topic`` decodes and checks like the worker: it leaves out (and counts, per reason)
+    exactly the records the worker dead-lettered, and profiles exactly those it processed."""
+    spec_path = tmp_path / "spec.yaml"
+    spec_path.write_text(yaml.safe_dump(corpus_run["spec"], sort_keys=False))
+    res = subprocess.run([sys.executable, "-m", "agents.cli", "reference", "build", str(spec_path),
+                          "--stream", "features", "--topic", corpus_run["topics"]["features"],
+                          "--out", str(tmp_path / "ref.json")],
+                         capture_output=True, text=True, timeout=180,
+                         env={**os.environ, "KAFKA_BOOTSTRAP": corpus_run["bootstrap"]})
+    assert res.returncode == 0, res.stdout + res.stderr
+    main = [c for c in CASES if c.stream == "features"]
+    produced, processed = corpus_run["produced"]["features"], corpus_run["goods"]["features"] + sum(
+        c.processed for c in main)
+    assert (f"reference input: {produced:,} records read, {processed:,} profiled, {produced - processed:,} "
+            "excluded") in res.stdout, res.stdout
+    for reason, n in Counter(r for c in main for r in c.deadletters).items():
+        assert re.search(rf"^  {reason} +{n:,}  ", res.stdout, re.M), (reason, n, res.stdout)
 
 
 def test_worker_stops_without_leak_reports(corpus_run: dict[str, Any]) -> None:
