@@ -75,21 +75,54 @@ def _refuse_constant(name: str) -> Any:
     raise _NonFinite(name)
 
 
+#: orjson's nesting limit: deeper JSON is rejected (a parser must bound its recursion).
+MAX_DEPTH = 1024
+
+
 def _parse(value: bytes) -> tuple[Any, Rejection | None]:
     try:
         return orjson.loads(value), None
     except orjson.JSONDecodeError as exc:
-        message = str(exc)
+        message, pos = str(exc), exc.pos
     # orjson rejects NaN/Infinity with a generic message; tell the two cases apart.
     if "infinity" in message:
-        return None, Rejection("non_finite_number", message, value)
+        return None, Rejection("non_finite_number", f"a number beyond the double range (it would be infinite) "
+                               f"at character {pos}", value)
     try:
-        json.loads(value.decode("utf-8"), parse_constant=_refuse_constant)
+        text = value.decode("utf-8")
+    except UnicodeDecodeError as exc:  # orjson says "str is not valid UTF-8: surrogates not allowed"
+        hint = "; it looks like UTF-16" if value[:2] in (b"\xff\xfe", b"\xfe\xff") else ""
+        return None, Rejection("malformed_json", f"value is not valid UTF-8 "
+                               f"(byte 0x{value[exc.start]:02x} at offset {exc.start}{hint})", value)
+    if text.startswith("\ufeff"):
+        return None, Rejection("malformed_json", "value starts with a UTF-8 byte order mark (bytes ef bb bf); "
+                               "JSON messages must not carry one", value)
+    try:
+        json.loads(text, parse_constant=_refuse_constant)
     except _NonFinite as exc:
         return None, Rejection("non_finite_number", f"literal {exc} is not allowed", value)
-    except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
+    except (ValueError, RecursionError):
         pass
+    if "depth limit" in message:
+        message = f"JSON nested deeper than {MAX_DEPTH} levels (at character {pos})"
     return None, Rejection("malformed_json", message, value)
+
+
+def _encode(element: Any, message: bytes) -> bytes:
+    """The original of one bad element of an array (or row of a columnar batch): re-encoded as JSON.
+
+    orjson reads JSON nested up to 1024 levels but writes at most 255, so a deeper element is
+    written by the standard library; one too deep even for that (its recursion limit) is
+    represented by the whole ``message``.
+    """
+    try:
+        return orjson.dumps(element)
+    except TypeError:
+        pass
+    try:
+        return json.dumps(element, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    except (RecursionError, ValueError):
+        return message
 
 
 def event_time_seconds(value: Any) -> float | None:
@@ -113,7 +146,6 @@ def event_time_seconds(value: Any) -> float | None:
     else:
         return None
     return f if MIN_EPOCH <= f <= MAX_EPOCH else None  # NaN fails both comparisons
-    return None
 
 
 def check_record(rec: Any, stream: StreamSpec) -> tuple[str, str] | None:
@@ -213,7 +245,7 @@ def _decode_columns(data: dict[str, Any], value: bytes, stream: StreamSpec) -> t
         return batch, bad
     for i in sorted(problems):
         reason, detail = problems[i]
-        bad.append(Rejection(reason, detail, orjson.dumps(batch[i]), index=i))
+        bad.append(Rejection(reason, detail, _encode(batch[i], value), index=i))
     keep = [i for i in range(batch.n) if i not in problems]
     return (batch.keep(keep) if keep else []), bad
 
@@ -274,7 +306,7 @@ def decode_message(value: bytes | None, stream: StreamSpec) -> tuple[Sequence[di
             if problem is None:
                 ok.append(rec)
             else:
-                bad.append(Rejection(problem[0], problem[1], orjson.dumps(rec), index=i))
+                bad.append(Rejection(problem[0], problem[1], _encode(rec, value), index=i))
         return ok, bad
     if isinstance(data, dict) and "columns" in data and stream.id_field not in data:
         return _decode_columns(data, value, stream)

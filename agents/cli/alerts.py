@@ -17,7 +17,7 @@ from typing import Any
 import click
 import orjson
 
-from agents.cli.errors import friendly
+from agents.cli.errors import friendly, kafka_error_line
 from monitor.errors import ConfigError
 
 __all__ = ["format_event", "make_test_event", "send_test", "tail"]
@@ -101,29 +101,42 @@ def tail(spec_path: str | None, topic: str | None, bootstrap: str | None, from_b
                       min_severity=min_severity)  # type: ignore[arg-type]  # click.Choice checked it
     out = Console(highlight=False, soft_wrap=True)
     err = Console(stderr=True, highlight=False)
+    # Client errors (an unreachable broker: librdkafka retries on its own) come to error_cb and are
+    # printed once each, in words; librdkafka's own log lines (one per reconnect attempt) are off.
+    client_errors: list[Any] = []
     try:
         consumer = Consumer({"bootstrap.servers": boot, "group.id": f"streamdq-tail-{uuid.uuid4().hex}",
                              "auto.offset.reset": "earliest" if from_beginning else "latest",
-                             "enable.auto.commit": False, "log_level": 3})
+                             "enable.auto.commit": False, "log_level": 0, "error_cb": client_errors.append})
     except KafkaException as exc:
-        raise ConfigError(f"cannot create a Kafka consumer: {exc}") from None
+        raise ConfigError(f"cannot create a Kafka consumer: {kafka_error_line(exc)}") from None
     consumer.subscribe([topic])
     err.print(f"[dim]tailing {_escape(topic)} at {_escape(boot)}{' from the beginning' if from_beginning else ''} "
               "(Ctrl-C to stop)[/]")
     deadline = None if timeout is None else time.monotonic() + timeout
     printed = 0
     reported: set[str] = set()
+
+    def report(error: Any) -> None:
+        line = kafka_error_line(error, boot)
+        unreachable = line.startswith("cannot reach")
+        key = "unreachable" if unreachable else line  # librdkafka reports it several ways: say it once
+        if key not in reported:
+            reported.add(key)
+            err.print(f"[yellow]{_escape(line)}{' (still trying)' if unreachable else ''}[/]", soft_wrap=True)
+
     try:
         while (max_events is None or printed < max_events) and (deadline is None or time.monotonic() < deadline):
             wait = 0.5 if deadline is None else max(0.0, min(0.5, deadline - time.monotonic()))
             msg = consumer.poll(wait)
+            while client_errors:
+                report(client_errors.pop(0))
             if msg is None:
                 continue
             error = msg.error()
             if error is not None:
-                if error.code() != KafkaError._PARTITION_EOF and str(error) not in reported:
-                    reported.add(str(error))
-                    err.print(f"[yellow]kafka: {_escape(str(error))}[/]")
+                if error.code() != KafkaError._PARTITION_EOF:
+                    report(error)
                 continue
             raw = msg.value() or b""
             try:

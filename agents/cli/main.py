@@ -15,7 +15,7 @@ import click
 import orjson
 
 from agents.cli.errors import friendly
-from monitor.errors import ConfigError, StreamdqError
+from monitor.errors import ConfigError, ProfileError, StreamdqError
 
 __all__ = ["main"]
 
@@ -32,7 +32,11 @@ def cli() -> None:
 @click.argument("spec", type=click.Path(dir_okay=False))
 @friendly
 def validate(spec: str) -> None:
-    """Check a monitor spec; print each problem with the path of the bad key."""
+    """Check a monitor spec; print each problem with the path of the bad key.
+
+    Warns (on stderr; the exit code stays 0) about streams whose drift cannot run: features that
+    would be drift-tested but no reference profile."""
+    from agents.cli.speccheck import spec_warnings
     from monitor.spec import load_spec
 
     s = load_spec(spec)
@@ -42,6 +46,8 @@ def validate(spec: str) -> None:
         if stream.reference and not Path(stream.reference).is_file():
             click.secho(f"  note: stream {stream.name!r}: reference profile {stream.reference} does not "
                         "exist yet (streamdq reference build)", fg="yellow")
+    for warning in spec_warnings(s):
+        click.secho(f"warning: {warning}", fg="yellow", err=True)
 
 
 @cli.group()
@@ -60,14 +66,20 @@ def reference() -> None:
 @click.option("--stream", default=None, help="Stream to profile (default: the spec's only features stream).")
 @click.option("--sample-size", default=200_000, show_default=True,
               help="Values kept per numeric feature for quantiles and bin edges.")
+@click.option("--strict", is_flag=True, help="Exit 1 (and write no profile) when a feature's reference data "
+              "breaks the spec: values outside its range, categories or pattern, of the wrong type, or "
+              "mostly missing.")
 @friendly
 def reference_build(spec: str, input_path: str | None, topic: str | None, from_: str | None, to: str | None,
-                    bootstrap: str | None, out: str, stream: str | None, sample_size: int) -> None:
-    """Build a versioned reference profile from clean records (a file or a topic range)."""
+                    bootstrap: str | None, out: str, stream: str | None, sample_size: int, strict: bool) -> None:
+    """Build a versioned reference profile from clean records (a file or a topic range).
+
+    Records are decoded and checked as the worker does: what it would dead-letter (no id, a bad event
+    time, a line that is not JSON, ...) is left out and counted. A summary follows: records read,
+    profiled and excluded (per reason), and each feature whose reference data breaks the spec."""
     from rich.console import Console
 
-    from monitor.records import Rejection
-    from monitor.reference import build_profile, build_profile_from_file
+    from monitor.reference import ReferenceAudit, build_profile, build_profile_from_file
     from monitor.spec import load_spec
 
     s = load_spec(spec)
@@ -75,22 +87,36 @@ def reference_build(spec: str, input_path: str | None, topic: str | None, from_:
     if (input_path is None) == (topic is None):
         raise ConfigError("give exactly one of --input FILE or --topic TOPIC")
     console = Console(stderr=True)
+    audit = ReferenceAudit(st)
     with console.status("profiling ...") as status:
         def progress(n: int) -> None:
             status.update(f"profiling: {n:,} records ...")
 
-        if input_path is not None:
-            profile = build_profile_from_file(st, input_path, sample_size=sample_size, progress=progress)
-        else:
-            from agents.kafka.source import parse_position, topic_records
+        try:
+            if input_path is not None:
+                profile = build_profile_from_file(st, input_path, sample_size=sample_size, progress=progress,
+                                                  audit=audit)
+            else:
+                from agents.kafka.source import parse_position, topic_records
 
-            boot = _bootstrap(bootstrap)
-            start, end = parse_position(from_), parse_position(to)
-            source = {"kind": "kafka", "topic": topic, "from": from_, "to": to}
-            profile = build_profile(
-                st, lambda: (r for r in topic_records(boot, st, topic, start=start, end=end)
-                             if not isinstance(r, Rejection)),
-                source=source, sample_size=sample_size, progress=progress)
+                boot = _bootstrap(bootstrap)
+                start, end = parse_position(from_), parse_position(to)
+                source = {"kind": "kafka", "topic": topic, "from": from_, "to": to}
+                profile = build_profile(
+                    st, lambda: audit.check(topic_records(boot, st, topic, start=start, end=end)),  # type: ignore[arg-type]
+                    source=source, sample_size=sample_size, progress=progress, audit=audit)
+        except ProfileError:
+            if audit.features:  # the build failed after reading everything: show what it found first
+                status.stop()
+                for line in audit.summary_lines():
+                    click.echo(line)
+            raise
+    for line in audit.summary_lines():
+        click.echo(line)
+    if strict and audit.findings:
+        click.secho(f"error: --strict: the reference data of {len(audit.findings)} feature(s) breaks the spec "
+                    f"({', '.join(f.name for f in audit.findings)}); {out} not written", fg="red", err=True)
+        sys.exit(1)
     profile.save(out)
     click.secho(f"wrote {out}: stream {st.name!r}, {profile.rows:,} records, "
                 f"{len(profile.features)} features, profile_version {profile.profile_version}", fg="green")
@@ -199,7 +225,13 @@ def replay(spec: str, input_path: str | None, topic: str | None, from_: str | No
         if label_records is not None and st.model is not None:
             inputs[st.model.labels] = label_records
         summary = run_replay(s, inputs, out, references=references, progress=progress)
-    table = Table(title=f"replay of {input_path or topic}: {summary.records:,} records, {summary.windows} windows")
+    if label_records is not None and st.model is not None:
+        title = (f"replay of {input_path or topic} with labels {labels_input}: "
+                 f"{summary.by_stream[st.name]:,} predictions, {summary.by_stream[st.model.labels]:,} labels, "
+                 f"{summary.windows} windows")
+    else:
+        title = f"replay of {input_path or topic}: {summary.records:,} records, {summary.windows} windows"
+    table = Table(title=title)
     for col in ("feature", "check", "severity", "status", "events"):
         table.add_column(col)
     for (feature, check, severity, status), n in sorted(summary.alerts.items(), key=lambda kv: str(kv[0])):
@@ -207,7 +239,9 @@ def replay(spec: str, input_path: str | None, topic: str | None, from_: str | No
     Console().print(table)
     if summary.rejected:
         click.echo("rejected records: " + ", ".join(f"{k} {v}" for k, v in sorted(summary.rejected.items())))
-    click.secho(f"wrote {out}/alerts.jsonl, {out}/windows.jsonl, {out}/deadletters.jsonl", fg="green")
+    folder = Path(out)  # "bt2/" must not print as "bt2//alerts.jsonl"
+    click.secho(f"wrote {folder / 'alerts.jsonl'}, {folder / 'windows.jsonl'}, {folder / 'deadletters.jsonl'}",
+                fg="green")
 
 
 def _pick_stream(spec: Any, name: str | None) -> Any:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import gc
 import logging
 from pathlib import Path
@@ -26,10 +27,24 @@ GC_THRESHOLD = (100_000, 50, 100)
 
 
 def tune_gc() -> None:
-    """Move start-up objects out of the collector's view and raise the gen-0 threshold."""
+    """Move start-up objects out of the collector's view and raise the gen-0 threshold.
+
+    Frozen objects are never collected, not even when the interpreter exits, so they are
+    unfrozen at exit: the engine built at start-up (the app, agents and context refer to one
+    another, a cycle) holds DataSketches HLL sketches, and a sketch still alive when its
+    extension module is torn down makes nanobind print "leaked N instances" and a line for
+    each of the module's ~600 types and functions.
+    """
     gc.collect()
     gc.freeze()
     gc.set_threshold(*GC_THRESHOLD)
+    atexit.register(_release_frozen)
+
+
+def _release_frozen() -> None:
+    """At exit (before modules are torn down): hand the frozen objects back to the collector, collect."""
+    gc.unfreeze()
+    gc.collect()
 
 
 def run_worker(spec_path: str | Path, settings: Settings) -> None:

@@ -15,9 +15,10 @@ import hashlib
 import math
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import orjson
@@ -26,13 +27,17 @@ from monitor.checks import FeatureState
 from monitor.columns import extract_column
 from monitor.errors import ProfileError
 from monitor.performance import ReferenceBuilder
+from monitor.records import Rejection, decode_message
 from monitor.reference.profile import FeatureProfile, ReferenceProfile
 from monitor.spec import FeatureSpec, StreamSpec
 from monitor.stats import BinnedCounts, QuantileSummary
 from monitor.stats.quantiles import quantiles
 from monitor.times import parse_times
 
-__all__ = ["MAX_CATEGORIES", "build_profile", "build_profile_from_file", "read_rows"]
+if TYPE_CHECKING:
+    from monitor.reference.audit import ReferenceAudit
+
+__all__ = ["MAX_CATEGORIES", "build_profile", "build_profile_from_file", "read_records", "read_rows"]
 
 MAX_CATEGORIES = 10_000
 
@@ -108,6 +113,38 @@ def _from_csv(cell: str | None, kind: str | None) -> Any:
     return cell
 
 
+def read_records(path: str | Path, stream: StreamSpec) -> Iterator[dict[str, Any] | Rejection]:
+    """:func:`read_rows`, but each JSON line decoded as the worker decodes a message
+    (:func:`monitor.records.decode_message`: one object, an array of them or a columnar batch; a bad
+    line is a :class:`~monitor.records.Rejection` whose detail starts with its line number, not an
+    error). CSV and Parquet rows are yielded as :func:`read_rows` reads them.
+
+    >>> import tempfile, os
+    >>> from monitor.spec import StreamSpec
+    >>> s = StreamSpec.model_validate({"name": "f", "windows": [{"name": "w", "kind": "count", "size": 10}],
+    ...     "features": [{"name": "x", "type": "numeric"}]})
+    >>> with tempfile.TemporaryDirectory() as d:
+    ...     p = os.path.join(d, "r.jsonl")
+    ...     _ = open(p, "wb").write(b'{"record_id": 1, "x": 2}\\n[{"record_id": 2}, {"x": 3}]\\n{"x": \\n')
+    ...     [r if isinstance(r, dict) else (r.reason, r.detail[:7]) for r in read_records(p, s)]
+    [{'record_id': 1, 'x': 2}, ('missing_id', 'line 2:'), {'record_id': 2}, ('malformed_json', 'line 3:')]
+    """
+    path = Path(path)
+    if path.suffix.lower() not in {".jsonl", ".ndjson", ".json"}:
+        yield from read_rows(path, stream)
+        return
+    if not path.is_file():
+        raise ProfileError(f"reference input {path} does not exist")
+    with path.open("rb") as fh:
+        for lineno, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            ok, bad = decode_message(line, stream)
+            for rejection in bad:
+                yield replace(rejection, detail=f"line {lineno}: {rejection.detail}")
+            yield from ok
+
+
 def build_profile(
     stream: StreamSpec,
     rows: Callable[[], Iterable[dict[str, Any]]],
@@ -116,6 +153,7 @@ def build_profile(
     sample_size: int = 200_000,
     seed: int = 0,
     progress: Progress | None = None,
+    audit: ReferenceAudit | None = None,
 ) -> ReferenceProfile:
     """Profile ``stream``'s features over the records ``rows()`` yields, in one pass.
 
@@ -125,6 +163,11 @@ def build_profile(
     counts are exact while the sample holds every value, scaled from it
     otherwise. ``progress`` is called with the running record count every
     10,000 records. ``seed`` is kept for API compatibility (the sample is deterministic).
+
+    ``rows`` are profiled as given; to leave out what a worker would dead-letter, pass
+    ``lambda: audit.check(...)`` and the same ``audit``
+    (:class:`~monitor.reference.audit.ReferenceAudit`), which is then also told how each feature's
+    values compare with the spec.
 
     Examples
     --------
@@ -180,7 +223,13 @@ def build_profile(
     if batch:
         consume(batch)
     if rows_n == 0:
+        if audit is not None and audit.excluded:
+            raise ProfileError(f"the reference input holds no record a worker would accept: all {audit.read:,} "
+                               f"were excluded ({audit.excluded_text()}; e.g. "
+                               f"{next(iter(audit.examples.values()))})")
         raise ProfileError("the reference input holds no records")
+    if audit is not None:
+        audit.observe(states, cats)
 
     features = {}
     for f in stream.features:
@@ -228,8 +277,13 @@ def _feature_profile(f: FeatureSpec, bins: int, state: FeatureState, counts: Cou
 
 
 def build_profile_from_file(stream: StreamSpec, path: str | Path, *, sample_size: int = 200_000,
-                            seed: int = 0, progress: Progress | None = None) -> ReferenceProfile:
-    """:func:`build_profile` over a CSV/JSONL file, recording its path and SHA-256."""
+                            seed: int = 0, progress: Progress | None = None,
+                            audit: ReferenceAudit | None = None) -> ReferenceProfile:
+    """:func:`build_profile` over a CSV/JSONL file, recording its path and SHA-256.
+
+    With ``audit``, the records are read as a worker reads them (:func:`read_records`) and those
+    it would dead-letter are left out and counted in ``audit``; without, :func:`read_rows` reads
+    them (a bad JSON line is an error) and every record is profiled."""
     path = Path(path)
     if not path.is_file():
         raise ProfileError(f"reference input {path} does not exist")
@@ -239,5 +293,9 @@ def build_profile_from_file(stream: StreamSpec, path: str | Path, *, sample_size
             digest.update(chunk)
     source = {"kind": "file", "path": str(path), "sha256": digest.hexdigest(),
               "format": path.suffix.lower().lstrip(".")}
+    if audit is not None:
+        checked = audit
+        return build_profile(stream, lambda: checked.check(read_records(path, stream)), source=source,
+                             sample_size=sample_size, seed=seed, progress=progress, audit=audit)
     return build_profile(stream, lambda: read_rows(path, stream), source=source,
                          sample_size=sample_size, seed=seed, progress=progress)

@@ -60,6 +60,9 @@ def test_model_replay_writes_model_windows_and_alerts_deterministically(tmp_path
     first_drift_window = next(w for w in labelled_windows if w["realised"]["accuracy"] < 0.8)
     assert drops[0]["window"]["index"] <= first_drift_window["window"]["index"] + 1
     assert "churn:v1" in first.stdout  # the summary table names the model
+    # the header counts each input: 8,000 predictions and 8,001 labels (not 16,001 "records")
+    header = " ".join(first.stdout.split())
+    assert "8,000 predictions, 8,001 labels, " in header and "16,001" not in header
 
 
 def test_labels_option_needs_a_predictions_stream(tmp_path: Path) -> None:

@@ -300,3 +300,41 @@ def test_event_time_in_records(event_time: bytes, accepted: bool) -> None:
 
 def test_event_time_is_optional() -> None:
     assert decode_message(b'{"record_id": 1}', STREAM) == ([{"record_id": 1}], [])
+
+
+# ---------------------------------------------------------------- details say what is wrong
+
+
+@pytest.mark.parametrize(
+    ("message", "reason", "detail"),
+    [
+        (b'{"record_id": "ab\xffc"}', "malformed_json", "value is not valid UTF-8 (byte 0xff at offset 17)"),
+        (b"\x80", "malformed_json", "value is not valid UTF-8 (byte 0x80 at offset 0)"),
+        (b'{"record_id": "\xed\xa0\x80"}', "malformed_json", "value is not valid UTF-8 (byte 0xed at offset 15)"),
+        ('{"record_id": 1}'.encode("utf-16"), "malformed_json",
+         "value is not valid UTF-8 (byte 0xff at offset 0; it looks like UTF-16)"),
+        (b'\xef\xbb\xbf{"record_id": 1}', "malformed_json",
+         "value starts with a UTF-8 byte order mark (bytes ef bb bf); JSON messages must not carry one"),
+        (b"[" * 2000, "malformed_json", "JSON nested deeper than 1024 levels (at character 1025)"),
+        (b'{"record_id": 1, "x": 1e400}', "non_finite_number",
+         "a number beyond the double range (it would be infinite) at character 22"),
+        (b'{"record_id": 1, "x": -Infinity}', "non_finite_number", "literal -Infinity is not allowed"),
+    ],
+)
+def test_rejection_details_say_what_is_wrong(message: bytes, reason: str, detail: str) -> None:
+    ok, [rej] = decode_message(message, STREAM)
+    assert ok == [] and (rej.reason, rej.detail) == (reason, detail)
+    assert "surrogates not allowed" not in rej.detail
+
+
+@pytest.mark.parametrize("depth", [300, 1000])
+def test_a_deeply_nested_bad_element_is_rejected_not_raised(depth: int) -> None:
+    # orjson reads 1024 levels but writes only 255: re-encoding the bad element used to raise TypeError
+    deep = b"[" * depth + b"]" * depth
+    message = b'[{"record_id": 1, "x": 1}, {"x": ' + deep + b"}]"
+    ok, [rej] = decode_message(message, STREAM)
+    assert [r["record_id"] for r in ok] == [1] and (rej.reason, rej.index) == ("missing_id", 1)
+    assert rej.original in (b'{"x":' + deep + b"}", message)  # the element, or the message when too deep
+    cols = b'{"columns": {"record_id": [null, 2], "x": [' + deep + b", 1]}}"
+    ok, [rej] = decode_message(cols, STREAM)
+    assert len(ok) == 1 and rej.reason == "missing_id"
