@@ -185,11 +185,14 @@ class Monitor:
         the lock that guards its join-state checkpoints)."""
         return list(self.features.tick(now))
 
-    def close(self) -> list[Report]:
-        """End of input (a replay): every open window, feature windows then model windows, marked partial."""
-        reports: list[Report] = list(self.features.close())
+    def close(self, *, notify: bool = True) -> list[Report]:
+        """End of input (a replay): every open window, feature windows then model windows, marked partial.
+
+        Without ``notify`` they are evaluated (verdicts in ``alerts``) but raise no events: a worker
+        would not have closed them yet."""
+        reports: list[Report] = list(self.features.close(notify=notify))
         for model in self.models.values():
-            reports += model.close()
+            reports += model.close(notify=notify)
         return reports
 
     # -- batch runs (notebooks, jobs) ---------------------------------------------------------------------

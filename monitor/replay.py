@@ -55,7 +55,7 @@ class ReplaySummary:
 
 def replay(spec: MonitorSpec, inputs: Mapping[str, Iterable[dict[str, Any] | Rejection]], out_dir: str | Path,
            *, references: Mapping[str, ReferenceProfile] | None = None,
-           progress: Callable[[int], None] | None = None) -> ReplaySummary:
+           progress: Callable[[int], None] | None = None, close_partial: bool = False) -> ReplaySummary:
     """Replay recorded records of one or more streams and write ``alerts.jsonl``, ``windows.jsonl`` and
     ``deadletters.jsonl`` into ``out_dir``.
 
@@ -65,7 +65,12 @@ def replay(spec: MonitorSpec, inputs: Mapping[str, Iterable[dict[str, Any] | Rej
     previous record of its input), so a label is read after the predictions made before it, as a worker
     that keeps up would read them; partition 0 stands for all partitions. Records may include
     :class:`~monitor.records.Rejection` values (from decoding Kafka messages); plain dicts are checked
-    like the worker checks them. With several inputs each dead-letter line names its stream.
+    like the worker checks them; a rejected record is a line of ``deadletters.jsonl`` (its reason,
+    detail and original bytes) and the replay goes on. With several inputs each dead-letter line names
+    its stream.
+
+    The windows still open at the end of the input are written to ``windows.jsonl`` marked
+    ``partial``; they raise alerts only with ``close_partial`` (a worker would not have closed them).
     """
     if not inputs:
         raise ValueError("nothing to replay: no input stream")
@@ -119,7 +124,7 @@ def replay(spec: MonitorSpec, inputs: Mapping[str, Iterable[dict[str, Any] | Rej
             batch.append(item)
         if batch and current is not None:
             flush(current, batch)
-        emit(monitor.close())
+        emit(monitor.close(notify=close_partial))
     return summary
 
 

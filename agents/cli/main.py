@@ -172,15 +172,19 @@ def _bootstrap(bootstrap: str | None) -> str:
 @click.option("--labels", "labels_input", type=click.Path(dir_okay=False), default=None,
               help="With a predictions --stream: the labels file (or, with --topic, the labels topic), replayed "
               "together with the predictions through the model monitor.")
+@click.option("--close-partial", is_flag=True, default=False,
+              help="Let the windows still open at the end of the input raise alerts (default: they are written to "
+              "windows.jsonl, marked partial, without alerts, as a worker would not have closed them yet).")
 @friendly
 def replay(spec: str, input_path: str | None, topic: str | None, from_: str | None, to: str | None,
-           bootstrap: str | None, out: str, stream: str | None, labels_input: str | None) -> None:
+           bootstrap: str | None, out: str, stream: str | None, labels_input: str | None,
+           close_partial: bool) -> None:
     """Run the engine offline over recorded data (event time drives the windows); with --labels, a model's
     predictions and labels together (joins, performance windows, model alerts)."""
     from rich.console import Console
     from rich.table import Table
 
-    from monitor.reference import load_references, read_rows
+    from monitor.reference import load_references, read_records
     from monitor.replay import replay as run_replay
     from monitor.spec import load_spec
 
@@ -198,7 +202,7 @@ def replay(spec: str, input_path: str | None, topic: str | None, from_: str | No
     if input_path is not None:
         if not Path(input_path).is_file():
             raise ConfigError(f"input {input_path} does not exist")
-        records: Any = read_rows(input_path, st)
+        records: Any = read_records(input_path, st)
     else:
         from agents.kafka.source import parse_position, topic_records
 
@@ -210,7 +214,7 @@ def replay(spec: str, input_path: str | None, topic: str | None, from_: str | No
         if input_path is not None:
             if not Path(labels_input).is_file():
                 raise ConfigError(f"labels input {labels_input} does not exist")
-            label_records = read_rows(labels_input, lst)
+            label_records = read_records(labels_input, lst)
         else:
             from agents.kafka.source import parse_position, topic_records
 
@@ -224,7 +228,8 @@ def replay(spec: str, input_path: str | None, topic: str | None, from_: str | No
         inputs = {st.name: records}
         if label_records is not None and st.model is not None:
             inputs[st.model.labels] = label_records
-        summary = run_replay(s, inputs, out, references=references, progress=progress)
+        summary = run_replay(s, inputs, out, references=references, progress=progress,
+                             close_partial=close_partial)
     if label_records is not None and st.model is not None:
         title = (f"replay of {input_path or topic} with labels {labels_input}: "
                  f"{summary.by_stream[st.name]:,} predictions, {summary.by_stream[st.model.labels]:,} labels, "

@@ -251,17 +251,18 @@ class ModelMonitor:
                 self.changed.add(p)
                 self._count_lost(expired)
 
-    def close(self) -> list[ModelWindowReport]:
-        """End of input (a replay): emit every open window with data, marked partial."""
+    def close(self, *, notify: bool = True) -> list[ModelWindowReport]:
+        """End of input (a replay): emit every open window with data, marked partial (through the alert
+        policy only with ``notify``)."""
         reports: list[ModelWindowReport] = []
         for v in list(self._versions.values()):
             for track in v.predictions:
                 pane = track.pane
                 if pane.count or pane.joined or pane.expired:
-                    reports += [self._close(v, w) for w in track.close_open(0.0)]
+                    reports += [self._close(v, w, notify=notify) for w in track.close_open(0.0)]
             for track in v.labels:
                 if track.pane.count:
-                    reports += [self._close(v, w) for w in track.close_open(0.0)]
+                    reports += [self._close(v, w, notify=notify) for w in track.close_open(0.0)]
         return reports
 
     # -- internals ----------------------------------------------------------------------------------------
@@ -418,7 +419,7 @@ class ModelMonitor:
                 reports += [self._close(v, w) for w in track.add(len(items), update, clock=0.0)]
         return reports
 
-    def _close(self, v: VersionState, closed: ClosedWindow[ModelPane]) -> ModelWindowReport:
+    def _close(self, v: VersionState, closed: ClosedWindow[ModelPane], *, notify: bool = True) -> ModelWindowReport:
         [w] = [p for p in closed.panes if p is not None]  # model windows are tumbling: one pane
         end = w.t_max if math.isfinite(w.t_max) else (self.clock() if not self.event_mode else 0.0)
         start = w.t_min if math.isfinite(w.t_min) else end
@@ -437,5 +438,5 @@ class ModelMonitor:
                                    changes=tuple(w.changes), end_time=end)
         observations = tuple(observe_model_window(self.spec, self.stream, report, decided=w.joined + w.expired))
         alerts = tuple(o.to_alert() for o in observations if o.severity is not None)
-        events = self.policy.observe(observations, now=end)
+        events = self.policy.observe(observations, now=end) if notify else []
         return replace(report, observations=observations, alerts=alerts, events=tuple(events))

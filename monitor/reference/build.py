@@ -139,7 +139,7 @@ def read_records(path: str | Path, stream: StreamSpec) -> Iterator[dict[str, Any
         for lineno, line in enumerate(fh, 1):
             if not line.strip():
                 continue
-            ok, bad = decode_message(line, stream)
+            ok, bad = decode_message(line.rstrip(b"\r\n"), stream)  # the original is the line, not its break
             for rejection in bad:
                 yield replace(rejection, detail=f"line {lineno}: {rejection.detail}")
             yield from ok

@@ -158,14 +158,17 @@ class FeatureEngine:
                     reports += [self._report(rt, w) for w in track.advance(now)]
         return reports
 
-    def close(self) -> list[WindowReport]:
-        """End of input (a replay): flush buffers, then emit every open window, marked partial."""
+    def close(self, *, notify: bool = True) -> list[WindowReport]:
+        """End of input (a replay): flush buffers, then emit every open window, marked partial.
+
+        Without ``notify`` the partial windows are evaluated (their verdicts are in ``alerts``) but
+        not put through the alert policy: no events (a worker would not have closed them yet)."""
         reports = self.flush()
         now = self.clock()
         for rt in self._streams.values():
             for track in rt.tracks:
                 closed = track.flush(now) if isinstance(track, CountTrack) else track.flush()
-                reports += [self._report(rt, w) for w in closed]
+                reports += [self._report(rt, w, policy=notify) for w in closed]
         return reports
 
     # -- the batch path ----------------------------------------------------------------------
