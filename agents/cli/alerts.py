@@ -88,23 +88,27 @@ def tail(spec_path: str | None, topic: str | None, bootstrap: str | None, from_b
     from confluent_kafka import Consumer, KafkaError, KafkaException
     from rich.console import Console
 
+    from agents.kafka.connect import check_connection, client_config
     from agents.notify import matches
     from agents.settings import Settings
     from monitor.spec import AlertFilter, load_spec
 
     if topic is None:
         topic = load_spec(spec_path).outputs.alerts_topic if spec_path else "streamdq.alerts"
-    boot = Settings.from_env(bootstrap=bootstrap).bootstrap
+    settings = Settings.from_env(bootstrap=bootstrap)
+    boot = settings.bootstrap
     if not boot:
         raise ConfigError("no Kafka cluster: set KAFKA_BOOTSTRAP or pass --bootstrap")
     flt = AlertFilter(streams=list(streams) or None, features=list(features) or None, checks=list(checks) or None,
                       min_severity=min_severity)  # type: ignore[arg-type]  # click.Choice checked it
     out = Console(highlight=False, soft_wrap=True)
     err = Console(stderr=True, highlight=False)
+    check_connection(boot, settings.kafka)
     try:
-        consumer = Consumer({"bootstrap.servers": boot, "group.id": f"streamdq-tail-{uuid.uuid4().hex}",
-                             "auto.offset.reset": "earliest" if from_beginning else "latest",
-                             "enable.auto.commit": False, "log_level": 3})
+        consumer = Consumer(client_config(boot, settings.kafka, {
+            "group.id": f"streamdq-tail-{uuid.uuid4().hex}",
+            "auto.offset.reset": "earliest" if from_beginning else "latest", "enable.auto.commit": False,
+            "log_level": 3}))
     except KafkaException as exc:
         raise ConfigError(f"cannot create a Kafka consumer: {exc}") from None
     consumer.subscribe([topic])

@@ -175,6 +175,7 @@ def create_app(spec: MonitorSpec, settings: Settings, *, references: dict[str, R
     app = faust.App(
         app_id,
         broker=settings.broker_urls,
+        broker_credentials=settings.kafka.faust_credentials(),
         autodiscover=False,
         store="memory://",
         datadir=settings.data_dir_for(app_id),
