@@ -145,7 +145,7 @@ class KafkaSecurity:
                              f"{_V}SSL_KEYFILE"))
         for name, path in ((f"{_V}SSL_CAFILE", self.cafile), (f"{_V}SSL_CERTFILE", self.certfile),
                            (f"{_V}SSL_KEYFILE", self.keyfile)):
-            if path is not None and not Path(path).is_file():
+            if self.tls and path is not None and not Path(path).is_file():
                 problems.append((name, f"{path} is not a readable file"))
         if self.tls and not problems:
             try:
