@@ -7,6 +7,7 @@
 | ``STREAMDQ_WEB_BIND`` | ``127.0.0.1`` | interface the web server binds |
 | ``STREAMDQ_DATA_DIR`` | ``<tmp>/streamdq-<app>`` | Faust's data folder |
 | ``STREAMDQ_LOG_LEVEL`` | ``info`` | worker log level |
+| ``STREAMDQ_KAFKA_*`` | (``PLAINTEXT``) | TLS and SASL of every Kafka client: see :mod:`agents.kafka.security` |
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import tempfile
 from dataclasses import dataclass, replace
 from typing import Any
 
+from agents.kafka.security import PLAINTEXT, KafkaSecurity
 from monitor.errors import ConfigError
 
 __all__ = ["Settings"]
@@ -31,6 +33,8 @@ class Settings:
     7000
     >>> Settings.from_env(environ={"KAFKA_BOOTSTRAP": "a:1,b:2"}).broker_urls
     ['kafka://a:1', 'kafka://b:2']
+    >>> Settings.from_env(environ={"STREAMDQ_KAFKA_SECURITY_PROTOCOL": "SSL"}).kafka.describe()
+    'SSL'
     """
 
     bootstrap: str | None = None
@@ -38,6 +42,7 @@ class Settings:
     web_bind: str = "127.0.0.1"
     data_dir: str | None = None
     log_level: str = "info"
+    kafka: KafkaSecurity = PLAINTEXT
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None, **overrides: Any) -> Settings:
@@ -52,6 +57,7 @@ class Settings:
             web_bind=env.get("STREAMDQ_WEB_BIND", "127.0.0.1"),
             data_dir=env.get("STREAMDQ_DATA_DIR") or None,
             log_level=env.get("STREAMDQ_LOG_LEVEL", "info"),
+            kafka=KafkaSecurity.from_env(env),
         )
         return replace(s, **{k: v for k, v in overrides.items() if v is not None})
 

@@ -528,7 +528,11 @@ class AlertFilter(_Model):
 
 
 class SubscriptionSpec(_Model):
-    """Where alert notifications go: a webhook (signed JSON POST) or an Alertmanager (v2 API)."""
+    """Where alert notifications go: a webhook (signed JSON POST) or an Alertmanager (v2 API).
+
+    Secrets never sit in the spec: the signing secret comes from ``secret_env`` (a variable) or
+    ``secret_file`` (a file), secret headers (tokens) from ``headers_env`` (header name -> variable).
+    """
 
     name: str = Field(pattern=_NAME)
     kind: Literal["webhook", "alertmanager"]
@@ -537,7 +541,14 @@ class SubscriptionSpec(_Model):
     secret_env: str | None = Field(
         default=None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
         description="Environment variable holding the HMAC-SHA256 signing secret (webhooks).")
-    headers: dict[str, str] = Field(default_factory=dict, description="Extra HTTP headers.")
+    secret_file: str | None = Field(
+        default=None, min_length=1, description="File holding the HMAC-SHA256 signing secret (webhooks; one trailing "
+        "newline is ignored); instead of secret_env.")
+    headers: dict[str, str] = Field(default_factory=dict, description="Extra HTTP headers (not secret: they are "
+                                    "written in the spec; use headers_env for tokens).")
+    headers_env: dict[str, str] = Field(
+        default_factory=dict, description="Extra HTTP headers whose values are secret: header name -> the environment "
+        "variable holding its value (e.g. Authorization: ALERT_WEBHOOK_TOKEN).")
     timeout_seconds: float = Field(default=5.0, gt=0, le=120)
     max_retries: int = Field(default=5, ge=0, le=50, description="Retries after the first attempt.")
     backoff_seconds: float = Field(default=0.5, gt=0, le=60, description="First retry delay; doubles, with jitter.")
@@ -550,8 +561,16 @@ class SubscriptionSpec(_Model):
 
     @model_validator(mode="after")
     def _fits_kind(self) -> SubscriptionSpec:
-        if self.kind == "alertmanager" and self.secret_env is not None:
-            raise ValueError("'secret_env' applies to webhooks only")
+        if self.kind == "alertmanager" and (self.secret_env is not None or self.secret_file is not None):
+            raise ValueError("'secret_env' and 'secret_file' apply to webhooks only")
+        if self.secret_env is not None and self.secret_file is not None:
+            raise ValueError("give the signing secret once: 'secret_env' or 'secret_file'")
+        bad = [v for v in self.headers_env.values() if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", v)]
+        if bad:
+            raise ValueError(f"headers_env values must be environment variable names, got {bad}")
+        both = sorted({h.lower() for h in self.headers} & {h.lower() for h in self.headers_env})
+        if both:
+            raise ValueError(f"header(s) {both} set in both 'headers' and 'headers_env'")
         return self
 
 

@@ -18,7 +18,7 @@ import click
 import orjson
 
 from agents.cli.errors import friendly, kafka_error_line
-from monitor.errors import ConfigError
+from monitor.errors import ConfigError, KafkaUnavailableError
 
 __all__ = ["format_event", "make_test_event", "send_test", "tail"]
 
@@ -88,13 +88,15 @@ def tail(spec_path: str | None, topic: str | None, bootstrap: str | None, from_b
     from confluent_kafka import Consumer, KafkaError, KafkaException
     from rich.console import Console
 
+    from agents.kafka.connect import check_connection, client_config
     from agents.notify import matches
     from agents.settings import Settings
     from monitor.spec import AlertFilter, load_spec
 
     if topic is None:
         topic = load_spec(spec_path).outputs.alerts_topic if spec_path else "streamdq.alerts"
-    boot = Settings.from_env(bootstrap=bootstrap).bootstrap
+    settings = Settings.from_env(bootstrap=bootstrap)
+    boot = settings.bootstrap
     if not boot:
         raise ConfigError("no Kafka cluster: set KAFKA_BOOTSTRAP or pass --bootstrap")
     flt = AlertFilter(streams=list(streams) or None, features=list(features) or None, checks=list(checks) or None,
@@ -104,10 +106,16 @@ def tail(spec_path: str | None, topic: str | None, bootstrap: str | None, from_b
     # Client errors (an unreachable broker: librdkafka retries on its own) come to error_cb and are
     # printed once each, in words; librdkafka's own log lines (one per reconnect attempt) are off.
     client_errors: list[Any] = []
+    try:  # fail at once on what no retry fixes (authentication, TLS); an absent broker may come back
+        check_connection(boot, settings.kafka, timeout=3.0)
+    except KafkaUnavailableError as exc:
+        if not str(exc).startswith("cannot reach"):
+            raise
     try:
-        consumer = Consumer({"bootstrap.servers": boot, "group.id": f"streamdq-tail-{uuid.uuid4().hex}",
-                             "auto.offset.reset": "earliest" if from_beginning else "latest",
-                             "enable.auto.commit": False, "log_level": 0, "error_cb": client_errors.append})
+        consumer = Consumer(client_config(boot, settings.kafka, {
+            "group.id": f"streamdq-tail-{uuid.uuid4().hex}",
+            "auto.offset.reset": "earliest" if from_beginning else "latest", "enable.auto.commit": False,
+            "log_level": 0, "error_cb": client_errors.append}))
     except KafkaException as exc:
         raise ConfigError(f"cannot create a Kafka consumer: {kafka_error_line(exc)}") from None
     consumer.subscribe([topic])

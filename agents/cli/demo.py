@@ -41,7 +41,10 @@ from rich.console import Console
 from rich.table import Table
 
 from agents.cli.localkafka import LocalKafka, _die_with_parent, free_port
+from agents.kafka.connect import client_config
+from agents.kafka.security import ENV_PREFIX, PLAINTEXT, KafkaSecurity
 from agents.kafka.topics import ensure_topics, spec_topics
+from agents.settings import Settings
 from monitor.errors import StreamdqError
 from monitor.performance import reference_metrics
 from monitor.reference import build_profile
@@ -138,12 +141,16 @@ def run_demo(*, duration: float | None, spec_path: str | None, rate: float, web_
     worker: subprocess.Popen[bytes] | None = None
     code = 0
     try:
-        bootstrap = os.environ.get("KAFKA_BOOTSTRAP")
-        if bootstrap:
-            console.print(f"[bold]Kafka[/]: using KAFKA_BOOTSTRAP={bootstrap}")
-        else:
+        settings = Settings.from_env()
+        security, worker_env = settings.kafka, dict(os.environ)
+        if settings.bootstrap:
+            bootstrap = settings.bootstrap
+            console.print(f"[bold]Kafka[/]: using KAFKA_BOOTSTRAP={bootstrap} ({security.describe()})")
+        else:  # the local broker is plaintext: the worker must not use security settings meant for another cluster
             kafka = LocalKafka(log=lambda m: console.print(f"[dim]{m}[/]"))
             bootstrap = kafka.start()
+            security = PLAINTEXT
+            worker_env = {k: v for k, v in worker_env.items() if not k.startswith(ENV_PREFIX)}
         spec_file = Path(spec_path) if spec_path else DEFAULT_SPEC
         spec = load_spec(spec_file)
         stream = next(s for s in spec.streams if s.kind == "features")
@@ -173,7 +180,7 @@ def run_demo(*, duration: float | None, spec_path: str | None, rate: float, web_
             console.print(f"  label-join TTL shortened to {DEMO_TTL_SECONDS:g} s (allowed lag 2 s) for the demo")
         run_spec = work / "monitor.yaml"
         run_spec.write_text(yaml.safe_dump(raw, sort_keys=False))
-        ensure_topics(bootstrap, spec_topics(spec), log=lambda m: console.print(f"[dim]{m}[/]"))
+        ensure_topics(bootstrap, spec_topics(spec), log=lambda m: console.print(f"[dim]{m}[/]"), security=security)
 
         port = web_port or free_port()
         worker_log = work / "worker.log"
@@ -184,13 +191,14 @@ def run_demo(*, duration: float | None, spec_path: str | None, rate: float, web_
                  "--web-port", str(port)],
                 stdout=logfh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                 start_new_session=True, preexec_fn=_die_with_parent,
-                env={**os.environ, "STREAMDQ_DATA_DIR": str(work / "faust")},
+                env={**worker_env, "STREAMDQ_DATA_DIR": str(work / "faust")},
             )
         _wait_healthy(port, worker, worker_log)
         metrics_url = f"http://127.0.0.1:{port}/metrics"
         console.print(f"[bold green]Worker ready.[/] Metrics: {metrics_url}   Health: http://127.0.0.1:{port}/health")
         summary = _produce_and_watch(console, bootstrap, spec, stream.topic, duration=duration, rate=rate,
-                                     seed=seed, worker=worker, metrics_url=metrics_url, model_streams=model_streams)
+                                     seed=seed, worker=worker, metrics_url=metrics_url, model_streams=model_streams,
+                                     security=security)
         _print_summary(console, summary, metrics_url)
         if worker.poll() is not None:
             console.print(f"[red]the worker exited early (code {worker.returncode}); see {worker_log}[/]")
@@ -239,14 +247,16 @@ def _stop_process(proc: subprocess.Popen[bytes], timeout: float = 30.0) -> None:
 
 def _produce_and_watch(console: Console, bootstrap: str, spec: Any, topic: str, *, duration: float | None,
                        rate: float, seed: int, worker: subprocess.Popen[bytes], metrics_url: str,
-                       model_streams: tuple[StreamSpec, StreamSpec] | None = None) -> dict[str, Any]:
+                       model_streams: tuple[StreamSpec, StreamSpec] | None = None,
+                       security: KafkaSecurity = PLAINTEXT) -> dict[str, Any]:
     from confluent_kafka import Consumer, Producer
 
     # log_level 3: librdkafka's retry notices while a fresh broker loads its coordinators are noise here.
-    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 20, "enable.idempotence": True,
-                         "log_level": 3})
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"streamdq-demo-{os.getpid()}-{seed}",
-                         "auto.offset.reset": "latest", "enable.auto.commit": False})
+    producer = Producer(client_config(bootstrap, security, {"linger.ms": 20, "enable.idempotence": True,
+                                                            "log_level": 3}))
+    consumer = Consumer(client_config(bootstrap, security, {"group.id": f"streamdq-demo-{os.getpid()}-{seed}",
+                                                            "auto.offset.reset": "latest",
+                                                            "enable.auto.commit": False}))
     topics = [spec.outputs.alerts_topic, spec.outputs.deadletter_topic]
     if model_streams is not None:
         topics.append(spec.outputs.profiles_topic)  # the model windows

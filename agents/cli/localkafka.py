@@ -10,6 +10,10 @@ Examples
 >>> kafka = LocalKafka()                       # doctest: +SKIP
 >>> with kafka:                                 # doctest: +SKIP
 ...     print(kafka.bootstrap)                  # 127.0.0.1:<port>
+
+With ``sasl_ssl=SaslSslListener(...)`` the broker also listens for SASL_SSL clients on a third port
+(:attr:`LocalKafka.sasl_ssl_bootstrap`), with the given certificate and SCRAM/PLAIN users; the
+plaintext listener stays (readiness checks and the broker's own traffic use it).
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import base64
 import contextlib
 import ctypes
 import os
+import re
 import shutil
 import signal
 import socket
@@ -25,14 +30,16 @@ import subprocess
 import tempfile
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import orjson
 
 from monitor.errors import KafkaLauncherError
 
-__all__ = ["KAFKA_VERSION", "LocalKafka", "cache_dir", "fetch_jars", "free_port", "new_cluster_id", "wait_for_broker"]
+__all__ = ["KAFKA_VERSION", "LocalKafka", "SaslSslListener", "cache_dir", "fetch_jars", "free_port", "new_cluster_id",
+           "wait_for_broker"]
 
 #: The Apache Kafka release the launcher fetches (the line Faust is tested against).
 KAFKA_VERSION = "4.0.2"
@@ -145,6 +152,58 @@ def _die_with_parent() -> None:
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)
 
 
+#: Characters allowed in local SASL user names and passwords: they are written into JAAS options and
+#: ``kafka-storage format --add-scram`` arguments unquoted.
+_SAFE_CREDENTIAL = re.compile(r"[A-Za-z0-9._~+-]+")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SaslSslListener:
+    """An extra SASL_SSL listener of a :class:`LocalKafka` (for tests of secured clients).
+
+    ``certfile`` is the broker's PEM certificate (chain), ``keyfile`` its unencrypted PKCS#8 PEM key
+    (``BEGIN PRIVATE KEY``); both are passed to the broker as a PEM keystore. ``users`` (name ->
+    password, letters, digits and ``._~+-`` only) can log in with SCRAM-SHA-256, SCRAM-SHA-512 and
+    PLAIN: the SCRAM credentials are written when the storage is formatted.
+    """
+
+    certfile: Path
+    keyfile: Path
+    users: Mapping[str, str] = field(repr=False)
+
+    def __post_init__(self) -> None:
+        bad = [name for name, pw in self.users.items() if not (_SAFE_CREDENTIAL.fullmatch(name)
+                                                                and _SAFE_CREDENTIAL.fullmatch(pw))]
+        if bad or not self.users:
+            raise KafkaLauncherError(f"SASL users need names and passwords of [A-Za-z0-9._~+-] (bad: {bad or 'none'})")
+
+    def properties(self) -> dict[str, str]:
+        """The broker properties of the listener named ``SASL_SSL`` (added to the plaintext ones)."""
+        prefix = "listener.name.sasl_ssl."
+        scram = "org.apache.kafka.common.security.scram.ScramLoginModule required;"
+        plain_users = " ".join(f'user_{name}="{pw}"' for name, pw in self.users.items())
+        return {
+            "sasl.enabled.mechanisms": "SCRAM-SHA-512,SCRAM-SHA-256,PLAIN",
+            f"{prefix}ssl.keystore.type": "PEM",
+            f"{prefix}ssl.keystore.certificate.chain": Path(self.certfile).read_text().strip(),
+            f"{prefix}ssl.keystore.key": Path(self.keyfile).read_text().strip(),
+            f"{prefix}scram-sha-512.sasl.jaas.config": scram,
+            f"{prefix}scram-sha-256.sasl.jaas.config": scram,
+            f"{prefix}plain.sasl.jaas.config": f"org.apache.kafka.common.security.plain.PlainLoginModule required "
+                                                f"{plain_users};",
+        }
+
+    def scram_args(self) -> list[str]:
+        """``kafka-storage format`` arguments creating every user's SCRAM credentials."""
+        return [f"--add-scram={mech}=[name=\"{name}\",password=\"{pw}\"]"
+                for name, pw in self.users.items() for mech in ("SCRAM-SHA-256", "SCRAM-SHA-512")]
+
+
+def _property_value(value: str) -> str:
+    """``value`` escaped for a Java properties file (PEM blocks span lines)."""
+    return value.replace("\\", "\\\\").replace("\n", "\\n")
+
+
 class LocalKafka:
     """Start and stop one single-node KRaft broker on loopback.
 
@@ -155,8 +214,11 @@ class LocalKafka:
     """
 
     def __init__(self, *, version: str = KAFKA_VERSION, work_dir: Path | None = None,
-                 heap: str = "1g", log: Log = _quiet, tie_to_parent: bool = True) -> None:
+                 heap: str = "1g", log: Log = _quiet, tie_to_parent: bool = True,
+                 sasl_ssl: SaslSslListener | None = None) -> None:
         self.version = version
+        self.sasl_ssl = sasl_ssl
+        self.sasl_ssl_port: int | None = None
         self.heap = heap
         self.log = log
         self.tie_to_parent = tie_to_parent
@@ -171,6 +233,13 @@ class LocalKafka:
         if self.port is None:
             raise KafkaLauncherError("the broker is not started")
         return f"127.0.0.1:{self.port}"
+
+    @property
+    def sasl_ssl_bootstrap(self) -> str:
+        """The SASL_SSL listener's address (only with ``sasl_ssl``)."""
+        if self.sasl_ssl_port is None:
+            raise KafkaLauncherError("the broker is not started with a SASL_SSL listener")
+        return f"127.0.0.1:{self.sasl_ssl_port}"
 
     @property
     def log_file(self) -> Path | None:
@@ -202,7 +271,13 @@ class LocalKafka:
             "log.segment.bytes": str(64 * 1024 * 1024),
             "message.max.bytes": str(8 * 1024 * 1024),
         }
-        return "".join(f"{k}={v}\n" for k, v in props.items())
+        if self.sasl_ssl is not None and self.sasl_ssl_port:
+            listener = f"SASL_SSL://127.0.0.1:{self.sasl_ssl_port}"
+            props["listeners"] += f",{listener}"
+            props["advertised.listeners"] += f",{listener}"
+            props["listener.security.protocol.map"] += ",SASL_SSL:SASL_SSL"
+            props.update(self.sasl_ssl.properties())
+        return "".join(f"{k}={_property_value(v)}\n" for k, v in props.items())
 
     def start(self, *, timeout: float = 90.0) -> str:
         """Fetch (if needed), format and start the broker; return its bootstrap address."""
@@ -215,13 +290,18 @@ class LocalKafka:
         self.port, self.controller_port = free_port(), free_port()
         while self.controller_port == self.port:
             self.controller_port = free_port()
+        if self.sasl_ssl is not None:
+            self.sasl_ssl_port = free_port()
+            while self.sasl_ssl_port in (self.port, self.controller_port):
+                self.sasl_ssl_port = free_port()
         conf = self.work_dir / "server.properties"
         conf.write_text(self._properties())
         classpath = f"{libs}/*"
         java = [shutil.which("java") or "java", "-Xms256m", f"-Xmx{self.heap}", "-XX:+UseG1GC",
                 "-Djava.awt.headless=true", f"-Dlog4j2.configurationFile=file:{_LOG4J}", "-cp", classpath]
         fmt = subprocess.run([*java, "kafka.tools.StorageTool", "format", f"--cluster-id={new_cluster_id()}",
-                              "-c", str(conf), "--ignore-formatted"],
+                              "-c", str(conf), "--ignore-formatted",
+                              *(self.sasl_ssl.scram_args() if self.sasl_ssl is not None else [])],
                              capture_output=True, text=True, timeout=120, check=False)
         if fmt.returncode != 0:
             raise KafkaLauncherError(f"formatting KRaft storage failed:\n{fmt.stdout}{fmt.stderr}")

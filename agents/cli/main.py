@@ -9,13 +9,16 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 import orjson
 
 from agents.cli.errors import friendly
 from monitor.errors import ConfigError, ProfileError, StreamdqError
+
+if TYPE_CHECKING:  # imported lazily at run time: `streamdq --help` stays quick
+    from agents.kafka.security import KafkaSecurity
 
 __all__ = ["main"]
 
@@ -99,11 +102,12 @@ def reference_build(spec: str, input_path: str | None, topic: str | None, from_:
             else:
                 from agents.kafka.source import parse_position, topic_records
 
-                boot = _bootstrap(bootstrap)
+                boot, security = _kafka(bootstrap)
                 start, end = parse_position(from_), parse_position(to)
                 source = {"kind": "kafka", "topic": topic, "from": from_, "to": to}
                 profile = build_profile(
-                    st, lambda: audit.check(topic_records(boot, st, topic, start=start, end=end)),  # type: ignore[arg-type]
+                    st, lambda: audit.check(topic_records(boot, st, topic, start=start,  # type: ignore[arg-type]
+                                                          end=end, security=security)),
                     source=source, sample_size=sample_size, progress=progress, audit=audit)
         except ProfileError:
             if audit.features:  # the build failed after reading everything: show what it found first
@@ -151,13 +155,14 @@ def reference_merge(profiles: tuple[str, ...], out: str) -> None:
                 f"profile_version {merged.profile_version}", fg="green")
 
 
-def _bootstrap(bootstrap: str | None) -> str:
+def _kafka(bootstrap: str | None) -> tuple[str, KafkaSecurity]:
+    """The bootstrap servers and security settings of a command that reads Kafka."""
     from agents.settings import Settings
 
     settings = Settings.from_env(bootstrap=bootstrap)
     if not settings.bootstrap:
         raise ConfigError("no Kafka cluster: set KAFKA_BOOTSTRAP or pass --bootstrap")
-    return settings.bootstrap
+    return settings.bootstrap, settings.kafka
 
 
 @cli.command()
@@ -206,8 +211,9 @@ def replay(spec: str, input_path: str | None, topic: str | None, from_: str | No
     else:
         from agents.kafka.source import parse_position, topic_records
 
-        records = topic_records(_bootstrap(bootstrap), st, topic, start=parse_position(from_),  # type: ignore[arg-type]
-                                end=parse_position(to))
+        boot, security = _kafka(bootstrap)
+        records = topic_records(boot, st, topic, start=parse_position(from_),  # type: ignore[arg-type]
+                                end=parse_position(to), security=security)
     label_records: Any = None
     if labels_input is not None and st.model is not None:
         lst = s.stream(st.model.labels)
@@ -218,8 +224,9 @@ def replay(spec: str, input_path: str | None, topic: str | None, from_: str | No
         else:
             from agents.kafka.source import parse_position, topic_records
 
-            label_records = topic_records(_bootstrap(bootstrap), lst, labels_input, start=parse_position(from_),
-                                          end=parse_position(to))
+            boot, security = _kafka(bootstrap)
+            label_records = topic_records(boot, lst, labels_input, start=parse_position(from_),
+                                          end=parse_position(to), security=security)
     console = Console(stderr=True)
     with console.status("replaying ...") as status:
         def progress(n: int) -> None:
@@ -363,7 +370,7 @@ def topics(spec: str, bootstrap: str | None) -> None:
     if not settings.bootstrap:
         raise ConfigError("no Kafka cluster: set KAFKA_BOOTSTRAP or pass --bootstrap")
     wanted = spec_topics(load_spec(spec))
-    ensure_topics(settings.bootstrap, wanted, log=click.echo)
+    ensure_topics(settings.bootstrap, wanted, log=click.echo, security=settings.kafka)
     click.echo(f"{len(wanted)} topic(s) present: {', '.join(wanted)}")
 
 

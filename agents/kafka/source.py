@@ -9,6 +9,8 @@ from typing import Any
 
 from confluent_kafka import OFFSET_END, Consumer, KafkaError, KafkaException, TopicPartition
 
+from agents.kafka.connect import check_connection, client_config
+from agents.kafka.security import PLAINTEXT, KafkaSecurity
 from monitor.errors import ConfigError, KafkaUnavailableError
 from monitor.records import Rejection, decode_message
 from monitor.spec import StreamSpec
@@ -34,21 +36,23 @@ def parse_position(text: str | None) -> int | float | None:
 
 
 def read_topic(bootstrap: str, topic: str, *, start: int | float | None = None, end: int | float | None = None,
-               timeout: float = 30.0) -> Iterator[Any]:
+               timeout: float = 30.0, security: KafkaSecurity = PLAINTEXT) -> Iterator[Any]:
     """Yield the messages of ``topic`` from ``start`` (inclusive) to ``end`` (exclusive), partition by partition.
 
     Offsets are per partition; float positions are times (epoch seconds, resolved
     with ``offsets_for_times``). Without ``end`` the range stops at the end
     offsets seen when reading starts, so the read always terminates.
     """
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"streamdq-read-{uuid.uuid4().hex}",
-                         "enable.auto.commit": False, "auto.offset.reset": "earliest", "log_level": 0,
-                         "enable.partition.eof": True})
+    check_connection(bootstrap, security, timeout=timeout)
+    consumer = Consumer(client_config(bootstrap, security, {
+        "group.id": f"streamdq-read-{uuid.uuid4().hex}", "enable.auto.commit": False, "auto.offset.reset": "earliest",
+        "log_level": 0, "enable.partition.eof": True}))
     try:
         try:
             md = consumer.list_topics(topic, timeout=timeout)
         except KafkaException as exc:
-            raise KafkaUnavailableError(f"cannot reach Kafka at {bootstrap}: {exc.args[0]}") from None
+            raise KafkaUnavailableError(f"cannot read the metadata of {topic!r} at {bootstrap}: "
+                                        f"{exc.args[0].str()}") from None
         tmeta = md.topics.get(topic)
         if tmeta is None or tmeta.error is not None or not tmeta.partitions:
             raise ConfigError(f"topic {topic!r} does not exist on {bootstrap}")
@@ -101,9 +105,10 @@ def _resolve(consumer: Consumer, topic: str, partition: int, pos: int | float | 
 
 
 def topic_records(bootstrap: str, stream: StreamSpec, topic: str, *, start: int | float | None = None,
-                  end: int | float | None = None) -> Iterator[dict[str, Any] | Rejection]:
+                  end: int | float | None = None,
+                  security: KafkaSecurity = PLAINTEXT) -> Iterator[dict[str, Any] | Rejection]:
     """Decoded records (and rejections) of a topic range, as the worker would decode them."""
-    for msg in read_topic(bootstrap, topic, start=start, end=end):
+    for msg in read_topic(bootstrap, topic, start=start, end=end, security=security):
         ok, bad = decode_message(msg.value(), stream)
         yield from bad
         yield from ok

@@ -9,6 +9,8 @@ from collections.abc import Callable
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from agents.kafka.connect import check_connection, client_config
+from agents.kafka.security import PLAINTEXT, KafkaSecurity
 from monitor.errors import ConfigError, KafkaUnavailableError
 from monitor.spec import MonitorSpec
 
@@ -48,13 +50,17 @@ def changelog_topics(spec: MonitorSpec) -> dict[str, int]:
 
 
 def ensure_topics(bootstrap: str, topics: dict[str, int], *, log: Callable[[str], None] = lambda _: None,
-                  timeout: float = 30.0, compacted: bool = False) -> None:
-    """Create missing topics; fail if an existing one has fewer partitions than configured."""
-    admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 0})
+                  timeout: float = 30.0, compacted: bool = False, security: KafkaSecurity = PLAINTEXT) -> None:
+    """Create missing topics; fail if an existing one has fewer partitions than configured.
+
+    Raises :class:`KafkaUnavailableError` (one line) when the cluster cannot be reached or refuses the
+    credentials or the creation."""
+    check_connection(bootstrap, security, timeout=timeout)
+    admin = AdminClient(client_config(bootstrap, security, {"log_level": 0}))
     try:
         md = admin.list_topics(timeout=timeout)
     except KafkaException as exc:
-        raise KafkaUnavailableError(f"cannot reach Kafka at {bootstrap}: {exc.args[0]}") from None
+        raise KafkaUnavailableError(f"cannot list the topics of Kafka at {bootstrap}: {exc.args[0].str()}") from None
     problems = []
     missing = []
     for name, partitions in topics.items():
@@ -74,4 +80,5 @@ def ensure_topics(bootstrap: str, topics: dict[str, int], *, log: Callable[[str]
             log(f"created topic {name}")
         except KafkaException as exc:
             if exc.args[0].name() != "TOPIC_ALREADY_EXISTS":
-                raise
+                raise KafkaUnavailableError(f"Kafka at {bootstrap} refused to create topic {name!r} "
+                                            f"({security.describe()}): {exc.args[0].str()}") from None

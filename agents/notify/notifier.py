@@ -9,9 +9,11 @@ retry budget goes to the ``dead_letter`` callback. A slow or dead receiver there
 its own subscription and never the stream.
 
 Webhooks get the event JSON (``schemas/alert.schema.json``) as a POST with an ``Idempotency-Key``
-(the alert id) and, when the subscription has a ``secret_env``, an HMAC-SHA256 signature over
-``"<timestamp>." + body``; receivers check it with :func:`verify_signature`. Alertmanagers get
-the v2 API form of the alert (:func:`alertmanager_payload`).
+(the alert id) and, when the subscription has a ``secret_env`` or ``secret_file``, an HMAC-SHA256
+signature over ``"<timestamp>." + body``; receivers check it with :func:`verify_signature`.
+Alertmanagers get the v2 API form of the alert (:func:`alertmanager_payload`). Both get the
+subscription's ``headers`` plus its ``headers_env`` (values read from environment variables).
+Secrets are read once, at :meth:`Notifier.start`, and appear in no log line, metric or dead letter.
 
 Examples
 --------
@@ -36,6 +38,7 @@ import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -153,15 +156,17 @@ def verify_signature(secret: bytes, timestamp: str, body: bytes, header: str, *,
 
 
 def webhook_request(sub: SubscriptionSpec, event: Mapping[str, Any], *, secret: bytes | None,
-                    timestamp: int | None = None) -> tuple[bytes, httpx.Headers]:
+                    timestamp: int | None = None,
+                    secret_headers: Mapping[str, str] | None = None) -> tuple[bytes, httpx.Headers]:
     """Body and headers of the webhook POST of ``event``.
 
-    The subscription's extra ``headers`` come first; the protocol headers (content type,
-    idempotency key, event, timestamp, signature) always win over them.
+    The subscription's extra ``headers`` and ``secret_headers`` (its ``headers_env``, resolved) come
+    first; the protocol headers (content type, idempotency key, event, timestamp, signature) always
+    win over them.
     """
     body = orjson.dumps(event, option=orjson.OPT_SERIALIZE_NUMPY)
     ts = str(int(time.time()) if timestamp is None else timestamp)
-    headers = httpx.Headers(sub.headers)
+    headers = httpx.Headers({**sub.headers, **(secret_headers or {})})
     headers["Content-Type"] = "application/json"
     headers["Idempotency-Key"] = str(event.get("alert_id", ""))
     headers["X-Streamdq-Event"] = str(event.get("status", ""))
@@ -282,6 +287,7 @@ class Notifier:
             s.name: asyncio.Queue(maxsize=s.queue_size) for s in subscriptions}
         self._inflight: dict[str, _Pending | None] = dict.fromkeys(names)
         self._secrets: dict[str, bytes | None] = {}
+        self._secret_headers: dict[str, dict[str, str]] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self._background: set[asyncio.Task[None]] = set()
         self._client: httpx.AsyncClient | None = None
@@ -312,29 +318,48 @@ class Notifier:
         return self._client is not None
 
     def check_secrets(self) -> None:
-        """Raise :class:`ConfigError` when a subscription's ``secret_env`` variable is unset or empty
-        (the worker calls this before it starts consuming)."""
-        missing = [(f"alerting.subscriptions.{s.name}.secret_env", f"environment variable {s.secret_env} is not set")
-                   for s in self.subscriptions.values() if s.secret_env and not self._environ.get(s.secret_env)]
+        """Raise :class:`ConfigError` when a subscription's ``secret_env`` or ``headers_env`` variable is
+        unset or empty, or its ``secret_file`` unreadable or empty (the worker calls this before it
+        starts consuming). The messages name variables and files, never values."""
+        missing: list[tuple[str, str]] = []
+        for s in self.subscriptions.values():
+            where = f"alerting.subscriptions.{s.name}"
+            if s.secret_env and not self._environ.get(s.secret_env):
+                missing.append((f"{where}.secret_env", f"environment variable {s.secret_env} is not set"))
+            missing += [(f"{where}.headers_env.{header}", f"environment variable {var} is not set")
+                        for header, var in s.headers_env.items() if not self._environ.get(var)]
+            if s.secret_file:
+                try:
+                    _read_secret_file(s.secret_file)
+                except ConfigError as exc:
+                    missing.append((f"{where}.secret_file", str(exc)))
         if missing:
-            raise ConfigError("alert subscriptions: signing secrets missing", missing)
+            raise ConfigError("alert subscriptions: secrets missing", missing)
 
     async def start(self) -> None:
         """Read the signing secrets, open the HTTP client and start one delivery task per subscription.
 
-        Raises :class:`ConfigError` when a subscription's ``secret_env`` variable is unset or empty.
+        Raises :class:`ConfigError` when a secret is missing (see :meth:`check_secrets`).
         """
         if self._client is not None:
             return
         self.check_secrets()
-        self._secrets = {name: (self._environ[s.secret_env].encode() if s.secret_env else None)
-                         for name, s in self.subscriptions.items()}
+        self._secrets = {name: self._signing_secret(s) for name, s in self.subscriptions.items()}
+        self._secret_headers = {name: {header: self._environ[var] for header, var in s.headers_env.items()}
+                                for name, s in self.subscriptions.items()}
         self._closing = False
         self._client = httpx.AsyncClient(transport=self._transport, follow_redirects=False,
                                          headers={"User-Agent": "streamdq-notifier"})
         self._tasks = [asyncio.create_task(self._run(sub), name=f"streamdq-notify-{sub.name}")
                        for sub in self.subscriptions.values()]
         log.info("notifier started: %d subscription(s)", len(self._tasks))
+
+    def _signing_secret(self, sub: SubscriptionSpec) -> bytes | None:
+        if sub.secret_env:
+            return self._environ[sub.secret_env].encode()
+        if sub.secret_file:
+            return _read_secret_file(sub.secret_file)
+        return None
 
     async def stop(self, timeout: float = 10.0) -> None:
         """Deliver what can be delivered within ``timeout`` seconds, then cancel the rest.
@@ -469,11 +494,12 @@ class Notifier:
         try:
             if sub.kind == "webhook":
                 url = sub.url
-                body, headers = webhook_request(sub, event, secret=self._secrets.get(sub.name))
+                body, headers = webhook_request(sub, event, secret=self._secrets.get(sub.name),
+                                                secret_headers=self._secret_headers.get(sub.name))
             else:
                 url = sub.url.rstrip("/") + "/api/v2/alerts"
                 body = orjson.dumps(alertmanager_payload(event, sub.resolve_timeout_seconds))
-                headers = httpx.Headers(sub.headers)
+                headers = httpx.Headers({**sub.headers, **self._secret_headers.get(sub.name, {})})
                 headers["Content-Type"] = "application/json"
         except (TypeError, ValueError, KeyError) as exc:  # a malformed event: no retry can fix it
             return result(False, None, f"invalid event: {type(exc).__name__}: {exc}")
@@ -521,3 +547,16 @@ class Notifier:
         except Exception:  # a failing sink must not kill the delivery task (logged with its traceback)
             log.exception("dead letter of notification %s to %s failed", event.get("alert_id"), name)
 
+
+
+def _read_secret_file(path: str) -> bytes:
+    """A signing secret from ``path`` (one trailing newline dropped); :class:`ConfigError` naming the file
+    (never its content) when it is unreadable or empty."""
+    try:
+        data = Path(path).read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"cannot read the secret file {path}: {exc.strerror or type(exc).__name__}") from None
+    data = data.removesuffix(b"\n").removesuffix(b"\r")
+    if not data:
+        raise ConfigError(f"the secret file {path} is empty")
+    return data

@@ -167,6 +167,7 @@ def create_app(spec: MonitorSpec, settings: Settings, *, references: dict[str, R
     app = faust.App(
         app_id,
         broker=settings.broker_urls,
+        broker_credentials=settings.kafka.faust_credentials(),
         autodiscover=False,
         store="memory://",
         datadir=settings.data_dir_for(app_id),
@@ -206,7 +207,7 @@ def create_app(spec: MonitorSpec, settings: Settings, *, references: dict[str, R
     for name, monitor in ctx.monitor.models.items():
         stream = spec.stream(name)
         runtime = ModelRuntime(ctx, stream, monitor, join_table, bootstrap=settings.bootstrap or "",
-                               group_id=app_id)
+                               group_id=app_id, security=settings.kafka)
         ctx.models[stream.name] = ctx.models[monitor.model.labels] = runtime
         metrics.watch_model(monitor)
     for stream in spec.streams:

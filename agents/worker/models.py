@@ -41,6 +41,8 @@ from typing import TYPE_CHECKING, Any
 import orjson
 from confluent_kafka import Consumer, TopicPartition
 
+from agents.kafka.connect import client_config
+from agents.kafka.security import KafkaSecurity
 from agents.kafka.source import read_range
 from monitor.join import LabelJoinStore
 from monitor.model import ModelMonitor
@@ -94,7 +96,7 @@ class ModelRuntime:
     """One predictions stream's model monitor, its checkpoints and its restore."""
 
     def __init__(self, ctx: WorkerContext, stream: StreamSpec, monitor: ModelMonitor, table: Any,
-                 bootstrap: str, group_id: str) -> None:
+                 bootstrap: str, group_id: str, security: KafkaSecurity | None = None) -> None:
         assert stream.model is not None
         self.ctx = ctx
         self.stream = stream
@@ -102,6 +104,7 @@ class ModelRuntime:
         self.monitor = monitor
         self.table = table
         self.bootstrap = bootstrap
+        self.security = security if security is not None else KafkaSecurity()
         self.group_id = group_id
         self.lock = asyncio.Lock()
         self.restored = False
@@ -270,8 +273,8 @@ class ModelRuntime:
             # Without a checkpoint, records older than a TTL (plus the allowed lag) could not change the join:
             # start there (by the messages' timestamps) rather than at the beginning of the topic.
             horizon_ms = int((time.time() - j.ttl_seconds - j.label_lag_seconds) * 1000)
-            reader = _GapReader(self.bootstrap, self.group_id, stream.topic or stream.name, starts,
-                                horizon_ms=horizon_ms)
+            reader = _GapReader(client_config(self.bootstrap, self.security), self.group_id,
+                                stream.topic or stream.name, starts, horizon_ms=horizon_ms)
             count = 0
             try:
                 while True:
@@ -350,10 +353,10 @@ class _GapReader:
     """Messages of ``topic`` from ``starts[p]`` (or the partition's beginning) up to the consumer group's committed
     offset, partition by partition (nothing where the group has committed nothing), read in chunks."""
 
-    def __init__(self, bootstrap: str, group_id: str, topic: str, starts: dict[int, int | None], *,
+    def __init__(self, client: dict[str, Any], group_id: str, topic: str, starts: dict[int, int | None], *,
                  horizon_ms: int | None = None, timeout: float = 30.0) -> None:
         self.topic, self.starts, self.timeout, self.horizon_ms = topic, starts, timeout, horizon_ms
-        self.consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group_id, "enable.auto.commit": False,
+        self.consumer = Consumer({**client, "group.id": group_id, "enable.auto.commit": False,
                                   "auto.offset.reset": "earliest", "log_level": 0, "enable.partition.eof": True})
         self._messages: Iterator[Any] | None = None  # resolved on the first read (in the reading thread)
 

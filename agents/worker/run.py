@@ -55,8 +55,8 @@ def run_worker(spec_path: str | Path, settings: Settings) -> None:
         raise ConfigError("no Kafka cluster: set KAFKA_BOOTSTRAP or pass --bootstrap "
                           "(or run `streamdq kafka start` for a local one)")
     log = logging.getLogger("streamdq.topics").info
-    ensure_topics(settings.bootstrap, spec_topics(spec), log=log)
-    ensure_topics(settings.bootstrap, changelog_topics(spec), log=log, compacted=True)
+    ensure_topics(settings.bootstrap, spec_topics(spec), log=log, security=settings.kafka)
+    ensure_topics(settings.bootstrap, changelog_topics(spec), log=log, compacted=True, security=settings.kafka)
     app, ctx = create_app(spec, settings, references=references)
     ctx.notifier.check_secrets()  # a missing secret is a configuration error (exit 2), found before consuming
     if not compiled():

@@ -21,6 +21,7 @@ import yaml
 from confluent_kafka import Consumer, Producer
 
 from agents.cli.localkafka import LocalKafka, _die_with_parent, free_port
+from agents.kafka.security import PLAINTEXT, KafkaSecurity
 from agents.kafka.topics import ensure_topics, spec_topics
 from monitor.reference import build_profile
 from monitor.spec import parse_spec
@@ -106,13 +107,15 @@ def wait_for(what: str, cond: Callable[[], Any], *, timeout: float = 90.0, every
     pytest.fail(f"timed out waiting for {what}" + (f"\n{log()}" if log else ""))
 
 
-def launch_worker(bootstrap: str, spec: dict[str, Any], workdir: Path, *, timeout: float = 90.0) -> WorkerProc:
-    """Write ``spec``, create its topics, start ``streamdq worker`` and wait for /health (200)."""
+def launch_worker(bootstrap: str, spec: dict[str, Any], workdir: Path, *, timeout: float = 90.0,
+                  env: dict[str, str] | None = None, security: KafkaSecurity = PLAINTEXT) -> WorkerProc:
+    """Write ``spec``, create its topics, start ``streamdq worker`` (with ``env`` added to its environment)
+    and wait for /health (200). ``security`` is the topic creation's (pass the worker's own in ``env``)."""
     workdir.mkdir(parents=True, exist_ok=True)
     tag = uuid.uuid4().hex[:6]
     path = workdir / f"spec-{tag}.yaml"
     path.write_text(yaml.safe_dump(spec, sort_keys=False))
-    ensure_topics(bootstrap, spec_topics(parse_spec(spec)))
+    ensure_topics(bootstrap, spec_topics(parse_spec(spec)), security=security)
     port = free_port()
     log = workdir / f"worker-{tag}.log"
     with open(log, "wb") as fh:
@@ -120,7 +123,8 @@ def launch_worker(bootstrap: str, spec: dict[str, Any], workdir: Path, *, timeou
             [sys.executable, "-m", "agents.cli", "worker", str(path), "--bootstrap", bootstrap,
              "--web-port", str(port)],
             stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
-            preexec_fn=_die_with_parent, env={**os.environ, "STREAMDQ_DATA_DIR": str(workdir / f"faust-{tag}")},
+            preexec_fn=_die_with_parent,
+            env={**os.environ, **(env or {}), "STREAMDQ_DATA_DIR": str(workdir / f"faust-{tag}")},
         )
     w = WorkerProc(proc, port, log, spec)
     deadline = time.monotonic() + timeout
