@@ -178,14 +178,15 @@ def make_test_event(stream: Any, *, severity: str = "warning", status: str = "fi
     and receivers that drop duplicates still show it.
     """
     from monitor.alerts.alert import Alert
+    from monitor.names import Severity, Status
 
     now = _now_iso()
     win = stream.windows[0]
     window = {"name": win.name, "kind": win.kind, "index": time.time_ns() // 1_000_000, "start": now, "end": now,
               "partial": False}
-    return Alert(stream=stream.name, feature=None, check="test", severity=severity, value=0.0, threshold=0.0,
+    return Alert(stream=stream.name, feature=None, check="test", severity=Severity(severity), value=0.0, threshold=0.0,
                  sample_size=0, summary="streamdq test alert", window=window, reference_version=None,
-                 created_at=now, status=status, details={"test": True}).to_event()
+                 created_at=now, status=Status(status), details={"test": True}).to_event()
 
 
 @click.command("test")

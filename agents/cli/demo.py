@@ -196,7 +196,8 @@ def run_demo(*, duration: float | None, spec_path: str | None, rate: float, web_
         _wait_healthy(port, worker, worker_log)
         metrics_url = f"http://127.0.0.1:{port}/metrics"
         console.print(f"[bold green]Worker ready.[/] Metrics: {metrics_url}   Health: http://127.0.0.1:{port}/health")
-        summary = _produce_and_watch(console, bootstrap, spec, stream.topic, duration=duration, rate=rate,
+        summary = _produce_and_watch(console, bootstrap, spec, stream.topic or stream.name,
+                                     duration=duration, rate=rate,
                                      seed=seed, worker=worker, metrics_url=metrics_url, model_streams=model_streams,
                                      security=security)
         _print_summary(console, summary, metrics_url)
@@ -295,11 +296,13 @@ def _produce_and_watch(console: Console, bootstrap: str, spec: Any, topic: str, 
                 stats["phases"][name] += 1
                 if model is not None and model_streams is not None:
                     pred = model.predict(rec["record_id"], now=now, phase=name)
-                    producer.produce(model_streams[0].topic, orjson.dumps(pred), key=pred["record_id"])
+                    producer.produce(model_streams[0].topic or model_streams[0].name,
+                                     orjson.dumps(pred), key=pred["record_id"])
                     stats["predictions"] += 1
             if model is not None and model_streams is not None:
                 for label in model.due(now=time.time()):  # keyed by record id: the prediction's partition
-                    producer.produce(model_streams[1].topic, orjson.dumps(label), key=label["record_id"])
+                    producer.produce(model_streams[1].topic or model_streams[1].name,
+                                     orjson.dumps(label), key=label["record_id"])
                     stats["labels"] += 1
             producer.poll(0)
             _drain(console, consumer, spec, stats, shown, timeout=0.05)

@@ -33,6 +33,7 @@ import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import orjson
 
@@ -118,8 +119,9 @@ def wait_for_broker(bootstrap: str, *, timeout: float = 60.0, alive: Callable[[]
     from confluent_kafka import KafkaException
     from confluent_kafka.admin import AdminClient
 
-    admin = AdminClient({"bootstrap.servers": bootstrap, "socket.connection.setup.timeout.ms": 2000,
-                         "log_level": 0, "logger": _NullLogger()})
+    config: dict[str, Any] = {"bootstrap.servers": bootstrap, "socket.connection.setup.timeout.ms": 2000,
+                              "log_level": 0, "logger": _NullLogger()}
+    admin = AdminClient(config)
     deadline = time.monotonic() + timeout
     last = "no answer"
     while time.monotonic() < deadline:
@@ -305,8 +307,9 @@ class LocalKafka:
                              capture_output=True, text=True, timeout=120, check=False)
         if fmt.returncode != 0:
             raise KafkaLauncherError(f"formatting KRaft storage failed:\n{fmt.stdout}{fmt.stderr}")
-        self.log(f"Starting Apache Kafka {self.version} on {self.bootstrap} (log: {self.log_file})")
-        logfh = open(self.log_file, "ab")  # noqa: SIM115 - owned by the child for its lifetime
+        log_file = self.work_dir / "kafka.log"
+        self.log(f"Starting Apache Kafka {self.version} on {self.bootstrap} (log: {log_file})")
+        logfh = open(log_file, "ab")  # noqa: SIM115 - owned by the child for its lifetime
         try:
             self.proc = subprocess.Popen(
                 [*java, "kafka.Kafka", str(conf)], stdout=logfh, stderr=subprocess.STDOUT,
@@ -327,7 +330,9 @@ class LocalKafka:
 
     def _log_tail(self, lines: int = 30) -> str:
         try:
-            return "\n".join(self.log_file.read_text(errors="replace").splitlines()[-lines:])  # type: ignore[union-attr]
+            if self.log_file is None:
+                return ""
+            return "\n".join(self.log_file.read_text(errors="replace").splitlines()[-lines:])
         except OSError:
             return "(no log)"
 

@@ -134,7 +134,8 @@ def reference_build(spec: str, input_path: str | None, topic: str | None, from_:
         else:
             shown = ", ".join(f"{k} {v:.4g}" for k, v in metrics.items()
                               if k in ("accuracy", "roc_auc", "f1", "macro_f1", "mae", "rmse") and v is not None)
-            click.echo(f"model reference performance over {profile.model['examples']:,} labelled rows: {shown}")
+            examples = (profile.model or {}).get("examples", 0)
+            click.echo(f"model reference performance over {examples:,} labelled rows: {shown}")
 
 
 @reference.command("merge")
@@ -246,8 +247,8 @@ def replay(spec: str, input_path: str | None, topic: str | None, from_: str | No
     table = Table(title=title)
     for col in ("feature", "check", "severity", "status", "events"):
         table.add_column(col)
-    for (feature, check, severity, status), n in sorted(summary.alerts.items(), key=lambda kv: str(kv[0])):
-        table.add_row(feature or "(record)", check, severity, status, str(n))  # model alerts: name:version
+    for (feature, check, severity, alert_status), n in sorted(summary.alerts.items(), key=lambda kv: str(kv[0])):
+        table.add_row(feature or "(record)", check, severity, alert_status, str(n))  # model alerts: name:version
     Console().print(table)
     if summary.rejected:
         click.echo("rejected records: " + ", ".join(f"{k} {v}" for k, v in sorted(summary.rejected.items())))

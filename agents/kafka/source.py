@@ -82,15 +82,18 @@ def read_range(consumer: Consumer, topic: str, partition: int, lo: int, hi: int,
         if not batch:
             raise ConfigError(f"no message from {topic}[{partition}] at offset {pos} within {timeout:.0f}s")
         for msg in batch:
-            if msg.error() is not None:
-                if msg.error().code() == KafkaError._PARTITION_EOF:
+            error, offset = msg.error(), msg.offset()
+            if error is not None:
+                if error.code() == KafkaError._PARTITION_EOF:
                     pos = hi
                     break
                 continue
-            if msg.offset() >= hi:
+            if offset is None:  # only error events lack an offset
+                continue
+            if offset >= hi:
                 pos = hi
                 break
-            pos = msg.offset() + 1
+            pos = offset + 1
             yield msg
 
 

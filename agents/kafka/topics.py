@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from confluent_kafka import KafkaException
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]  # not re-exported in its stub
 
 from agents.kafka.connect import check_connection, client_config
 from agents.kafka.security import PLAINTEXT, KafkaSecurity

@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import faust
 import orjson
@@ -61,8 +61,8 @@ class WorkerContext:
 
     def __post_init__(self) -> None:
         out = self.spec.outputs
-        raw = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw",
-               "partitions": out.partitions}
+        raw: dict[str, Any] = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw",
+                               "value_serializer": "raw", "partitions": out.partitions}
         self.alerts_topic = self.app.topic(out.alerts_topic, **raw)
         self.deadletter_topic = self.app.topic(out.deadletter_topic, **raw)
         self.profiles_topic = self.app.topic(out.profiles_topic, **raw)
@@ -199,7 +199,7 @@ def create_app(spec: MonitorSpec, settings: Settings, *, references: dict[str, R
     table = app.Table(ALERT_STATE_TABLE, default=None, partitions=1, use_partitioner=True, key_type=str)
     # One changelog partition: every write goes to partition 0. (With use_partitioner Faust would ask the
     # producer to hash the key, which fails before the producer has metadata for the changelog topic.)
-    table.partition_for_key = lambda key: 0
+    table.partition_for_key = lambda key: 0  # type: ignore[method-assign]
     ctx.alert_state = table
     join_table = None
     if join_state_partitions(spec):
@@ -225,7 +225,7 @@ def create_app(spec: MonitorSpec, settings: Settings, *, references: dict[str, R
                     log.exception("checkpointing the join state of %s failed", runtime.stream.name)
 
         @app.on_before_shutdown.connect
-        async def _last_checkpoint(app: faust.App, **kwargs: Any) -> None:
+        async def _last_checkpoint(sender: Any, /, *args: Any, **kwargs: Any) -> None:
             for runtime in runtimes:
                 try:
                     await runtime.checkpoint()
@@ -234,7 +234,7 @@ def create_app(spec: MonitorSpec, settings: Settings, *, references: dict[str, R
 
     @app.timer(interval=1.0, name="streamdq.tick")
     async def _tick() -> None:
-        if app.tables.recovery.completed.is_set():
+        if cast(Any, app.tables).recovery.completed.is_set():  # not in TableManagerT
             # The join state is restored (and its gap replayed) as soon as the tables are, not only when the
             # next record arrives: pending predictions must age and be visible after a restart.
             for runtime in runtimes:
@@ -262,7 +262,7 @@ def create_app(spec: MonitorSpec, settings: Settings, *, references: dict[str, R
         await notifier.start()
 
     @app.on_before_shutdown.connect
-    async def _stop_notifications(app: faust.App, **kwargs: Any) -> None:
+    async def _stop_notifications(sender: Any, /, *args: Any, **kwargs: Any) -> None:
         # Sent after the consumer stopped and before the producer is flushed and stopped, so what
         # is still queued is delivered or dead-lettered through a working producer.
         await notifier.stop(timeout=10)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import faust
 import orjson
@@ -35,13 +35,14 @@ log = logging.getLogger("streamdq.worker")
 
 def register(app: faust.App, ctx: WorkerContext, stream: StreamSpec) -> Any:
     """Attach an agent consuming ``stream.topic`` to ``app``."""
-    topic = app.topic(stream.topic, key_type=bytes, value_type=bytes, key_serializer="raw",
+    topic = app.topic(stream.topic or stream.name, key_type=bytes, value_type=bytes, key_serializer="raw",
                       value_serializer="raw", partitions=stream.partitions)
     processed = ctx.metrics.records.labels(stream.name, "processed")
 
-    async def consume(events: faust.StreamT) -> None:
+    async def consume(events: faust.StreamT[bytes]) -> None:
         ctx.started = True
-        async for batch in events.take_events(MAX_BATCH, within=BATCH_WITHIN):
+        # take_events is on faust.Stream (what an agent gets), not on the StreamT protocol
+        async for batch in cast("faust.Stream[bytes]", events).take_events(MAX_BATCH, within=BATCH_WITHIN):
             ctx.restore_alerts()  # tables are recovered before the first batch is handed over
             # Row records of consecutive messages are processed together; a columnar message is
             # processed as it is (already columns). Order is kept either way.

@@ -125,8 +125,8 @@ class Metrics:
                 _set(self.drift, (stream, name, window, method), d.statistic)
                 _set(self.drifted, (stream, name, window, method), None if d.drifted is None else float(d.drifted))
         rec = report.records
-        for check, gauge in self.record_ratios.items():
-            _set(gauge, (stream, window), rec.get(check))
+        for record_check, gauge in self.record_ratios.items():
+            _set(gauge, (stream, window), rec.get(record_check))
         _set(self.freshness, (stream, window), rec.get("freshness_p95_seconds"))
         _set(self.volume, (stream, window), rec.get("volume_deviation"))
 

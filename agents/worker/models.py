@@ -233,24 +233,26 @@ class ModelRuntime:
             cp = _Checkpoint(generation=int(man["generation"]), chunks=int(man["chunks"]),
                              journals=[int(n) for n in man.get("journals", [])])
             base = f"{self.stream.name}/{p}/{cp.generation}"
-            chunks = [items.get(f"{base}/{i}") for i in range(cp.chunks)]
-            journals = [[items.get(f"{base}/j{k}/{i}") for i in range(n)] for k, n in enumerate(cp.journals)]
+            found = [items.get(f"{base}/{i}") for i in range(cp.chunks)]
+            found_journals = [[items.get(f"{base}/j{k}/{i}") for i in range(n)] for k, n in enumerate(cp.journals)]
             live = set(cp.keys(f"{self.stream.name}/{p}"))
             for key in items:  # chunks of older generations, or of a checkpoint cut short by a crash
                 if key.startswith(f"{self.stream.name}/{p}/") and key not in live:
                     self.table.pop(key, None)
-            if any(c is None for c in chunks) or any(c is None for j in journals for c in j):
+            chunks = [c for c in found if isinstance(c, bytes)]
+            journals = [[c for c in j if isinstance(c, bytes)] for j in found_journals]
+            if len(chunks) < len(found) or any(len(j) < len(f) for j, f in zip(journals, found_journals, strict=True)):
                 log.error("join state of %s partition %d is incomplete (generation %d); rebuilding it from the "
                           "topics", self.stream.name, p, cp.generation)
                 self._cp[p] = _Checkpoint(generation=cp.generation, chunks=0, snapshot_bytes=-1)  # numbering goes on
                 continue
-            store = LabelJoinStore.from_chunks(chunks)  # type: ignore[arg-type]
+            store = LabelJoinStore.from_chunks(chunks)
             for journal in journals:
                 for chunk in journal:
-                    store.apply_journal([(str(rid), entry) for rid, entry in orjson.loads(chunk)])  # type: ignore[arg-type]
+                    store.apply_journal([(str(rid), entry) for rid, entry in orjson.loads(chunk)])
             self.monitor.restore(p, store)
-            cp.snapshot_bytes = sum(len(c) for c in chunks)  # type: ignore[arg-type]
-            cp.journal_bytes = sum(len(c) for j in journals for c in j)  # type: ignore[arg-type]
+            cp.snapshot_bytes = sum(len(c) for c in chunks)
+            cp.journal_bytes = sum(len(c) for j in journals for c in j)
             self._cp[p] = cp
         return len(manifests)
 
@@ -395,5 +397,6 @@ def runtime_table(app: faust.App, name: str, partitions: int) -> Any:
     """The join-state table: values are raw bytes, each key written to the partition it names."""
     table = app.Table(name, default=None, partitions=partitions, use_partitioner=True, key_type=str,
                       value_type=bytes)  # bytes: the "raw" serializer
-    table.partition_for_key = lambda key: int(str(key).split("/")[1])
+    # Faust types partition_for_key as a method; an instance attribute is what it calls first.
+    table.partition_for_key = lambda key: int(str(key).split("/")[1])  # type: ignore[method-assign]
     return table

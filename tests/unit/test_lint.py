@@ -1,4 +1,4 @@
-"""Lint and types are part of the suite: ruff on everything, mypy --strict on the engine."""
+"""Lint and types are part of the suite: ruff on everything, mypy --strict on the engine and the agents."""
 
 from __future__ import annotations
 
@@ -15,6 +15,6 @@ def test_ruff_is_clean() -> None:
     assert res.returncode == 0, res.stdout + res.stderr
 
 
-def test_mypy_strict_on_monitor() -> None:
+def test_mypy_strict_on_monitor_and_agents() -> None:
     res = subprocess.run([sys.executable, "-m", "mypy"], cwd=REPO, capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stdout + res.stderr
