@@ -22,7 +22,7 @@ from monitor.alerts import Alert, Observation
 from monitor.checks import FeatureWindowResult
 from monitor.drift import DriftResult
 
-__all__ = ["ESTIMATED_METRICS", "ModelWindowReport", "Report", "WindowReport"]
+__all__ = ["ESTIMATED_METRICS", "ModelWindowReport", "Report", "WindowReport", "WindowSummary"]
 
 #: Metrics the label-free estimate and the realised performance share (the estimation error is reported for them).
 ESTIMATED_METRICS = ("accuracy", "precision", "recall", "f1", "roc_auc")
@@ -64,16 +64,29 @@ class Report(Protocol):
 
 
 @dataclass(frozen=True, slots=True)
-class WindowReport:
-    """Everything streamdq concluded about one stream in one closed window."""
+class WindowSummary:
+    """What one stream's closed window measured, before any verdict: what drift, the change detectors
+    and the threshold rules read (the mergeable states' results, per feature and for the records)."""
 
     stream: str
+    #: The window's identity: name, kind, index, ISO start and end, ``partial``.
     window: dict[str, Any]
     count: int
     features: dict[str, FeatureWindowResult]
-    drift: dict[str, dict[str, DriftResult]]
-    reference_version: str | None
+    #: Record-level counts and ratios (duplicates, lateness, freshness, volume, unexpected fields).
     records: dict[str, Any]
+    reference_version: str | None
+    #: The window's end in epoch seconds (``window["end"]`` as a number; the policy's clock).
+    end_time: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class WindowReport:
+    """Everything streamdq concluded about one stream in one closed window: its :class:`WindowSummary`
+    and the verdicts on it (drift, detector changes, raw alerts, the policy's events)."""
+
+    summary: WindowSummary
+    drift: dict[str, dict[str, DriftResult]]
     changes: tuple[dict[str, Any], ...] = ()
     #: The window's raw verdicts: every check over its raise level in this window.
     alerts: tuple[Alert, ...] = ()
@@ -81,8 +94,34 @@ class WindowReport:
     events: tuple[Alert, ...] = ()
     #: Every evaluated check's verdict (the policy's input); not serialised.
     observations: tuple[Observation, ...] = ()
-    #: The window's end in epoch seconds (``window["end"]`` as a number; the policy's clock).
-    end_time: float = 0.0
+
+    @property
+    def stream(self) -> str:
+        return self.summary.stream
+
+    @property
+    def window(self) -> dict[str, Any]:
+        return self.summary.window
+
+    @property
+    def count(self) -> int:
+        return self.summary.count
+
+    @property
+    def features(self) -> dict[str, FeatureWindowResult]:
+        return self.summary.features
+
+    @property
+    def records(self) -> dict[str, Any]:
+        return self.summary.records
+
+    @property
+    def reference_version(self) -> str | None:
+        return self.summary.reference_version
+
+    @property
+    def end_time(self) -> float:
+        return self.summary.end_time
 
     def with_events(self, events: Sequence[Alert]) -> WindowReport:
         """This report with the alert policy's events for it."""

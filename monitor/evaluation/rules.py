@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from monitor.alerts import Alert, Observation
 from monitor.detectors import SENSITIVITY
+from monitor.drift import DriftResult
 from monitor.names import FEATURE_CHECKS, RECORD_CHECKS, Severity
-from monitor.report import WindowReport
+from monitor.report import WindowSummary
 from monitor.spec import MonitorSpec, StreamSpec
 
 __all__ = ["evaluate_window", "observe_window"]
@@ -32,20 +33,19 @@ def _where(win: dict[str, Any]) -> str:
     return f"window {win['name']} from {win['start']}"
 
 
-def evaluate_window(spec: MonitorSpec, stream: StreamSpec, report: WindowReport,
-                    observations: Sequence[Observation] | None = None) -> list[Alert]:
+def evaluate_window(observations: Sequence[Observation]) -> list[Alert]:
     """Every threshold the window crosses: one alert per (feature, check) at its worst severity.
 
     These are the window's raw verdicts; what is notified (firing/resolved,
     deduplicated, with hysteresis) is decided by :class:`~monitor.alerts.policy.AlertPolicy`
     from :func:`observe_window`.
     """
-    if observations is None:
-        observations = observe_window(spec, stream, report)
     return [o.to_alert() for o in observations if o.severity is not None]
 
 
-def observe_window(spec: MonitorSpec, stream: StreamSpec, report: WindowReport) -> list[Observation]:
+def observe_window(spec: MonitorSpec, stream: StreamSpec, measured: WindowSummary,
+                   drift: Mapping[str, Mapping[str, DriftResult]],
+                   changes: Sequence[Mapping[str, Any]]) -> list[Observation]:
     """One :class:`~monitor.alerts.policy.Observation` per evaluated check, raised or not.
 
     Drift distances raise at the method's warning/critical levels; drift tests
@@ -54,7 +54,7 @@ def observe_window(spec: MonitorSpec, stream: StreamSpec, report: WindowReport) 
     "Insufficient data" gives no observation at all (it neither raises nor clears).
     """
     out: list[Observation] = []
-    win = report.window
+    win = measured.window
     where = _where(win)
     ratio = spec.alerting.clear_ratio
 
@@ -62,17 +62,17 @@ def observe_window(spec: MonitorSpec, stream: StreamSpec, report: WindowReport) 
             n: int, summary: str, details: dict[str, Any] | None = None) -> None:
         out.append(Observation(stream=stream.name, feature=feature, check=check, value=value, severity=severity,
                                clear=clear, threshold=threshold, sample_size=n, window=win,
-                               reference_version=report.reference_version, summary=summary,
+                               reference_version=measured.reference_version, summary=summary,
                                details=details or {}))
 
     for check in RECORD_CHECKS:
         thr = spec.threshold_for(stream, None, check)
-        value = report.records.get(check)
+        value = measured.records.get(check)
         if thr is None or value is None:
             continue
         severity, clear, level = thr.verdict(value, ratio)
         if check == "volume_deviation":
-            text = (f"{report.count} records in {where}, expected ~{report.records['expected_records']:.0f} "
+            text = (f"{measured.count} records in {where}, expected ~{measured.records['expected_records']:.0f} "
                     f"(|log2 ratio| {value:.2f}, level {level})")
         elif check == "freshness_p95_seconds":
             text = f"p95 freshness lag {value:.1f}s in {where} (level {level}s)"
@@ -80,22 +80,22 @@ def observe_window(spec: MonitorSpec, stream: StreamSpec, report: WindowReport) 
             text = f"{value:.1%} {_WHAT[check]} in {where} (level {level:.1%})"
         details = None
         if check == "unexpected_field_ratio":
-            details = {"unexpected_fields": report.records.get("unexpected_fields")}
-        add(None, check, value, severity, clear, level, report.count,
+            details = {"unexpected_fields": measured.records.get("unexpected_fields")}
+        add(None, check, value, severity, clear, level, measured.count,
             f"{stream.name}: {text}, {severity or 'ok'}", details)
 
-    for change in report.changes:
+    for change in changes:
         what = "mean (standardised)" if change["series"] == "mean" else "drift score"
         detected = bool(change.get("detectors"))
         verdict = (f"{', '.join(change['detectors'])} detected a change" if detected else "no change detected")
         add(change["feature"], f"change_in_{change['series']}", change["value"], Severity.WARNING if detected else None,
             not detected, max((SENSITIVITY[d] for d in change.get("detectors", [])), default=0.0),
-            report.features[change["feature"]].count,
+            measured.features[change["feature"]].count,
             f"{stream.name}.{change['feature']}: {verdict} in the {what} series at {where} "
             f"(value {change['value']:.3g})", {"detectors": change.get("detectors", [])})
 
     for feature in stream.features:
-        fr = report.features[feature.name]
+        fr = measured.features[feature.name]
         for fcheck in FEATURE_CHECKS:
             thr = spec.threshold_for(stream, feature, fcheck)
             value = fr.ratios.get(fcheck)
@@ -105,7 +105,7 @@ def observe_window(spec: MonitorSpec, stream: StreamSpec, report: WindowReport) 
             add(feature.name, fcheck, value, severity, clear, level, fr.count,
                 f"{stream.name}.{feature.name}: {value:.1%} {_WHAT[fcheck]} in {where} "
                 f"(level {level:.1%}, {severity or 'ok'})")
-        for method, d in report.drift.get(feature.name, {}).items():
+        for method, d in drift.get(feature.name, {}).items():
             if d.drifted is None or d.statistic is None:
                 continue  # insufficient data: neither raises nor clears
             if d.p_value is not None:  # a test, decided after the multiple-testing correction

@@ -18,7 +18,6 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -32,7 +31,7 @@ from monitor.evaluation import evaluate_drift, evaluate_window, observe_window
 from monitor.records import ColumnBatch
 from monitor.reference import ReferenceProfile
 from monitor.reference.rolling import rolling_profile
-from monitor.report import WindowReport
+from monitor.report import WindowReport, WindowSummary
 from monitor.spec import MonitorSpec
 from monitor.stream.panes import Pane, StreamState, covering_slices
 from monitor.times import iso, parse_times
@@ -388,10 +387,10 @@ class FeatureEngine:
             start, end = records["event_time_min"], records["event_time_max"]  # the records' own span
         window = {"name": w.spec.name, "kind": w.spec.kind, "index": w.index, "start": iso(start),
                   "end": iso(end), "partial": w.partial}
-        report = WindowReport(stream=spec.name, window=window, count=count, features=features, drift=drift,
-                              reference_version=rt.ref_version, records=records,
-                              changes=tuple(self._changes(rt, w, merged, drift)), end_time=end)
-        observations = observe_window(self.spec, spec, report)
-        report = replace(report, observations=tuple(observations),
-                         alerts=tuple(evaluate_window(self.spec, spec, report, observations)))
+        summary = WindowSummary(stream=spec.name, window=window, count=count, features=features, records=records,
+                                reference_version=rt.ref_version, end_time=end)
+        changes = tuple(self._changes(rt, w, merged, drift))
+        observations = observe_window(self.spec, spec, summary, drift, changes)
+        report = WindowReport(summary=summary, drift=drift, changes=changes, observations=tuple(observations),
+                              alerts=tuple(evaluate_window(observations)))
         return self._apply_policy(report) if policy else report
