@@ -27,12 +27,14 @@ __all__ = [
     "TEST_METHODS",
     "THRESHOLD_CHECKS",
     "ChangeCheck",
+    "ChangeSeries",
     "DriftMethod",
     "FeatureCheck",
     "ModelCheck",
     "RecordCheck",
     "Severity",
     "Status",
+    "drift_key",
     "severity_rank",
 ]
 
@@ -147,3 +149,27 @@ MODEL_CHECKS: tuple[ModelCheck, ...] = tuple(ModelCheck)
 #: The checks a spec's ``thresholds`` may set levels for (feature, record and drift-distance checks).
 THRESHOLD_CHECKS: tuple[str, ...] = (*FEATURE_CHECKS, *RECORD_CHECKS,
                                      *(m for m in DriftMethod if m in DISTANCE_METHODS))
+
+
+def drift_key(method: str, *, rolling: bool = False) -> str:
+    """The key of a drift result in a window's ``drift`` (and ``windows.jsonl``): the method's name, or
+    ``<method>@rolling`` against the rolling reference (the result's ``method`` stays the plain name).
+
+    >>> drift_key(DriftMethod.PSI), drift_key("psi", rolling=True)
+    ('psi', 'psi@rolling')
+    """
+    return f"{method}@rolling" if rolling else str(method)
+
+
+class ChangeSeries(_Name):
+    """The series a change detector watches: a feature's standardised window mean or drift score, or a
+    model's error stream. Its check is ``change_in_<series>``."""
+
+    MEAN = "mean"
+    DRIFT = "drift"
+    ERROR = "error"
+
+    @property
+    def check(self) -> ChangeCheck:
+        """``change_in_<series>``."""
+        return ChangeCheck(f"change_in_{self.value}")

@@ -21,8 +21,9 @@ from typing import Any, Protocol, runtime_checkable
 from monitor.alerts import Alert, Observation
 from monitor.checks import FeatureWindowResult
 from monitor.drift import DriftResult
+from monitor.names import ChangeSeries
 
-__all__ = ["ESTIMATED_METRICS", "ModelWindowReport", "Report", "WindowReport", "WindowSummary"]
+__all__ = ["ESTIMATED_METRICS", "Change", "ModelWindowReport", "Report", "WindowReport", "WindowSummary"]
 
 #: Metrics the label-free estimate and the realised performance share (the estimation error is reported for them).
 ESTIMATED_METRICS = ("accuracy", "precision", "recall", "f1", "roc_auc")
@@ -64,6 +65,37 @@ class Report(Protocol):
 
 
 @dataclass(frozen=True, slots=True)
+class Change:
+    """One point of a change detector's series in a window, with the detectors that flagged a change
+    at it (none: the series was watched and nothing changed).
+
+    A feature's series (``mean``, ``drift``) has one point per window: ``feature`` and ``value`` (the
+    standardised mean, or the drift statistic). A model's ``error`` stream has one point per labelled
+    example: only the points where a detector fired are kept, numbered by ``example``.
+
+    Examples
+    --------
+    >>> Change(ChangeSeries.MEAN, ("adwin",), feature="age", value=4.2).to_dict()
+    {'feature': 'age', 'series': 'mean', 'value': 4.2, 'detectors': ['adwin']}
+    >>> Change(ChangeSeries.ERROR, ("ddm",), example=1207).to_dict()
+    {'series': 'error', 'detectors': ['ddm'], 'example': 1207}
+    """
+
+    series: ChangeSeries
+    detectors: tuple[str, ...]
+    feature: str | None = None
+    value: float | None = None
+    example: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """As written in ``windows.jsonl``, the profiles topic and alert details."""
+        if self.series is ChangeSeries.ERROR:
+            return {"series": str(self.series), "detectors": list(self.detectors), "example": self.example}
+        return {"feature": self.feature, "series": str(self.series), "value": self.value,
+                "detectors": list(self.detectors)}
+
+
+@dataclass(frozen=True, slots=True)
 class WindowSummary:
     """What one stream's closed window measured, before any verdict: what drift, the change detectors
     and the threshold rules read (the mergeable states' results, per feature and for the records)."""
@@ -87,7 +119,7 @@ class WindowReport:
 
     summary: WindowSummary
     drift: dict[str, dict[str, DriftResult]]
-    changes: tuple[dict[str, Any], ...] = ()
+    changes: tuple[Change, ...] = ()
     #: The window's raw verdicts: every check over its raise level in this window.
     alerts: tuple[Alert, ...] = ()
     #: What is notified after the alert policy: firing/resolved events, deduplicated.
@@ -139,7 +171,7 @@ class WindowReport:
         for name, fr in self.features.items():
             out.append({**base, "feature": name, "quality": fr.to_dict(),
                         "drift": {m: d.to_dict() for m, d in self.drift.get(name, {}).items()},
-                        "changes": [c for c in self.changes if c["feature"] == name],
+                        "changes": [c.to_dict() for c in self.changes if c.feature == name],
                         "alerts": alerts_by.get(name, [])})
         return out
 
@@ -154,7 +186,7 @@ class WindowReport:
             "records": self.records,
             "features": {n: r.to_dict() for n, r in self.features.items()},
             "drift": {n: {m: d.to_dict() for m, d in ms.items()} for n, ms in self.drift.items()},
-            "changes": list(self.changes),
+            "changes": [c.to_dict() for c in self.changes],
             "alerts": [a.alert_id for a in self.alerts],
             "events": [e.alert_id for e in self.events],
         }
@@ -180,7 +212,7 @@ class ModelWindowReport:
     reference: dict[str, Any] | None
     join: dict[str, Any]
     reference_version: str | None
-    changes: tuple[dict[str, Any], ...] = ()
+    changes: tuple[Change, ...] = ()
     alerts: tuple[Alert, ...] = ()
     events: tuple[Alert, ...] = ()
     observations: tuple[Observation, ...] = ()
@@ -226,7 +258,7 @@ class ModelWindowReport:
             "reference": self.reference,
             "reference_version": self.reference_version,
             "join": self.join,
-            "changes": list(self.changes),
+            "changes": [c.to_dict() for c in self.changes],
             "alerts": [a.alert_id for a in self.alerts],
             "events": [e.alert_id for e in self.events],
         }

@@ -28,6 +28,20 @@ class Results:
 
     Bounded by the input: one report per closed window, one :class:`~monitor.records.Rejection`
     (with the record's bytes) per rejected record.
+
+    Examples
+    --------
+    >>> from monitor import Monitor
+    >>> monitor = Monitor.from_spec({"version": 1, "name": "t", "streams": [{
+    ...     "name": "f", "windows": [{"name": "w2", "kind": "count", "size": 2}],
+    ...     "features": [{"name": "x", "type": "numeric"}]}]})
+    >>> results = monitor.process_records([{"record_id": 1, "x": 1.0}, {"record_id": 2}, {"x": 3.0}])
+    >>> [(row["feature"], row["count"], row.get("missing_ratio")) for row in results.rows()]
+    [(None, 2, None), ('x', 2, 0.5)]
+    >>> results.rejected_by_reason
+    Counter({'missing_id': 1})
+    >>> [(a.check, a.severity, a.status) for a in results.alerts]
+    [('missing_ratio', 'critical', 'firing')]
     """
 
     reports: list[Report] = field(default_factory=list)

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, cast
 import faust
 import orjson
 
-from agents.worker.models import positions
+from agents.worker.checkpoint import positions
 from monitor.records import ColumnBatch, Rejection, decode_message
 from monitor.spec import StreamSpec
 

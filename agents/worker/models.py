@@ -35,7 +35,6 @@ import itertools
 import logging
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -44,6 +43,14 @@ from confluent_kafka import Consumer, TopicPartition
 from agents.kafka.connect import client_config
 from agents.kafka.security import KafkaSecurity
 from agents.kafka.source import read_range
+from agents.worker.checkpoint import (
+    CHUNK_BYTES,
+    MIN_SNAPSHOT_BYTES,
+    POSITION_BITS,
+    Checkpoint,
+    journal_chunks,
+    positions,
+)
 from monitor.join import LabelJoinStore
 from monitor.model import ModelMonitor
 from monitor.records import ColumnBatch, decode_message
@@ -55,41 +62,14 @@ if TYPE_CHECKING:
 
     from agents.worker.app import WorkerContext
 
-__all__ = ["CHUNK_BYTES", "GAP_CHUNK", "POSITION_BITS", "ModelRuntime", "positions"]
+__all__ = ["GAP_CHUNK", "ModelRuntime"]
 
 log = logging.getLogger("streamdq.worker")
 
-#: A record's position is ``offset << POSITION_BITS | index in its message`` (messages hold < 16.7M records).
-POSITION_BITS = 24
-#: Largest snapshot chunk written to the join-state table (below Kafka's default 1 MiB message limit).
-CHUNK_BYTES = 256 * 1024
-#: A full snapshot is written when the journals since the last one exceed its size (and at least this).
-MIN_SNAPSHOT_BYTES = 4 * 1024 * 1024
 #: Seconds between attempts to restore the join state while the stream waits.
 RESTORE_RETRY_DELAYS = (1.0, 2.0, 5.0, 10.0, 30.0)
 #: Messages read and applied at a time while replaying the gap after a restart.
 GAP_CHUNK = 5000
-
-
-def positions(origins: Sequence[Any]) -> list[int]:
-    """The position of each record, given the message each came from (records of a message are consecutive).
-
-    >>> class M:
-    ...     def __init__(self, offset): self.offset = offset
-    >>> a, b = M(7), M(8)
-    >>> [p - (7 << POSITION_BITS) for p in positions([a, a, b])]
-    [0, 1, 16777216]
-    """
-    out: list[int] = []
-    last: Any = None
-    index = 0
-    for message in origins:
-        if message is last:
-            index += 1
-        else:
-            last, index = message, 0
-        out.append((int(message.offset) << POSITION_BITS) | index)
-    return out
 
 
 class ModelRuntime:
@@ -108,7 +88,7 @@ class ModelRuntime:
         self.group_id = group_id
         self.lock = asyncio.Lock()
         self.restored = False
-        self._cp: dict[int, _Checkpoint] = {}
+        self._cp: dict[int, Checkpoint] = {}
 
     # -- the batch path -------------------------------------------------------------------------------------
 
@@ -174,7 +154,7 @@ class ModelRuntime:
                 if cp is None or cp.snapshot_bytes < 0 or cp.journal_bytes > max(cp.snapshot_bytes, MIN_SNAPSHOT_BYTES):
                     chunks = store.snapshot_chunks(CHUNK_BYTES)
                     store.reset_journal()  # the snapshot holds it
-                    new = _Checkpoint(generation=(cp.generation if cp else 0) + 1, chunks=len(chunks),
+                    new = Checkpoint(generation=(cp.generation if cp else 0) + 1, chunks=len(chunks),
                                       snapshot_bytes=sum(map(len, chunks)))
                     for i, chunk in enumerate(chunks):
                         self.table[f"{prefix}/{new.generation}/{i}"] = chunk
@@ -185,7 +165,7 @@ class ModelRuntime:
                     self._cp[p] = new
                 else:
                     entries = store.drain_journal()
-                    chunks = _journal_chunks(entries)
+                    chunks = journal_chunks(entries)
                     k = len(cp.journals)
                     for i, chunk in enumerate(chunks):
                         self.table[f"{prefix}/{cp.generation}/j{k}/{i}"] = chunk
@@ -223,15 +203,13 @@ class ModelRuntime:
         if self.table is None:
             return 0
         prefix = f"{self.stream.name}/"
-        manifests: dict[int, dict[str, Any]] = {}
+        manifests: dict[int, Checkpoint] = {}
         items = {k: v for k, v in list(self.table.items()) if isinstance(k, str) and k.startswith(prefix)}
         for key, value in items.items():
             parts = key.split("/")
             if len(parts) == 2 and value is not None and int(parts[1]) in assigned:
-                manifests[int(parts[1])] = orjson.loads(value)
-        for p, man in manifests.items():
-            cp = _Checkpoint(generation=int(man["generation"]), chunks=int(man["chunks"]),
-                             journals=[int(n) for n in man.get("journals", [])])
+                manifests[int(parts[1])] = Checkpoint.from_manifest(value)
+        for p, cp in manifests.items():
             base = f"{self.stream.name}/{p}/{cp.generation}"
             found = [items.get(f"{base}/{i}") for i in range(cp.chunks)]
             found_journals = [[items.get(f"{base}/j{k}/{i}") for i in range(n)] for k, n in enumerate(cp.journals)]
@@ -244,7 +222,7 @@ class ModelRuntime:
             if len(chunks) < len(found) or any(len(j) < len(f) for j, f in zip(journals, found_journals, strict=True)):
                 log.error("join state of %s partition %d is incomplete (generation %d); rebuilding it from the "
                           "topics", self.stream.name, p, cp.generation)
-                self._cp[p] = _Checkpoint(generation=cp.generation, chunks=0, snapshot_bytes=-1)  # numbering goes on
+                self._cp[p] = Checkpoint(generation=cp.generation, chunks=0, snapshot_bytes=-1)  # numbering goes on
                 continue
             store = LabelJoinStore.from_chunks(chunks)
             for journal in journals:
@@ -304,42 +282,6 @@ class ModelRuntime:
             return list(range(self.stream.partitions))
         topic = self.stream.topic or self.stream.name
         return sorted({tp.partition for tp in assignment if tp.topic == topic})
-
-
-@dataclass
-class _Checkpoint:
-    """What the table holds for one partition: snapshot generation, its chunk count, and the chunk count of
-    each journal written since."""
-
-    generation: int
-    chunks: int
-    journals: list[int] = field(default_factory=list)
-    snapshot_bytes: int = 0
-    journal_bytes: int = 0
-
-    def manifest(self) -> bytes:
-        return orjson.dumps({"generation": self.generation, "chunks": self.chunks, "journals": self.journals})
-
-    def keys(self, prefix: str) -> list[str]:
-        base = f"{prefix}/{self.generation}"
-        return [f"{base}/{i}" for i in range(self.chunks)] + [
-            f"{base}/j{k}/{i}" for k, n in enumerate(self.journals) for i in range(n)]
-
-
-def _journal_chunks(entries: list[tuple[str, dict[str, Any] | None]]) -> list[bytes]:
-    """A drained journal as JSON arrays of ``[id, entry]`` pairs, each at most about :data:`CHUNK_BYTES`."""
-    chunks: list[bytes] = []
-    current: list[bytes] = []
-    size = 2
-    for rid, entry in entries:
-        item = orjson.dumps([rid, entry])
-        if current and size + len(item) + 1 > CHUNK_BYTES:
-            chunks.append(b"[" + b",".join(current) + b"]")
-            current, size = [], 2
-        current.append(item)
-        size += len(item) + 1
-    chunks.append(b"[" + b",".join(current) + b"]")
-    return chunks
 
 
 class _Msg:

@@ -21,6 +21,7 @@ from monitor.drift import (
     wasserstein_normed,
 )
 from monitor.drift.methods import METHODS
+from monitor.names import drift_key
 from monitor.reference import FeatureProfile, ReferenceProfile
 from monitor.spec import MonitorSpec, StreamSpec
 from monitor.stats import OTHER
@@ -29,15 +30,16 @@ __all__ = ["evaluate_drift"]
 
 
 def evaluate_drift(spec: MonitorSpec, stream: StreamSpec, states: Mapping[str, FeatureState],
-                   reference: ReferenceProfile, *, suffix: str = "") -> dict[str, dict[str, DriftResult]]:
+                   reference: ReferenceProfile, *, rolling: bool = False) -> dict[str, dict[str, DriftResult]]:
     """Every configured drift method for every feature of one window, with the stream's
     multiple-testing correction applied across the tests of the window.
 
     Distances drift when ``statistic >= threshold`` (the warning level); tests
     when the corrected decision rejects at ``drift.alpha``. Fewer than
     ``min_samples`` valid values gives ``drifted=None`` (insufficient data).
-    ``suffix`` is appended to the method names in the result (``"@rolling"``
-    for the rolling reference); thresholds are those of the plain method.
+    With ``rolling`` (the reference is the recent windows') the results are keyed
+    :func:`~monitor.names.drift_key` ``(method, rolling=True)`` (``"psi@rolling"``); each
+    result's ``method`` and thresholds are the plain method's.
     """
     out: dict[str, dict[str, DriftResult]] = {}
     tests: list[tuple[str, str, DriftResult]] = []
@@ -90,8 +92,8 @@ def evaluate_drift(spec: MonitorSpec, stream: StreamSpec, states: Mapping[str, F
             out[fname][method] = DriftResult(method=r.method, statistic=r.statistic, threshold=r.threshold,
                                              sample_size=r.sample_size, drifted=drifted, p_value=r.p_value,
                                              effect_size=r.effect_size)
-    if suffix:
-        out = {f: {m + suffix: r for m, r in ms.items()} for f, ms in out.items()}
+    if rolling:
+        out = {f: {drift_key(m, rolling=True): r for m, r in ms.items()} for f, ms in out.items()}
     return out
 
 

@@ -69,7 +69,7 @@ def observe_model_window(spec: MonitorSpec, stream: StreamSpec, r: ModelWindowRe
                         f"{ref['log_loss']:.3f}")
                 if got.get("ece") is not None:
                     add("calibration_error", got["ece"], r.count, f"calibration error (ECE) {got['ece']:.3f}")
-        fired = sorted({d for c in r.changes for d in c["detectors"]})
+        fired = sorted({d for c in r.changes for d in c.detectors})
         if m.detectors:
             level = 0.0
             sev = Severity.WARNING if fired else None
@@ -80,7 +80,7 @@ def observe_model_window(spec: MonitorSpec, stream: StreamSpec, r: ModelWindowRe
                     reference_version=r.reference_version,
                     summary=(f"{who}: {', '.join(fired)} detected a change in the error rate in {where}"
                              if fired else f"{who}: no change in the error rate in {where}"),
-                    details={"detectors": fired, "changes": r.changes}, model=r.model_key))
+                    details={"detectors": fired, "changes": [c.to_dict() for c in r.changes]}, model=r.model_key))
     if r.basis == "predictions":
         est = r.estimated
         if est is not None:

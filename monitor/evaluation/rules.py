@@ -8,8 +8,8 @@ from typing import Any
 from monitor.alerts import Alert, Observation
 from monitor.detectors import SENSITIVITY
 from monitor.drift import DriftResult
-from monitor.names import FEATURE_CHECKS, RECORD_CHECKS, Severity
-from monitor.report import WindowSummary
+from monitor.names import FEATURE_CHECKS, RECORD_CHECKS, ChangeSeries, Severity
+from monitor.report import Change, WindowSummary
 from monitor.spec import MonitorSpec, StreamSpec
 
 __all__ = ["evaluate_window", "observe_window"]
@@ -45,7 +45,7 @@ def evaluate_window(observations: Sequence[Observation]) -> list[Alert]:
 
 def observe_window(spec: MonitorSpec, stream: StreamSpec, measured: WindowSummary,
                    drift: Mapping[str, Mapping[str, DriftResult]],
-                   changes: Sequence[Mapping[str, Any]]) -> list[Observation]:
+                   changes: Sequence[Change]) -> list[Observation]:
     """One :class:`~monitor.alerts.policy.Observation` per evaluated check, raised or not.
 
     Drift distances raise at the method's warning/critical levels; drift tests
@@ -85,14 +85,16 @@ def observe_window(spec: MonitorSpec, stream: StreamSpec, measured: WindowSummar
             f"{stream.name}: {text}, {severity or 'ok'}", details)
 
     for change in changes:
-        what = "mean (standardised)" if change["series"] == "mean" else "drift score"
-        detected = bool(change.get("detectors"))
-        verdict = (f"{', '.join(change['detectors'])} detected a change" if detected else "no change detected")
-        add(change["feature"], f"change_in_{change['series']}", change["value"], Severity.WARNING if detected else None,
-            not detected, max((SENSITIVITY[d] for d in change.get("detectors", [])), default=0.0),
-            measured.features[change["feature"]].count,
-            f"{stream.name}.{change['feature']}: {verdict} in the {what} series at {where} "
-            f"(value {change['value']:.3g})", {"detectors": change.get("detectors", [])})
+        if change.feature is None or change.value is None:
+            continue  # a model's error-stream point: evaluated with the model's window
+        what = "mean (standardised)" if change.series is ChangeSeries.MEAN else "drift score"
+        detected = bool(change.detectors)
+        verdict = f"{', '.join(change.detectors)} detected a change" if detected else "no change detected"
+        add(change.feature, change.series.check, change.value, Severity.WARNING if detected else None,
+            not detected, max((SENSITIVITY[d] for d in change.detectors), default=0.0),
+            measured.features[change.feature].count,
+            f"{stream.name}.{change.feature}: {verdict} in the {what} series at {where} "
+            f"(value {change.value:.3g})", {"detectors": list(change.detectors)})
 
     for feature in stream.features:
         fr = measured.features[feature.name]
@@ -116,7 +118,7 @@ def observe_window(spec: MonitorSpec, stream: StreamSpec, measured: WindowSummar
                     f"p={d.p_value:.2g} in {where} (alpha {d.threshold}, {stream.drift.correction} corrected)",
                     {"p_value": d.p_value, "effect_size": d.effect_size})
                 continue
-            thr = spec.threshold_for(stream, feature, method.split("@")[0])  # psi@rolling: psi's levels
+            thr = spec.threshold_for(stream, feature, d.method)  # psi@rolling: psi's levels
             if thr is None:
                 severity, clear, level = (Severity.WARNING if d.drifted else None), not d.drifted, d.threshold
             else:

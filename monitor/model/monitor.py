@@ -57,11 +57,12 @@ from monitor.model.windows import (
     join_key,
     version_label,
 )
+from monitor.names import ChangeSeries
 from monitor.performance import CBPEstimator, IsotonicCalibrator, calibrator_from, reference_metrics
 from monitor.performance.reference import new_performance, predicted, truth, update_many
 from monitor.records import ColumnBatch
 from monitor.reference import ReferenceProfile
-from monitor.report import ModelWindowReport
+from monitor.report import Change, ModelWindowReport
 from monitor.spec import MonitorSpec, StreamSpec
 from monitor.times import iso, parse_times
 from monitor.windows import ClosedWindow
@@ -404,7 +405,7 @@ class ModelMonitor:
                 chunk = items[rows]
                 for i, fired in fired_at:
                     if rows.start <= i < rows.stop:
-                        pane.changes.append({"series": "error", "detectors": fired, "example": first + i})
+                        pane.changes.append(Change(ChangeSeries.ERROR, tuple(fired), example=first + i))
                 update_many(pane.perf, m, [j.prediction.prediction for j in chunk],  # type: ignore[arg-type]
                             [j.label for j in chunk])
                 if pane.estimator is not None:

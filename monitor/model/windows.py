@@ -13,6 +13,7 @@ from monitor.detectors import ERROR_DETECTORS
 from monitor.join import LatencyHistogram
 from monitor.performance import CBPEstimator, Performance
 from monitor.records import ColumnBatch
+from monitor.report import Change
 from monitor.spec import ModelSpec, WindowSpec
 from monitor.windows import CountTrack
 
@@ -43,7 +44,7 @@ class ModelPane:
         self.expired = 0  # never joined: TTL ran out, or evicted (``evicted`` of them)
         self.evicted = 0
         self.latency = LatencyHistogram()
-        self.changes: list[dict[str, Any]] = []
+        self.changes: list[Change] = []
         self.t_min = math.inf
         self.t_max = -math.inf
 

@@ -296,7 +296,7 @@ class StreamSpec(SpecModel):
     volume: VolumeSpec = Field(default_factory=VolumeSpec)
     rolling_reference: int | None = Field(
         default=None, ge=1, le=100, description="Also compare each window with the merge of the previous N "
-        "windows of the same window spec (drift results named <method>@rolling); memory grows with N.")
+        "windows of the same window spec (drift results keyed <method>@rolling); memory grows with N.")
     detectors: list[Literal["adwin", "page_hinkley", "kswin"]] = Field(
         default_factory=lambda: ["adwin"],  # type: ignore[arg-type]  # pydantic's stub wants the Literal list
         description="River change detectors run on per-window aggregates "

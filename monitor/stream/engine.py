@@ -28,10 +28,11 @@ from monitor.checks.record import RecordFlags
 from monitor.columns import columns_block, extract_batch
 from monitor.drift import DriftResult
 from monitor.evaluation import evaluate_drift, evaluate_window, observe_window
+from monitor.names import ChangeSeries
 from monitor.records import ColumnBatch
 from monitor.reference import ReferenceProfile
 from monitor.reference.rolling import rolling_profile
-from monitor.report import WindowReport, WindowSummary
+from monitor.report import Change, WindowReport, WindowSummary
 from monitor.spec import MonitorSpec
 from monitor.stream.panes import Pane, StreamState, covering_slices
 from monitor.times import iso, parse_times
@@ -328,26 +329,27 @@ class FeatureEngine:
 
     @staticmethod
     def _changes(rt: StreamState, w: ClosedWindow[Pane], pane: Pane,
-                 drift: dict[str, dict[str, DriftResult]]) -> list[dict[str, Any]]:
+                 drift: dict[str, dict[str, DriftResult]]) -> list[Change]:
         """Feed the window's aggregates to the change detectors: every series point, with the
         detectors (if any) that flagged a change at it."""
         if not rt.detectors.names or rt.ref is None or w.partial:
             return []
-        out = []
+        out: list[Change] = []
         for name, state in pane.features.items():
             ref = rt.ref.features.get(name)
             if ref is None:
                 continue
-            series: list[tuple[str, float | None]] = []
+            series: list[tuple[ChangeSeries, float]] = []
             if state.moments is not None and state.moments.n and ref.mean is not None and ref.std:
                 z = (float(state.moments.mean or 0.0) - ref.mean) / (ref.std / math.sqrt(state.moments.n))
-                series.append(("mean", z))
-            distances = [d for d in drift.get(name, {}).values() if d.p_value is None and d.statistic is not None]
+                series.append((ChangeSeries.MEAN, z))
+            distances = [d.statistic for d in drift.get(name, {}).values()
+                         if d.p_value is None and d.statistic is not None]
             if distances:
-                series.append(("drift", distances[0].statistic))
+                series.append((ChangeSeries.DRIFT, distances[0]))
             for label, value in series:
-                fired = rt.detectors.update((w.spec.name, name, label), value)
-                out.append({"feature": name, "series": label, "value": value, "detectors": fired})
+                fired = rt.detectors.update((w.spec.name, name, str(label)), value)
+                out.append(Change(label, tuple(fired), feature=name, value=value))
         return out
 
     def _apply_policy(self, report: WindowReport) -> WindowReport:
@@ -378,7 +380,7 @@ class FeatureEngine:
             if len(history) == history.maxlen:
                 rolling = rolling_profile(spec, list(history), fixed=rt.ref)
                 for name, results in evaluate_drift(self.spec, spec, merged.features, rolling,
-                                                    suffix="@rolling").items():
+                                                    rolling=True).items():
                     drift.setdefault(name, {}).update(results)
             if not w.partial:
                 history.append(merged.features)

@@ -63,7 +63,7 @@ PUBLIC_API = {
                        "RecordState"},
     "monitor.alerts": {"ALERT_SCHEMA_VERSION", "SEVERITIES", "Alert", "AlertPolicy", "Observation", "fingerprint"},
     "monitor.evaluation": {"evaluate_drift", "evaluate_window", "observe_model_window", "observe_window"},
-    "monitor.report": {"ESTIMATED_METRICS", "ModelWindowReport", "Report", "WindowReport", "WindowSummary"},
+    "monitor.report": {"ESTIMATED_METRICS", "Change", "ModelWindowReport", "Report", "WindowReport", "WindowSummary"},
     "monitor.stream": {"EVENT_CLOCK", "MICRO_BATCH", "FeatureEngine"},
     "monitor.model": {"DEFAULT_VERSION", "ModelMonitor"},
     "monitor": {"Monitor", "Results"},

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+import agents.worker.checkpoint as checkpoint
 import agents.worker.models as models
 from agents.worker.models import ModelRuntime
 from monitor.model import ModelMonitor
@@ -88,8 +89,8 @@ def test_a_new_snapshot_replaces_the_journals_and_deletes_the_old_generation(mon
 
 def test_journal_chunks_stay_under_the_chunk_size() -> None:
     entries = [(f"id{i}", {"k": "p", "x": "y" * 100}) for i in range(10_000)]
-    chunks = models._journal_chunks(entries)  # type: ignore[arg-type]
-    assert len(chunks) > 1 and all(len(c) <= models.CHUNK_BYTES for c in chunks)
+    chunks = checkpoint.journal_chunks(entries)  # type: ignore[arg-type]
+    assert len(chunks) > 1 and all(len(c) <= checkpoint.CHUNK_BYTES for c in chunks)
     back = [tuple(item) for c in chunks for item in models.orjson.loads(c)]
     assert back == [(rid, e) for rid, e in entries]
 

@@ -481,7 +481,7 @@ def test_concept_drift_raises_accuracy_drop_and_change_in_error(
     assert all(r.window["index"] >= onset_window for r in drops)
     assert drops[0].window["index"] <= onset_window + 2
     assert {a.model for r in drops for a in r.events} == {"churn:v1"}
-    changes = [c["example"] for r in windows for c in r.changes if c["example"] >= onset]
+    changes = [c.example for r in windows for c in r.changes if c.example is not None and c.example >= onset]
     assert changes and (changes[0] - 1) // w <= onset_window + 2
     assert _events(out, "change_in_error")
     first_drop_examples = (drops[0].window["index"] + 1) * w - onset
