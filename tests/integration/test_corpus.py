@@ -7,9 +7,9 @@ matched by source offset) or processed as documented; ``/health`` answered ok th
 dead-lettered = produced in ``/metrics``; no good record was dead-lettered; the worker is still running;
 ``reference build --topic`` over the same topic excludes exactly what the worker dead-lettered.
 
-The case of :data:`tests.support.corpus.KNOWN_BUGS` (1.7e308) goes to a second stream of the same worker, so
-that the engine error it causes today (its batch dead-lettered as ``processing_error``) cannot spill over to
-the other cases; its test is marked ``xfail(strict=False)`` and reports what happened.
+The 1.7e308 case goes to a second stream of the same worker (with sliding windows, whose pane merges once
+overflowed), so that an engine error on it could not spill over to the other cases. Cases listed in
+:data:`tests.support.corpus.KNOWN_BUGS` (none today) are marked ``xfail(strict=False)``.
 """
 
 from __future__ import annotations
