@@ -31,7 +31,7 @@ from monitor.spec import StreamSpec
 from monitor.times import MAX_EPOCH, MIN_EPOCH, iso_seconds, parse_times
 
 __all__ = ["REASONS", "SCHEMA_VERSIONS", "ColumnBatch", "Rejection", "check_record", "decode_message",
-           "event_time_seconds"]
+           "encode_original", "event_time_seconds"]
 
 #: Record schema versions this release reads (the ``schema_version`` key is optional).
 SCHEMA_VERSIONS = frozenset({1})
@@ -108,7 +108,7 @@ def _parse(value: bytes) -> tuple[Any, Rejection | None]:
     return None, Rejection("malformed_json", message, value)
 
 
-def _encode(element: Any, message: bytes) -> bytes:
+def encode_original(element: Any, message: bytes) -> bytes:
     """The original of one bad element of an array (or row of a columnar batch): re-encoded as JSON.
 
     orjson reads JSON nested up to 1024 levels but writes at most 255, so a deeper element is
@@ -245,7 +245,7 @@ def _decode_columns(data: dict[str, Any], value: bytes, stream: StreamSpec) -> t
         return batch, bad
     for i in sorted(problems):
         reason, detail = problems[i]
-        bad.append(Rejection(reason, detail, _encode(batch[i], value), index=i))
+        bad.append(Rejection(reason, detail, encode_original(batch[i], value), index=i))
     keep = [i for i in range(batch.n) if i not in problems]
     return (batch.keep(keep) if keep else []), bad
 
@@ -306,7 +306,7 @@ def decode_message(value: bytes | None, stream: StreamSpec) -> tuple[Sequence[di
             if problem is None:
                 ok.append(rec)
             else:
-                bad.append(Rejection(problem[0], problem[1], _encode(rec, value), index=i))
+                bad.append(Rejection(problem[0], problem[1], encode_original(rec, value), index=i))
         return ok, bad
     if isinstance(data, dict) and "columns" in data and stream.id_field not in data:
         return _decode_columns(data, value, stream)

@@ -14,10 +14,9 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, cast
 
 import faust
-import orjson
 
 from agents.worker.checkpoint import positions
-from monitor.records import ColumnBatch, Rejection, decode_message
+from monitor.records import ColumnBatch, Rejection, decode_message, encode_original
 from monitor.spec import StreamSpec
 
 if TYPE_CHECKING:
@@ -84,7 +83,7 @@ def register(app: faust.App, ctx: WorkerContext, stream: StreamSpec) -> Any:
             log.exception("the monitor failed on a batch of %d records from %s", len(records), stream.topic)
             for rec, message in zip(records, origins, strict=True):
                 await ctx.dead_letter(stream, message, Rejection(
-                    "processing_error", f"{type(exc).__name__}: {exc}", orjson.dumps(rec)))
+                    "processing_error", f"{type(exc).__name__}: {exc}", encode_original(rec, message.value)))
             return
         processed.inc(len(records))
         for report in reports:
