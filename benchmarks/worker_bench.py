@@ -54,6 +54,7 @@ def run_form(bootstrap: str, work: Path, form: str, n: int) -> dict[str, Any]:
     raw = yaml.safe_load((REPO / "deploy" / "monitor.yaml").read_text())
     raw["name"] = f"bench-{uid}"
     s = raw["streams"][0]
+    raw["streams"] = [s]  # the features stream only (the spec's predictions and labels streams have no reference here)
     s.update(topic=f"bench-{uid}", partitions=1, reference=str(work / "ref.json"))
     raw["outputs"] = {k: f"{k}-{uid}" for k in ("alerts_topic", "deadletter_topic", "profiles_topic",
                                                    "alerts_deadletter_topic")}
