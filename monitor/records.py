@@ -172,7 +172,7 @@ class ColumnBatch(Sequence[dict[str, Any]]):
     The third message form (besides one object and an array of objects): a
     producer that batches pays neither the per-record object nor, in the
     engine, the row-to-column transposition. Behaves as a sequence of row
-    dicts for code that wants rows; :meth:`monitor.engine.Engine.process` uses
+    dicts for code that wants rows; :meth:`monitor.Monitor.process` uses
     the columns directly.
 
     Examples

@@ -75,7 +75,7 @@ def test_replay_and_worker_raise_the_same_alerts(kafka_bootstrap: str, tmp_path:
     parsed = parse_spec(yaml.safe_load(yaml.safe_dump(spec)))
     from monitor.reference import load_references
 
-    summary = replay(parsed, parsed.streams[0], (orjson.loads(line) for line in jsonl.read_bytes().splitlines()),
+    summary = replay(parsed, {parsed.streams[0].name: (orjson.loads(line) for line in jsonl.read_bytes().splitlines())},
                      tmp_path / "out", references=load_references(parsed))
     offline = [orjson.loads(line) for line in (tmp_path / "out" / "alerts.jsonl").read_bytes().splitlines()]
     offline = [e for e in offline if not e["window"].get("partial")]

@@ -51,12 +51,14 @@ def test_a_window_without_a_value_removes_the_gauge_series() -> None:
     page = generate_latest(registry).decode()
     assert 'streamdq_feature_missing_ratio{feature="age",stream="features",window="w2000"} 0.0' in page
     # a window with no record leaves no ratio to show: the series goes away instead of going stale
-    empty = report.__class__(stream=report.stream, window=report.window, count=0,
-                             features={n: f.__class__(feature=n, count=0, missing=0, type_violations=0,
-                                                      out_of_domain=0, moments=None, histogram=None,
-                                                      ratios={c: None for c in f.ratios})
-                                       for n, f in report.features.items()},
-                             drift={}, reference_version=None, records={})
+    from monitor.report import WindowReport, WindowSummary
+
+    empty = WindowReport(summary=WindowSummary(
+        stream=report.stream, window=report.window, count=0,
+        features={n: f.__class__(feature=n, count=0, missing=0, type_violations=0, out_of_domain=0, moments=None,
+                                 histogram=None, ratios={c: None for c in f.ratios})
+                  for n, f in report.features.items()},
+        records={}, reference_version=None), drift={})
     metrics.observe(empty)
     assert 'streamdq_feature_missing_ratio{feature="age"' not in generate_latest(registry).decode()
 
