@@ -147,15 +147,16 @@ class Monitor:
 
     # -- input --------------------------------------------------------------------------------------------
 
-    def process(self, stream: str, records: Iterable[dict[str, Any]], *, partition: int = 0,
+    def process(self, stream: str, records: Iterable[dict[str, Any]], *, partition: int | Sequence[int] = 0,
                 offsets: Sequence[int] | None = None) -> list[Report]:
         """Update ``stream``'s windows with a batch of its records (decoded and envelope-checked, in
         order; a :class:`~monitor.records.ColumnBatch` works too); return the reports of the windows
         that closed, feature windows first.
 
-        ``partition`` and ``offsets`` (one per record) tell the model stage where each record came from,
-        so that its join state is kept per input partition and a record applied before a restart is not
-        joined twice; offline callers leave the defaults.
+        ``partition`` (one for the batch, or one per record) and ``offsets`` (one per record) tell the
+        model stage where each record came from, so that its join state is kept per input partition and
+        a record applied before a restart is not joined twice; offline callers leave the defaults. The
+        feature stage takes the batch whole either way.
         """
         model = self._model_of.get(stream)
         if model is None:
@@ -163,7 +164,19 @@ class Monitor:
         batch = records if isinstance(records, Sequence) else list(records)
         reports: list[Report] = list(self.features.process(stream, batch))
         add = model.add_predictions if stream == model.stream.name else model.add_labels
-        reports += add(batch, partition=partition, offsets=offsets)
+        if isinstance(partition, int):
+            reports += add(batch, partition=partition, offsets=offsets)
+            return reports
+        by_partition: dict[int, list[int]] = {}
+        for i, p in enumerate(partition):
+            by_partition.setdefault(int(p), []).append(i)
+        if len(by_partition) == 1:
+            reports += add(batch, partition=next(iter(by_partition)), offsets=offsets)
+            return reports
+        rows = list(batch)
+        for p, idx in by_partition.items():  # each partition's records in their order
+            reports += add([rows[i] for i in idx], partition=p,
+                           offsets=None if offsets is None else [offsets[i] for i in idx])
         return reports
 
     def process_one(self, stream: str, record: dict[str, Any]) -> list[Report]:

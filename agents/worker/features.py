@@ -22,7 +22,7 @@ from monitor.spec import StreamSpec
 if TYPE_CHECKING:
     from agents.worker.app import WorkerContext
 
-__all__ = ["BATCH_WITHIN", "MAX_BATCH", "by_partition", "register"]
+__all__ = ["BATCH_WITHIN", "MAX_BATCH", "register"]
 
 #: Messages handed to the engine at once, at most.
 MAX_BATCH = 1000
@@ -71,11 +71,10 @@ def register(app: faust.App, ctx: WorkerContext, stream: StreamSpec) -> Any:
         # A predictions or labels stream: joined per input partition, once its join state is restored, under
         # the lock that keeps a checkpoint from covering records whose alerts are unsent.
         await runtime.wait_restored()
-        for partition, part, part_origins in by_partition(records, origins):
-            async with runtime.lock:
-                await run(part, part_origins, partition=partition, offsets=positions(part_origins))
+        async with runtime.lock:
+            await run(records, origins, partition=[m.partition for m in origins], offsets=positions(origins))
 
-    async def run(records: Sequence[dict[str, Any]], origins: Sequence[Any], *, partition: int,
+    async def run(records: Sequence[dict[str, Any]], origins: Sequence[Any], *, partition: int | list[int],
                   offsets: list[int] | None) -> None:
         try:
             reports = ctx.monitor.process(stream.name, records, partition=partition, offsets=offsets)
@@ -91,22 +90,3 @@ def register(app: faust.App, ctx: WorkerContext, stream: StreamSpec) -> Any:
 
     consume.__name__ = f"consume_{stream.name}".replace(".", "_").replace("-", "_")
     return app.agent(topic, name=f"streamdq.{stream.name}", concurrency=1)(consume)
-
-
-def by_partition(records: Sequence[dict[str, Any]],
-                 origins: Sequence[Any]) -> list[tuple[int, Sequence[dict[str, Any]], Sequence[Any]]]:
-    """Split a batch by the partition of each record's message, keeping each partition's order.
-
-    >>> class M:
-    ...     def __init__(self, partition): self.partition = partition
-    >>> [(p, list(r)) for p, r, _ in by_partition(["a", "b", "c"], [M(0), M(1), M(0)])]
-    [(0, ['a', 'c']), (1, ['b'])]
-    """
-    first = origins[0].partition
-    if all(m.partition == first for m in origins):
-        return [(int(first), records, origins)]
-    rows = list(records)
-    groups: dict[int, list[int]] = {}
-    for i, m in enumerate(origins):
-        groups.setdefault(m.partition, []).append(i)
-    return [(int(p), [rows[i] for i in idx], [origins[i] for i in idx]) for p, idx in groups.items()]
