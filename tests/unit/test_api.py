@@ -79,3 +79,19 @@ def test_from_spec_errors_name_the_fix() -> None:
     with pytest.raises(ConfigError, match="name one with stream="):
         monitor.process_records([])
     assert isinstance(monitor.process_records([], stream="g"), Results)
+
+
+def test_a_model_stream_batch_from_several_partitions_is_joined_per_partition() -> None:
+    from monitor.testing.model import ModelScenario, generate, model_spec_dict
+
+    monitor = Monitor(parse_spec(model_spec_dict(window=100, min_samples=10, ttl_seconds=600.0)))
+    preds, labels = generate(ModelScenario(n=400), seed=5)
+    parts = [i % 2 for i in range(len(preds))]
+    by_id = {p["record_id"]: k for p, k in zip(preds, parts, strict=True)}
+    monitor.process("predictions", preds, partition=parts, offsets=list(range(len(preds))))
+    reports = monitor.process("labels", labels, partition=[by_id[y["record_id"]] for y in labels],
+                              offsets=list(range(len(labels))))
+    model = monitor.models["predictions"]
+    assert sorted(model.stores) == [0, 1]
+    assert model.join_stats()["joined"] == len(labels)
+    assert sum(r.count for r in reports if getattr(r, "basis", None) == "labels") == len(labels) // 100 * 100
