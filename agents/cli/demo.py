@@ -58,6 +58,8 @@ _REPO = Path(__file__).resolve().parents[2]
 DEFAULT_SPEC = _REPO / "deploy" / "monitor.yaml"
 #: One malformed message per this many records.
 BAD_EVERY = 400
+#: Seconds the demo waits at most, after producing, for the worker's last dead letters and alerts.
+DRAIN_SECONDS = 30.0
 _STYLE = {"critical": "bold red", "warning": "yellow", "info": "cyan"}
 #: The demo model's label-join TTL (the spec's 10 minutes would outlast the demo).
 DEMO_TTL_SECONDS = 8.0
@@ -256,12 +258,13 @@ def _produce_and_watch(console: Console, bootstrap: str, spec: Any, topic: str, 
     producer = Producer(client_config(bootstrap, security, {"linger.ms": 20, "enable.idempotence": True,
                                                             "log_level": 3}))
     consumer = Consumer(client_config(bootstrap, security, {"group.id": f"streamdq-demo-{os.getpid()}-{seed}",
-                                                            "auto.offset.reset": "latest",
                                                             "enable.auto.commit": False}))
     topics = [spec.outputs.alerts_topic, spec.outputs.deadletter_topic]
     if model_streams is not None:
         topics.append(spec.outputs.profiles_topic)  # the model windows
-    consumer.subscribe(topics)
+    # Read from where the output topics end now, assigned explicitly: a group subscription starting at
+    # "latest" would miss what the worker writes before the group has joined (seconds on a busy broker).
+    consumer.assign(_ends(consumer, topics))
     gen = SyntheticFeatures(seed=seed)
     model = DemoModel(seed=seed + 3000) if model_streams is not None else None
     bad = bad_messages(seed=seed)
@@ -312,10 +315,19 @@ def _produce_and_watch(console: Console, bootstrap: str, spec: Any, topic: str, 
                               f"{stats['malformed_sent']} malformed; alerts {sum(stats['alerts'].values())}, "
                               f"dead letters {sum(stats['deadletters'].values())}[/]")
         producer.flush(15)
-        # Let the worker finish what is in flight, then collect the last events.
-        drain_until = time.monotonic() + 5
+        # Let the worker finish what is in flight, then collect the last events: until every malformed
+        # message sent has come back as a dead letter and nothing new came for 2 s (at most DRAIN_SECONDS).
+        drain_until = time.monotonic() + DRAIN_SECONDS
+        quiet_since = time.monotonic()
         while time.monotonic() < drain_until:
+            before = sum(stats["deadletters"].values()) + sum(stats["alerts"].values()) + len(stats["model_windows"])
             _drain(console, consumer, spec, stats, shown, timeout=0.2)
+            after = sum(stats["deadletters"].values()) + sum(stats["alerts"].values()) + len(stats["model_windows"])
+            if after != before:
+                quiet_since = time.monotonic()
+            elif (sum(stats["deadletters"].values()) >= stats["malformed_sent"]
+                  and time.monotonic() - quiet_since >= 2.0):
+                break
     finally:
         consumer.close()
     return stats
@@ -326,6 +338,19 @@ _PHASE_TEXT = {
     "drift": "age shifted +8 years, country mix moved to IN; the model's scores flatten, 30% of labels disagree",
     "missing-spike": "income missing in 30% of records; the model's labels stop coming",
 }
+
+
+def _ends(consumer: Any, topics: list[str]) -> list[Any]:
+    """Every partition of ``topics`` at its current end offset."""
+    from confluent_kafka import TopicPartition
+
+    metadata = consumer.list_topics(timeout=10)
+    out = []
+    for topic in topics:
+        for p in sorted(metadata.topics[topic].partitions):
+            _, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
+            out.append(TopicPartition(topic, p, high))
+    return out
 
 
 def _drain(console: Console, consumer: Any, spec: Any, stats: dict[str, Any], shown: Counter[str],

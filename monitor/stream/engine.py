@@ -365,15 +365,15 @@ class FeatureEngine:
             for p in present:
                 merged += p
         features = {name: st.result() for name, st in merged.features.items()}
-        records = merged.records.result()
         count = merged.records.count
         volume = None
         if w.spec.kind == "time" and rt.rate and not w.partial:
             expected = rt.rate * w.spec.span
             # Rounded: a rate estimated from float timestamps must not turn exactly 4x into 1.9999999.
             volume = round(abs(math.log2(max(count, 0.5) / expected)), 6)
-        records["expected_records"] = rt.rate * w.spec.span if (w.spec.kind == "time" and rt.rate) else None
-        records["volume_deviation"] = volume
+        records = {**merged.records.result(),
+                   "expected_records": rt.rate * w.spec.span if (w.spec.kind == "time" and rt.rate) else None,
+                   "volume_deviation": volume}
         drift = evaluate_drift(self.spec, spec, merged.features, rt.ref) if rt.ref is not None and count else {}
         history = rt.history.get(w.spec.name)
         if history is not None and count:
