@@ -23,13 +23,11 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeAlias
 
-import orjson
-
 from monitor.alerts import AlertPolicy
 from monitor.errors import ConfigError
 from monitor.frames import frame_records
 from monitor.model import ModelMonitor
-from monitor.records import Rejection, check_record
+from monitor.records import Rejection, checked
 from monitor.reference import ReferenceProfile, build_profile, load_references
 from monitor.report import Report
 from monitor.results import Results
@@ -108,8 +106,6 @@ class Monitor:
             references = {parsed.streams[0].name: _profile(parsed.streams[0], reference)}
         else:
             references = {name: _profile(parsed.stream(name), ref) for name, ref in reference.items()}
-        for name, ref in references.items():
-            ref.check_against(parsed.stream(name))
         if live:
             return cls(parsed, references=references)
         return cls(parsed.in_event_time(), references=references, clock=EVENT_CLOCK)
@@ -163,20 +159,7 @@ class Monitor:
             return list(self.features.process(stream, records))
         batch = records if isinstance(records, Sequence) else list(records)
         reports: list[Report] = list(self.features.process(stream, batch))
-        add = model.add_predictions if stream == model.stream.name else model.add_labels
-        if isinstance(partition, int):
-            reports += add(batch, partition=partition, offsets=offsets)
-            return reports
-        by_partition: dict[int, list[int]] = {}
-        for i, p in enumerate(partition):
-            by_partition.setdefault(int(p), []).append(i)
-        if len(by_partition) == 1:
-            reports += add(batch, partition=next(iter(by_partition)), offsets=offsets)
-            return reports
-        rows = list(batch)
-        for p, idx in by_partition.items():  # each partition's records in their order
-            reports += add([rows[i] for i in idx], partition=p,
-                           offsets=None if offsets is None else [offsets[i] for i in idx])
+        reports += model.add(stream, batch, partition=partition, offsets=offsets)
         return reports
 
     def process_one(self, stream: str, record: dict[str, Any]) -> list[Report]:
@@ -223,11 +206,9 @@ class Monitor:
         st = self._one_stream(stream)
         results = Results()
         batch: list[dict[str, Any]] = []
-        for record in records:
-            rec = record if isinstance(record, dict) else dict(record)
-            problem = check_record(rec, st)
-            if problem is not None:
-                results.rejected.append(Rejection(problem[0], problem[1], orjson.dumps(rec, default=str)))
+        for rec in checked((r if isinstance(r, dict) else dict(r) for r in records), st):
+            if isinstance(rec, Rejection):
+                results.rejected.append(rec)
                 continue
             batch.append(rec)
             if len(batch) == BATCH:
@@ -250,11 +231,9 @@ class Monitor:
     def _one_stream(self, name: str | None) -> StreamSpec:
         if name is not None:
             return self.spec.stream(name)
-        if len(self.spec.streams) == 1:
-            return self.spec.streams[0]
-        features = [s for s in self.spec.streams if s.kind == "features"]
-        if len(features) == 1:
-            return features[0]
+        stream = self.spec.default_stream()
+        if stream is not None:
+            return stream
         raise ConfigError(f"the spec has several streams: name one with stream= "
                           f"({', '.join(s.name for s in self.spec.streams)})")
 

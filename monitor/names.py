@@ -7,7 +7,7 @@ value's too, so lists of them read as the names people use.
 
 Examples
 --------
->>> Severity.WARNING == "warning", f"{Severity.CRITICAL}", sorted(SEVERITIES, key=severity_rank)[-1]
+>>> Severity.WARNING == "warning", f"{Severity.CRITICAL}", max(SEVERITIES, key=SEVERITY_RANK.__getitem__)
 (True, 'critical', 'critical')
 >>> "psi" in THRESHOLD_CHECKS, "ks" in THRESHOLD_CHECKS  # a test's level is drift.alpha, not a threshold
 (True, False)
@@ -24,6 +24,7 @@ __all__ = [
     "MODEL_CHECKS",
     "RECORD_CHECKS",
     "SEVERITIES",
+    "SEVERITY_RANK",
     "TEST_METHODS",
     "THRESHOLD_CHECKS",
     "ChangeCheck",
@@ -35,7 +36,6 @@ __all__ = [
     "Severity",
     "Status",
     "drift_key",
-    "severity_rank",
 ]
 
 
@@ -54,12 +54,9 @@ class Severity(_Name):
 
 #: Every severity, lowest first.
 SEVERITIES: tuple[Severity, ...] = tuple(Severity)
-_RANK = {s: i for i, s in enumerate(SEVERITIES)}
+#: 0 for info, 1 for warning, 2 for critical (looked up by the member or its plain string).
+SEVERITY_RANK: dict[str, int] = {s: i for i, s in enumerate(SEVERITIES)}
 
-
-def severity_rank(severity: str) -> int:
-    """0 for info, 1 for warning, 2 for critical (a ``KeyError`` for anything else)."""
-    return _RANK[Severity(severity)]
 
 
 class Status(_Name):

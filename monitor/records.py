@@ -20,7 +20,7 @@ Examples
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, overload
 
@@ -30,7 +30,7 @@ import orjson
 from monitor.spec import StreamSpec
 from monitor.times import MAX_EPOCH, MIN_EPOCH, iso_seconds, parse_times
 
-__all__ = ["REASONS", "SCHEMA_VERSIONS", "ColumnBatch", "Rejection", "check_record", "decode_message",
+__all__ = ["REASONS", "SCHEMA_VERSIONS", "ColumnBatch", "Rejection", "check_record", "checked", "decode_message",
            "encode_original", "event_time_seconds"]
 
 #: Record schema versions this release reads (the ``schema_version`` key is optional).
@@ -116,11 +116,11 @@ def encode_original(element: Any, message: bytes) -> bytes:
     represented by the whole ``message``.
     """
     try:
-        return orjson.dumps(element)
+        return orjson.dumps(element, default=str)  # str: values of records not read from JSON (a DataFrame's)
     except TypeError:
         pass
     try:
-        return json.dumps(element, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+        return json.dumps(element, ensure_ascii=False, separators=(",", ":"), default=str).encode("utf-8")
     except (RecursionError, ValueError):
         return message
 
@@ -146,6 +146,24 @@ def event_time_seconds(value: Any) -> float | None:
     else:
         return None
     return f if MIN_EPOCH <= f <= MAX_EPOCH else None  # NaN fails both comparisons
+
+
+def checked(records: Iterable[Any], stream: StreamSpec) -> Iterator[dict[str, Any] | Rejection]:
+    """The records as the worker takes them: each checked against the envelope of ``stream``, one that
+    fails it becoming a :class:`Rejection` with its reason and its JSON (rejections pass through).
+
+    >>> from monitor.spec import StreamSpec
+    >>> s = StreamSpec.model_validate({"name": "f", "windows": [{"name": "w", "kind": "count", "size": 9}],
+    ...                                "features": [{"name": "x", "type": "numeric"}]})
+    >>> [r if isinstance(r, dict) else (r.reason, r.original) for r in checked([{"record_id": 1}, {"x": 2}], s)]
+    [{'record_id': 1}, ('missing_id', b'{"x":2}')]
+    """
+    for rec in records:
+        if isinstance(rec, Rejection):
+            yield rec
+            continue
+        problem = check_record(rec, stream)
+        yield rec if problem is None else Rejection(problem[0], problem[1], encode_original(rec, b""))
 
 
 def check_record(rec: Any, stream: StreamSpec) -> tuple[str, str] | None:

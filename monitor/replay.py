@@ -21,7 +21,7 @@ from typing import Any
 import orjson
 
 from monitor.engine import EVENT_CLOCK, Monitor
-from monitor.records import Rejection, check_record
+from monitor.records import Rejection, checked
 from monitor.reference import ReferenceProfile
 from monitor.report import Report
 from monitor.spec import MonitorSpec, StreamSpec
@@ -85,8 +85,10 @@ def replay(spec: MonitorSpec, inputs: Mapping[str, Iterable[dict[str, Any] | Rej
     monitor = Monitor(spec, references=references, clock=EVENT_CLOCK)
     summary = ReplaySummary()
     opt = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_APPEND_NEWLINE
-    checked = [_checked(inputs[st.name], st) for st in streams]
-    items = ((streams[0], item) for item in checked[0]) if len(streams) == 1 else _by_time(checked, streams)
+    inputs_checked = [checked(inputs[st.name], st) for st in streams]
+    items: Iterator[tuple[StreamSpec, dict[str, Any] | Rejection]] = (
+        ((streams[0], item) for item in inputs_checked[0]) if len(streams) == 1
+        else _by_time(inputs_checked, streams))
     named = len(streams) > 1
     with (out / "alerts.jsonl").open("wb") as alerts_fh, (out / "windows.jsonl").open("wb") as windows_fh, \
             (out / "deadletters.jsonl").open("wb") as dlq_fh:
@@ -126,15 +128,6 @@ def replay(spec: MonitorSpec, inputs: Mapping[str, Iterable[dict[str, Any] | Rej
             flush(current, batch)
         emit(monitor.close(notify=close_partial))
     return summary
-
-
-def _checked(records: Iterable[dict[str, Any] | Rejection], stream: StreamSpec) -> Iterator[dict[str, Any] | Rejection]:
-    for rec in records:
-        if isinstance(rec, Rejection):
-            yield rec
-            continue
-        problem = check_record(rec, stream)
-        yield rec if problem is None else Rejection(problem[0], problem[1], orjson.dumps(rec))
 
 
 def _by_time(inputs: list[Iterator[dict[str, Any] | Rejection]],

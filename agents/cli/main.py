@@ -264,11 +264,9 @@ def _pick_stream(spec: Any, name: str | None) -> Any:
         except KeyError:
             raise ConfigError(f"no stream named {name!r} in the spec "
                               f"(streams: {', '.join(x.name for x in spec.streams)})") from None
-    if len(spec.streams) == 1:
-        return spec.streams[0]
-    features = [x for x in spec.streams if x.kind == "features"]
-    if len(features) == 1:  # predictions/labels streams are chosen by name
-        return features[0]
+    stream = spec.default_stream()
+    if stream is not None:
+        return stream
     raise ConfigError("the spec has several streams; choose one with --stream "
                       f"(streams: {', '.join(x.name for x in spec.streams)})")
 

@@ -111,19 +111,8 @@ class ModelRuntime:
 
     def _apply(self, stream: StreamSpec, records: Sequence[dict[str, Any]],
                origins: Sequence[Any]) -> list[ModelWindowReport]:
-        add = self.monitor.add_predictions if stream.name == self.stream.name else self.monitor.add_labels
-        pos = positions(origins)
-        parts = {m.partition for m in origins}
-        if len(parts) == 1:
-            return add(records, partition=origins[0].partition, offsets=pos)
-        rows = list(records)  # several partitions in one batch: split, keeping each one's order
-        by_part: dict[int, list[int]] = {}
-        for i, m in enumerate(origins):
-            by_part.setdefault(m.partition, []).append(i)
-        reports: list[ModelWindowReport] = []
-        for p, idx in by_part.items():
-            reports += add([rows[i] for i in idx], partition=p, offsets=[pos[i] for i in idx])
-        return reports
+        return self.monitor.add(stream.name, records, partition=[m.partition for m in origins],
+                                offsets=positions(origins))
 
     # -- checkpoints ----------------------------------------------------------------------------------------
 

@@ -49,7 +49,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from monitor.alerts.alert import Alert, fingerprint
-from monitor.names import SEVERITIES, Severity, Status, severity_rank
+from monitor.names import SEVERITIES, SEVERITY_RANK, Severity, Status
 from monitor.spec import AlertingSpec
 from monitor.times import iso
 
@@ -58,7 +58,6 @@ __all__ = ["POLICY_STATE_VERSION", "AlertPolicy", "Observation", "event_id"]
 #: Version of the JSON written by :meth:`AlertPolicy.to_state` and :meth:`AlertPolicy.state_of`.
 POLICY_STATE_VERSION = 1
 
-_RANK = {s: severity_rank(s) for s in SEVERITIES}
 
 
 _iso = iso  # the same format as window bounds
@@ -180,13 +179,13 @@ def _entry_from_json(state: dict[str, Any]) -> _Entry:
         entry = _Entry()
         for name, c in state["conditions"].items():
             evidence = c["evidence"]
-            if c["active"] and (not isinstance(evidence, dict) or evidence.get("severity") not in _RANK):
+            if c["active"] and (not isinstance(evidence, dict) or evidence.get("severity") not in SEVERITY_RANK):
                 raise ValueError(f"active condition {name!r} without evidence")
             entry.conditions[str(name)] = _Condition(active=bool(c["active"]), raised=int(c["raised"]),
                                                      clear=int(c["clear"]), evidence=copy.deepcopy(evidence))
         a = state["alert"]
         if a is not None:
-            if a["notified_severity"] not in _RANK:
+            if a["notified_severity"] not in SEVERITY_RANK:
                 raise ValueError(f"unknown severity {a['notified_severity']!r}")
             entry.open = _Open(first_seen=float(a["first_seen"]), next_seq=int(a["next_seq"]),
                                notified_at=float(a["notified_at"]), notified_severity=Severity(a["notified_severity"]))
@@ -216,7 +215,7 @@ class AlertPolicy:
         now = float(now)
         batch: dict[str, list[Observation]] = {}
         for o in observations:
-            if o.severity is not None and o.severity not in _RANK:
+            if o.severity is not None and o.severity not in SEVERITY_RANK:
                 raise ValueError(f"unknown severity {o.severity!r} (one of {', '.join(SEVERITIES)})")
             fp = o.fingerprint
             if fp not in batch:
@@ -273,12 +272,12 @@ class AlertPolicy:
             return self._event(ident, fp, o, Status.RESOLVED, o.notified_severity, now, reason="resolved",
                                evidence=_evidence(ident, now))
         # the evidence of the alert's severity: highest severity, then the most recent, then the window name
-        _, evidence = max(active, key=lambda ne: (_RANK[ne[1]["severity"]], ne[1]["at"], ne[0]))
+        _, evidence = max(active, key=lambda ne: (SEVERITY_RANK[ne[1]["severity"]], ne[1]["at"], ne[0]))
         severity = Severity(evidence["severity"])
         if entry.open is None:
             entry.open = _Open(first_seen=now, next_seq=0, notified_at=now, notified_severity=severity)
             reason = "started"
-        elif _RANK[severity] > _RANK[entry.open.notified_severity]:
+        elif SEVERITY_RANK[severity] > SEVERITY_RANK[entry.open.notified_severity]:
             reason = "escalated"
         elif self.spec.renotify_seconds > 0 and now - entry.open.notified_at >= self.spec.renotify_seconds:
             reason = "renotify"

@@ -46,7 +46,7 @@ from typing import Any
 import numpy as np
 
 from monitor.alerts import AlertPolicy
-from monitor.evaluation import observe_model_window
+from monitor.evaluation import evaluate_window, observe_model_window
 from monitor.join import JoinedExample, LabelJoinStore, PendingPrediction, combined_stats
 from monitor.model.windows import (
     DEFAULT_VERSION,
@@ -160,6 +160,25 @@ class ModelMonitor:
         return combined_stats(self.stores.values())
 
     # -- input --------------------------------------------------------------------------------------------
+
+    def add(self, stream: str, records: Sequence[dict[str, Any]], *, partition: int | Sequence[int] = 0,
+            offsets: Sequence[int] | None = None) -> list[ModelWindowReport]:
+        """A batch of the predictions or the labels stream (by name), from one ``partition`` or with one
+        partition per record; each partition's records are joined in their own store, in their order."""
+        add = self.add_predictions if stream == self.stream.name else self.add_labels
+        if isinstance(partition, int):
+            return add(records, partition=partition, offsets=offsets)
+        by_partition: dict[int, list[int]] = {}
+        for i, p in enumerate(partition):
+            by_partition.setdefault(int(p), []).append(i)
+        if len(by_partition) == 1:
+            return add(records, partition=next(iter(by_partition)), offsets=offsets)
+        rows = list(records)
+        reports: list[ModelWindowReport] = []
+        for p, idx in by_partition.items():
+            reports += add([rows[i] for i in idx], partition=p,
+                           offsets=None if offsets is None else [offsets[i] for i in idx])
+        return reports
 
     def add_predictions(self, records: Sequence[dict[str, Any]], *, partition: int = 0,
                         offsets: Sequence[int] | None = None) -> list[ModelWindowReport]:
@@ -438,6 +457,6 @@ class ModelMonitor:
                                    reference=self.reference, join=join, reference_version=self.reference_version,
                                    changes=tuple(w.changes), end_time=end)
         observations = tuple(observe_model_window(self.spec, self.stream, report, decided=w.joined + w.expired))
-        alerts = tuple(o.to_alert() for o in observations if o.severity is not None)
+        alerts = tuple(evaluate_window(observations))
         events = self.policy.observe(observations, now=end) if notify else []
         return replace(report, observations=observations, alerts=alerts, events=tuple(events))

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from monitor.detectors import ERROR_DETECTORS
@@ -66,7 +66,7 @@ class VersionState:
     __slots__ = ("detectors", "errors_seen", "labels", "model", "predictions", "version")
 
     def __init__(self, model: str, version: str, spec: ModelSpec, *,
-                 new_labels: Any, new_predictions: Any) -> None:
+                 new_labels: Callable[[], ModelPane], new_predictions: Callable[[], ModelPane]) -> None:
         self.model = model
         self.version = version
         self.labels: list[CountTrack[ModelPane]] = [

@@ -170,6 +170,14 @@ class MonitorSpec(SpecModel):
         streams = [s.model_copy(update={"time": s.time.model_copy(update={"mode": "event"})}) for s in self.streams]
         return self.model_copy(update={"streams": streams})
 
+    def default_stream(self) -> StreamSpec | None:
+        """The stream a command or call means when it names none: the only stream, or the only features
+        stream (predictions and labels streams are chosen by name); ``None`` when that is ambiguous."""
+        if len(self.streams) == 1:
+            return self.streams[0]
+        features = [s for s in self.streams if s.kind == "features"]
+        return features[0] if len(features) == 1 else None
+
     def model_of_labels(self, labels: str) -> StreamSpec | None:
         """The predictions stream whose model reads the labels stream ``labels``."""
         for s in self.streams:
