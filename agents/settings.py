@@ -7,6 +7,8 @@
 | ``STREAMDQ_WEB_BIND`` | ``127.0.0.1`` | interface the web server binds |
 | ``STREAMDQ_DATA_DIR`` | ``<tmp>/streamdq-<app>`` | Faust's data folder |
 | ``STREAMDQ_LOG_LEVEL`` | ``info`` | worker log level |
+| ``STREAMDQ_INSTANCE_ID`` | (unset: dynamic membership) | a worker's unique name in its group (static membership) |
+| ``STREAMDQ_TEST_CRASH_POINT`` | (unset) | tests only: ``after_outputs`` (see :mod:`agents.worker.ingest`) |
 | ``STREAMDQ_KAFKA_*`` | (``PLAINTEXT``) | TLS and SASL of every Kafka client: see :mod:`agents.kafka.security` |
 """
 
@@ -42,6 +44,8 @@ class Settings:
     web_bind: str = "127.0.0.1"
     data_dir: str | None = None
     log_level: str = "info"
+    instance_id: str | None = None
+    crash_point: str | None = None
     kafka: KafkaSecurity = PLAINTEXT
 
     @classmethod
@@ -57,6 +61,8 @@ class Settings:
             web_bind=env.get("STREAMDQ_WEB_BIND", "127.0.0.1"),
             data_dir=env.get("STREAMDQ_DATA_DIR") or None,
             log_level=env.get("STREAMDQ_LOG_LEVEL", "info"),
+            instance_id=env.get("STREAMDQ_INSTANCE_ID") or None,
+            crash_point=env.get("STREAMDQ_TEST_CRASH_POINT") or None,
             kafka=KafkaSecurity.from_env(env),
         )
         return replace(s, **{k: v for k, v in overrides.items() if v is not None})

@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import Any
 
 import faust
 import orjson
@@ -26,7 +26,8 @@ from agents.kafka.topics import ALERT_STATE_TABLE, JOIN_STATE_TABLE, join_state_
 from agents.notify import Notifier
 from agents.settings import Settings
 from agents.worker.deadletter import deadletter_envelope
-from agents.worker.metrics import FaustCollector, Metrics
+from agents.worker.ingest import SESSION_TIMEOUT_MS, Ingest, Origin
+from agents.worker.metrics import FaustCollector, IngestCollector, Metrics
 from agents.worker.models import ModelRuntime, runtime_table
 from monitor.engine import Monitor
 from monitor.records import Rejection
@@ -58,6 +59,8 @@ class WorkerContext:
     restored: bool = False
     #: Model runtimes by the name of the predictions or labels stream they read.
     models: dict[str, ModelRuntime] = field(default_factory=dict)
+    #: The service reading the input topics (set by :func:`create_app`).
+    ingest: Ingest | None = None
 
     def __post_init__(self) -> None:
         out = self.spec.outputs
@@ -117,10 +120,10 @@ class WorkerContext:
                             option=orjson.OPT_SERIALIZE_NUMPY)
         await send_acked(self.alerts_deadletter_topic, str(event.get("fingerprint", "")).encode(), body)
 
-    async def dead_letter(self, stream: StreamSpec, message: faust.types.Message, rejection: Rejection) -> None:
+    async def dead_letter(self, stream: StreamSpec, origin: Origin, rejection: Rejection) -> None:
         """Send one rejected record to the dead-letter topic and wait for the ack."""
-        body = deadletter_envelope(stream=stream.name, topic=message.topic, partition=message.partition,
-                                   offset=message.offset, timestamp_ms=_ts_ms(message), rejection=rejection)
+        body = deadletter_envelope(stream=stream.name, topic=origin.topic, partition=origin.partition,
+                                   offset=origin.offset, timestamp_ms=origin.timestamp_ms, rejection=rejection)
         await send_acked(self.deadletter_topic, rejection.reason.encode(), body)
         self.metrics.records.labels(stream.name, "deadlettered").inc()
         self.metrics.deadletters.labels(stream.name, rejection.reason).inc()
@@ -153,15 +156,10 @@ async def send_acked(topic: faust.TopicT, key: bytes, value: bytes) -> None:
             await asyncio.sleep(delay)
 
 
-def _ts_ms(message: faust.types.Message) -> int | None:
-    ts = getattr(message, "timestamp", None)
-    return None if ts is None else int(ts * 1000)
-
-
 def create_app(spec: MonitorSpec, settings: Settings, *, references: dict[str, ReferenceProfile],
                registry: CollectorRegistry | None = None) -> tuple[faust.App, WorkerContext]:
     """A configured Faust app plus the context its agents share."""
-    from agents.worker import features, web  # one module per stream kind, plus the web pages
+    from agents.worker import web
 
     app_id = f"streamdq-{spec.name}"
     app = faust.App(
@@ -181,6 +179,11 @@ def create_app(spec: MonitorSpec, settings: Settings, *, references: dict[str, R
         web_tables_enabled=False,
         producer_acks=-1,
         broker_max_poll_records=1000,
+        # Faust's own group (the tables' changelogs) recovers as fast as the ingest group: a worker that died
+        # silently holds the tables SESSION_TIMEOUT_MS at most, and none with static membership.
+        broker_session_timeout=SESSION_TIMEOUT_MS / 1000,
+        broker_heartbeat_interval=SESSION_TIMEOUT_MS / 5000,
+        consumer_group_instance_id=settings.instance_id,
     )
     registry = registry if registry is not None else CollectorRegistry()
     metrics = Metrics(spec, registry=registry)
@@ -194,6 +197,7 @@ def create_app(spec: MonitorSpec, settings: Settings, *, references: dict[str, R
     ctx = WorkerContext(spec=spec, monitor=Monitor(spec, references=references), metrics=metrics, app=app,
                         notifier=notifier)
     holder.append(ctx)
+    registry.register(IngestCollector(lambda: ctx.ingest))
     # Written only when a window changes the alert state (never per record); use_partitioner lets the
     # timer and the batch loop write it outside a single event's context.
     table = app.Table(ALERT_STATE_TABLE, default=None, partitions=1, use_partitioner=True, key_type=str)
@@ -204,14 +208,18 @@ def create_app(spec: MonitorSpec, settings: Settings, *, references: dict[str, R
     join_table = None
     if join_state_partitions(spec):
         join_table = runtime_table(app, JOIN_STATE_TABLE, join_state_partitions(spec))
+    ingest_group = f"{app_id}-ingest"
     for name, monitor in ctx.monitor.models.items():
         stream = spec.stream(name)
         runtime = ModelRuntime(ctx, stream, monitor, join_table, bootstrap=settings.bootstrap or "",
-                               group_id=app_id, security=settings.kafka)
+                               group_id=ingest_group, security=settings.kafka)
         ctx.models[stream.name] = ctx.models[monitor.model.labels] = runtime
         metrics.watch_model(monitor)
-    for stream in spec.streams:
-        features.register(app, ctx, stream)
+
+    @app.service
+    class _Ingest(Ingest):  # started and stopped with the app; Faust instantiates it (it sets ctx.ingest)
+        def __init__(self, **kwargs: Any) -> None:
+            super().__init__(ctx, settings, group_id=ingest_group, instance_id=settings.instance_id, **kwargs)
     runtimes = list({id(r): r for r in ctx.models.values()}.values())
     if runtimes:
         every = min(r.stream.model.join.checkpoint_seconds for r in runtimes if r.stream.model is not None)
@@ -234,7 +242,7 @@ def create_app(spec: MonitorSpec, settings: Settings, *, references: dict[str, R
 
     @app.timer(interval=1.0, name="streamdq.tick")
     async def _tick() -> None:
-        if cast(Any, app.tables).recovery.completed.is_set():  # not in TableManagerT
+        if ctx.started and ctx.ingest is not None and ctx.ingest.assignment:
             # The join state is restored (and its gap replayed) as soon as the tables are, not only when the
             # next record arrives: pending predictions must age and be visible after a restart.
             for runtime in runtimes:

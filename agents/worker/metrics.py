@@ -8,7 +8,7 @@ severity), so cardinality is bounded by the spec.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Info
@@ -23,7 +23,7 @@ from monitor.spec import FEATURE_CHECKS, MonitorSpec
 if TYPE_CHECKING:
     import faust
 
-__all__ = ["FaustCollector", "Metrics"]
+__all__ = ["FaustCollector", "IngestCollector", "Metrics"]
 
 
 def _version() -> str:
@@ -220,8 +220,37 @@ def _set(gauge: Gauge, labels: tuple[str, ...], value: float | None) -> None:
     gauge.remove(*labels)  # a no-op for a series never set
 
 
+class IngestCollector(Collector):
+    """Exports the ingest service's counters and consumer lag at scrape time (nothing on the hot path).
+
+    ``source`` returns the :class:`~agents.worker.ingest.Ingest` service, or ``None`` before it started.
+    """
+
+    def __init__(self, source: Callable[[], Any]) -> None:
+        self.source = source
+
+    def describe(self) -> Iterator[Any]:
+        return iter(())
+
+    def collect(self) -> Iterator[Any]:
+        ingest = self.source()
+        yield _counter("streamdq_ingest_messages", "Kafka messages read from the input topics.",
+                       ingest.messages if ingest is not None else 0)
+        yield _counter("streamdq_ingest_batches", "Consumer batches handled (decoded, processed, published).",
+                       ingest.batches if ingest is not None else 0)
+        yield _gauge("streamdq_assigned_partitions", "Input partitions this worker holds.",
+                     len(ingest.assignment) if ingest is not None else 0)
+        lag = GaugeMetricFamily("streamdq_consumer_lag_records",
+                                "Records between an input partition's end offset and this worker's position.",
+                                labels=["topic", "partition"])
+        for (topic, partition), n in sorted(ingest.lag.items()) if ingest is not None else []:
+            lag.add_metric([topic, str(partition)], n)
+        yield lag
+
+
 class FaustCollector(Collector):
-    """Exports Faust's built-in ``Monitor`` sensor counters at scrape time.
+    """Exports Faust's built-in ``Monitor`` sensor counters at scrape time (Faust reads the tables' changelogs;
+    the input topics are read by the ingest service: :class:`IngestCollector`).
 
     Faust's own ``PrometheusMonitor`` adds ~30 us per record and uses names
     that fail ``promtool check metrics`` (``_ms`` units); reading the default

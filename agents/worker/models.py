@@ -265,12 +265,10 @@ class ModelRuntime:
         return reports
 
     def _assigned_partitions(self) -> list[int]:
-        try:
-            assignment = self.ctx.app.consumer.assignment()
-        except Exception:  # noqa: BLE001 - no consumer (tests): every partition
+        if self.ctx.ingest is None:  # no consumer (tests): every partition
             return list(range(self.stream.partitions))
         topic = self.stream.topic or self.stream.name
-        return sorted({tp.partition for tp in assignment if tp.topic == topic})
+        return sorted({p for t, p in set(self.ctx.ingest.assignment) if t == topic})
 
 
 class _Msg:

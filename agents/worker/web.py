@@ -22,13 +22,14 @@ def register(app: faust.App, ctx: WorkerContext, registry: CollectorRegistry) ->
 
     @app.page("/health", name="streamdq_health")
     async def health(self: faust.web.View, request: faust.web.Request) -> Any:
-        assignment = sorted((tp.topic, tp.partition) for tp in app.consumer.assignment()) if app.consumer else []
-        ready = ctx.started and bool(assignment) and not app.rebalancing
+        assignment = sorted(ctx.ingest.assignment) if ctx.ingest is not None else []
+        tables = sorted((tp.topic, tp.partition) for tp in app.consumer.assignment()) if app.consumer else []
+        ready = ctx.started and bool(assignment)
         body = {
             "status": "ok" if ready else "starting",
             "app": app.conf.id,
-            "rebalancing": bool(app.rebalancing),
-            "assigned_partitions": [f"{t}:{p}" for t, p in assignment],
+            "assigned_partitions": [f"{t}:{p}" for t, p in assignment],  # input topics (the ingest service)
+            "table_partitions": [f"{t}:{p}" for t, p in tables],  # the tables' changelogs (Faust's consumer)
             "records_processed": ctx.monitor.records_processed,
         }
         return Response(body=orjson.dumps(body), status=200 if ready else 503,

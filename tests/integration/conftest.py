@@ -108,9 +108,11 @@ def wait_for(what: str, cond: Callable[[], Any], *, timeout: float = 90.0, every
 
 
 def launch_worker(bootstrap: str, spec: dict[str, Any], workdir: Path, *, timeout: float = 90.0,
-                  env: dict[str, str] | None = None, security: KafkaSecurity = PLAINTEXT) -> WorkerProc:
+                  env: dict[str, str] | None = None, security: KafkaSecurity = PLAINTEXT,
+                  healthy: bool = True) -> WorkerProc:
     """Write ``spec``, create its topics, start ``streamdq worker`` (with ``env`` added to its environment)
-    and wait for /health (200). ``security`` is the topic creation's (pass the worker's own in ``env``)."""
+    and (with ``healthy``) wait for /health (200). ``security`` is the topic creation's (pass the worker's own
+    in ``env``)."""
     workdir.mkdir(parents=True, exist_ok=True)
     tag = uuid.uuid4().hex[:6]
     path = workdir / f"spec-{tag}.yaml"
@@ -127,6 +129,8 @@ def launch_worker(bootstrap: str, spec: dict[str, Any], workdir: Path, *, timeou
             env={**os.environ, **(env or {}), "STREAMDQ_DATA_DIR": str(workdir / f"faust-{tag}")},
         )
     w = WorkerProc(proc, port, log, spec)
+    if not healthy:
+        return w
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:

@@ -23,7 +23,7 @@ from monitor.testing.model import ModelScenario, generate, model_spec_dict
 
 def _runtime(table: dict[str, Any]) -> ModelRuntime:
     spec = parse_spec(model_spec_dict(window=500, min_samples=50, ttl_seconds=30.0))
-    ctx = SimpleNamespace(spec=spec, app=None)
+    ctx = SimpleNamespace(spec=spec, app=None, ingest=None)
     rt = ModelRuntime(ctx, spec.stream("predictions"), ModelMonitor(spec, "predictions"), table,  # type: ignore[arg-type]
                       bootstrap="", group_id="g")
     rt.restored = True

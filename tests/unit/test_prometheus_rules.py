@@ -19,7 +19,7 @@ import pytest
 import yaml
 from prometheus_client import CollectorRegistry
 
-from agents.worker.metrics import FaustCollector, Metrics
+from agents.worker.metrics import FaustCollector, IngestCollector, Metrics
 from monitor.spec import FEATURE_CHECKS, RECORD_CHECKS, MonitorSpec, Threshold, load_spec
 
 REPO = Path(__file__).resolve().parents[2]
@@ -86,6 +86,8 @@ def exported_metric_names() -> set[str]:
         rebalances=0, tp_end_offsets={tp("features", 0): 10}, tp_read_offsets={tp("features", 0): 5},
         tp_committed_offsets={tp("features", 0): 5})
     registry.register(FaustCollector(cast(Any, SimpleNamespace(monitor=monitor))))
+    ingest = SimpleNamespace(messages=10, batches=1, assignment={("features", 0)}, lag={("features", 0): 5})
+    registry.register(IngestCollector(lambda: ingest))
     names = set()
     for family in registry.collect():
         # labelled series without children have no samples yet; counters are exported as <name>_total
@@ -105,7 +107,7 @@ def test_rules_use_only_metrics_the_worker_exports() -> None:
     exported = exported_metric_names()
     # the registry really was read (not an empty set that would make the check vacuous)
     assert {"streamdq_records_total", "streamdq_feature_missing_ratio", "streamdq_feature_drifted",
-            "streamdq_faust_consumer_lag_records", "streamdq_faust_messages_received_total"} <= exported
+            "streamdq_consumer_lag_records", "streamdq_ingest_messages_total"} <= exported
     recorded = {rule["record"] for rule in rules("record")}
     exprs = [rule["expr"] for rule in rules("record") + rules("alert")]
     assert sum(len(METRIC_NAME.findall(e)) for e in exprs) > 20

@@ -1,6 +1,7 @@
-"""The worker's Faust app built and driven in-process with Faust's ``test_context``: decode, one monitor
-call per batch, reports published, bad records dead-lettered, metrics counted. The output topics are
-replaced by in-memory Faust channels; tests/integration runs the same app against a real broker."""
+"""The worker's Faust app built in-process and its ingest service handed consumer batches: decode, one monitor
+call per stream per batch, reports published, bad records dead-lettered, metrics counted, offsets stored only
+after every output was acknowledged. The output topics record what is sent; the messages are confluent-kafka
+look-alikes. tests/integration runs the same app against a real broker."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from prometheus_client import CollectorRegistry
 
 from agents.settings import Settings
 from agents.worker.app import create_app
+from agents.worker.ingest import Ingest
 from monitor.spec import parse_spec
 
 SPEC = {"version": 1, "name": "tc", "streams": [{
@@ -24,10 +26,46 @@ def _value(registry: CollectorRegistry, name: str, **labels: str) -> float:
     return 0.0 if got is None else got
 
 
-def test_the_stream_agent_processes_dead_letters_and_alerts_in_process(monkeypatch: pytest.MonkeyPatch) -> None:
+class Message:
+    """The parts of a ``confluent_kafka.Message`` the ingest service reads."""
+
+    def __init__(self, offset: int, value: bytes, topic: str = "f", partition: int = 0) -> None:
+        self._offset, self._value, self._topic, self._partition = offset, value, topic, partition
+
+    def error(self) -> None:
+        return None
+
+    def topic(self) -> str:
+        return self._topic
+
+    def partition(self) -> int:
+        return self._partition
+
+    def offset(self) -> int:
+        return self._offset
+
+    def value(self) -> bytes:
+        return self._value
+
+    def timestamp(self) -> tuple[int, int]:
+        return (1, 1_700_000_000_000 + self._offset)
+
+
+class Offsets:
+    """A consumer that only records the offsets stored for commit, and what had been sent by then."""
+
+    def __init__(self, sent: dict[str, list[tuple[bytes, bytes]]]) -> None:
+        self.sent = sent
+        self.stored: list[tuple[str, int, int, int]] = []
+
+    def store_offsets(self, *, offsets: list[Any]) -> None:
+        self.stored += [(tp.topic, tp.partition, tp.offset, len(self.sent["deadletter"])) for tp in offsets]
+
+
+def test_the_ingest_service_processes_dead_letters_and_alerts_in_process(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("KAFKA_BOOTSTRAP", "127.0.0.1:9")  # never contacted: no producer or consumer starts
     registry = CollectorRegistry()
-    app, ctx = create_app(parse_spec(SPEC), Settings.from_env(), references={}, registry=registry)
+    _app, ctx = create_app(parse_spec(SPEC), Settings.from_env(), references={}, registry=registry)
     sent: dict[str, list[tuple[bytes, bytes]]] = {"alerts": [], "deadletter": [], "profiles": []}
 
     class Recorder:
@@ -47,19 +85,18 @@ def test_the_stream_agent_processes_dead_letters_and_alerts_in_process(monkeypat
 
     ctx.alerts_topic, ctx.deadletter_topic, ctx.profiles_topic = (  # type: ignore[assignment]
         Recorder("alerts"), Recorder("deadletter"), Recorder("profiles"))
-    agent = app.agents["streamdq.f"]
+    values = (b'{"record_id": 1, "x": 1.0}', b'{"record_id": 2}', b"not json", b'{"record_id": 3, "x": 2.0}',
+              b'[{"record_id": 4, "x": 1.0}, {"x": 5}]')
+    consumer = Offsets(sent)
 
     async def run() -> None:
-        async with agent.test_context() as ag:
-            for value in (b'{"record_id": 1, "x": 1.0}', b'{"record_id": 2}', b"not json",
-                          b'{"record_id": 3, "x": 2.0}', b'[{"record_id": 4, "x": 1.0}, {"x": 5}]'):
-                await ag.put(value)
-            for _ in range(100):  # the agent takes events in batches: wait until it has seen them all
-                if ctx.monitor.records_processed["f"] == 4 and len(sent["deadletter"]) == 2:
-                    break
-                await asyncio.sleep(0.02)
+        ingest = Ingest(ctx, Settings.from_env(), group_id="g")
+        ingest.consumer = consumer
+        assert ctx.ingest is ingest
+        await ingest.handle([Message(i + 10, v) for i, v in enumerate(values)])  # type: ignore[misc]
 
     asyncio.run(run())
+    assert consumer.stored == [("f", 0, 15, 2)]  # after the last message, once both dead letters were sent
     assert ctx.monitor.records_processed == {"f": 4}
     assert [key for key, _ in sent["deadletter"]] == [b"malformed_json", b"missing_id"]
     assert len(sent["profiles"]) == 1 and b'"count":3' in sent["profiles"][0][1]
@@ -69,3 +106,36 @@ def test_the_stream_agent_processes_dead_letters_and_alerts_in_process(monkeypat
     assert _value(registry, "streamdq_alerts_total", stream="f", check="missing_ratio", severity="critical",
                   status="firing") == 1
     assert _value(registry, "streamdq_open_alerts") == 1
+
+
+def test_offsets_are_stored_only_after_a_failed_dead_letter_send_was_retried_and_acknowledged(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("KAFKA_BOOTSTRAP", "127.0.0.1:9")
+    monkeypatch.setattr("agents.worker.app.SEND_RETRY_DELAYS", (0.01,))
+    _app, ctx = create_app(parse_spec(SPEC), Settings.from_env(), references={}, registry=CollectorRegistry())
+    sent: dict[str, list[tuple[bytes, bytes]]] = {"deadletter": []}
+    failures = [RuntimeError("broker away"), RuntimeError("broker away")]
+
+    class Flaky:
+        async def send(self, *, key: bytes, value: bytes) -> Any:
+            if failures:
+                raise failures.pop()
+            sent["deadletter"].append((key, value))
+            done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            done.set_result(None)
+            return done
+
+        def get_topic_name(self) -> str:
+            return "deadletter"
+
+    ctx.deadletter_topic = Flaky()  # type: ignore[assignment]
+    consumer = Offsets(sent)
+
+    async def run() -> None:
+        ingest = Ingest(ctx, Settings.from_env(), group_id="g")
+        ingest.consumer = consumer
+        await ingest.handle([Message(0, b'{"record_id": 1, "x": 1.0}'), Message(1, b"{oops")])  # type: ignore[list-item]
+
+    asyncio.run(run())
+    assert not failures and len(sent["deadletter"]) == 1
+    assert consumer.stored == [("f", 0, 2, 1)]
