@@ -44,6 +44,7 @@ Usage: ``python benchmarks/worker_bench.py [--records 200000] [--repeats 3] [--q
 from __future__ import annotations
 
 import argparse
+import http.client
 import json
 import os
 import platform
@@ -174,7 +175,7 @@ class Child:
         """Records processed so far (0 until its web server answers)."""
         try:
             return self.counter(self.port)
-        except OSError:
+        except (OSError, http.client.HTTPException, ValueError):  # not up yet, or going down
             return 0.0
 
     def check(self) -> None:
@@ -532,7 +533,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "when": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": {"python": platform.python_version(), "cpus": os.cpu_count(), "platform": platform.platform(),
                     "load_average_before": load_start, "load_average_after": os.getloadavg()},
-        "broker": "KAFKA_BOOTSTRAP" if kafka is None else "local Apache Kafka (same machine)",
+        "broker": f"KAFKA_BOOTSTRAP ({bootstrap})" if kafka is None else "a local Apache Kafka on this machine",
         "repeats": args.repeats, "quick": args.quick, "bench_seconds": time.monotonic() - t_start,
         **result,
     }
