@@ -8,7 +8,9 @@ every window of the stream column-wise; :meth:`FeatureEngine.process_one`
 buffers single records into micro-batches. Each call returns the reports of the
 windows that closed. Time windows close on the watermark (event time) or on
 :meth:`FeatureEngine.tick` (processing time); :meth:`FeatureEngine.close` flushes
-the open windows at the end of a replay. The clock is injected, so tests and
+the open windows at the end of a replay. :meth:`FeatureEngine.snapshot` and
+:meth:`FeatureEngine.restore` checkpoint a stream's windowing state as JSON (the
+worker saves it with the input offset it covers). The clock is injected, so tests and
 replays control time. Use it through :class:`monitor.Monitor`, which adds the
 model stage and owns the alert policy.
 """
