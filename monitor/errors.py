@@ -6,6 +6,7 @@ also from the builtin a caller would naturally catch::
     StreamdqError
     ├── ConfigError(ValueError)        a monitor spec or CLI argument is wrong
     ├── ProfileError(ValueError)       a reference profile is unreadable or mismatched
+    ├── StateError(ValueError)         a state snapshot cannot be taken or restored
     ├── KafkaLauncherError(RuntimeError) the local broker could not be fetched/started
     └── KafkaUnavailableError(ConnectionError) the cluster could not be reached
 
@@ -20,6 +21,7 @@ __all__ = [
     "ConfigError",
     "KafkaLauncherError",
     "ProfileError",
+    "StateError",
     "StreamdqError",
 ]
 
@@ -49,6 +51,11 @@ class ConfigError(StreamdqError, ValueError):
 
 class ProfileError(StreamdqError, ValueError):
     """A reference profile cannot be built, read, or does not match the spec."""
+
+
+class StateError(StreamdqError, ValueError):
+    """A state snapshot cannot be taken (e.g. records are still buffered) or restored (an unknown
+    ``schema_version``, or a state saved under another spec or reference)."""
 
 
 class KafkaLauncherError(StreamdqError, RuntimeError):

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from hypothesis import strategies as st
 
 __all__ = [
     "BAD_RECORDS",
+    "SplitRun",
     "any_finite_floats",
     "batch_sizes",
     "bin_edges",
@@ -25,6 +27,7 @@ __all__ = [
     "numeric_values",
     "record_flag_rows",
     "record_ids",
+    "split_runs",
     "string_values",
     "vocabulary",
 ]
@@ -189,3 +192,40 @@ record_ids = st.one_of(st.integers(0, 30), st.text(alphabet="abc", min_size=1, m
 
 #: Sizes of consecutive batches fed to a window track.
 batch_sizes = st.lists(st.integers(1, 40), min_size=1, max_size=25)
+
+
+# ---------------------------------------------------------------- checkpoints
+
+
+@dataclass(frozen=True, slots=True)
+class SplitRun:
+    """A seeded stream of ``n`` records, checkpointed after the first ``k`` and fed in batches of
+    ``batch_sizes`` (cycled; the cycle restarts at ``k``, so both parts have the same boundaries in
+    an uninterrupted run and in a restored one)."""
+
+    seed: int
+    n: int
+    k: int
+    batch_sizes: tuple[int, ...]
+
+    def batches(self, records: list[dict[str, Any]]) -> tuple[list[list[dict[str, Any]]], list[list[dict[str, Any]]]]:
+        """The batches before and after the checkpoint."""
+        return self._cut(records[:self.k]), self._cut(records[self.k:])
+
+    def _cut(self, records: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
+        out, at, i = [], 0, 0
+        while at < len(records):
+            size = self.batch_sizes[i % len(self.batch_sizes)]
+            out.append(records[at:at + size])
+            at, i = at + size, i + 1
+        return out
+
+
+@st.composite
+def split_runs(draw: st.DrawFn, *, max_records: int = 1200) -> SplitRun:
+    """A :class:`SplitRun`: the checkpoint anywhere (before the first record, after the last), batches of
+    1 to 500 records."""
+    n = draw(st.integers(1, max_records))
+    k = draw(st.one_of(st.integers(0, n), st.sampled_from([0, n])))
+    sizes = draw(st.lists(st.one_of(st.integers(1, 40), st.integers(41, 500)), min_size=1, max_size=5))
+    return SplitRun(seed=draw(st.integers(0, 2**16)), n=n, k=k, batch_sizes=tuple(sizes))

@@ -8,7 +8,9 @@ every window of the stream column-wise; :meth:`FeatureEngine.process_one`
 buffers single records into micro-batches. Each call returns the reports of the
 windows that closed. Time windows close on the watermark (event time) or on
 :meth:`FeatureEngine.tick` (processing time); :meth:`FeatureEngine.close` flushes
-the open windows at the end of a replay. The clock is injected, so tests and
+the open windows at the end of a replay. :meth:`FeatureEngine.snapshot` and
+:meth:`FeatureEngine.restore` checkpoint a stream's windowing state as JSON (the
+worker saves it with the input offset it covers). The clock is injected, so tests and
 replays control time. Use it through :class:`monitor.Monitor`, which adds the
 model stage and owns the alert policy.
 """
@@ -27,6 +29,7 @@ from monitor.alerts import AlertPolicy
 from monitor.checks.record import RecordFlags
 from monitor.columns import columns_block, extract_batch
 from monitor.drift import DriftResult
+from monitor.errors import StateError
 from monitor.evaluation import evaluate_drift, evaluate_window, observe_window
 from monitor.names import ChangeSeries
 from monitor.records import ColumnBatch
@@ -38,7 +41,10 @@ from monitor.stream.panes import Pane, StreamState, covering_slices
 from monitor.times import iso, parse_times
 from monitor.windows import ClosedWindow, CountTrack, TimeTrack
 
-__all__ = ["EVENT_CLOCK", "MICRO_BATCH", "FeatureEngine"]
+__all__ = ["EVENT_CLOCK", "MICRO_BATCH", "SNAPSHOT_VERSION", "FeatureEngine"]
+
+#: Version of :meth:`FeatureEngine.snapshot` output (the ``schema_version`` key).
+SNAPSHOT_VERSION = 1
 
 
 class _EventClock:
@@ -170,6 +176,64 @@ class FeatureEngine:
                 closed = track.flush(now) if isinstance(track, CountTrack) else track.flush()
                 reports += [self._report(rt, w, policy=notify) for w in closed]
         return reports
+
+    # -- checkpoints ------------------------------------------------------------------------
+
+    def snapshot(self, stream: str) -> dict[str, Any]:
+        """JSON-able state of ``stream``'s windowing (``schema_version`` 1), to checkpoint with the
+        input offset it covers and give back to :meth:`restore`.
+
+        It holds the records processed and :meth:`StreamState.to_state
+        <monitor.stream.panes.StreamState.to_state>`'s state: every window's panes, the duplicate
+        filter and the watermark. Not in it: the change detectors and the rolling-reference history
+        (the evaluation stage's, checkpointed separately) and the alert policy (:attr:`policy`, which
+        the caller checkpoints). Its size is bounded by the windows' pane states and the duplicate
+        filter's capacity, whatever the number of records.
+
+        The snapshot flushes nothing: call :meth:`flush` first (and publish its reports), or it
+        raises :class:`~monitor.errors.StateError` while records are buffered.
+
+        Examples
+        --------
+        >>> import orjson
+        >>> from monitor.spec import MonitorSpec
+        >>> spec = MonitorSpec.model_validate({"version": 1, "name": "t", "streams": [{
+        ...     "name": "f", "windows": [{"name": "w3", "kind": "count", "size": 3}], "detectors": [],
+        ...     "features": [{"name": "x", "type": "numeric"}]}]})
+        >>> engine = FeatureEngine(spec, clock=lambda: 0.0)
+        >>> engine.process("f", [{"record_id": 1, "x": 1.0}, {"record_id": 2}])
+        []
+        >>> saved = orjson.dumps(engine.snapshot("f"))
+        >>> again = FeatureEngine(spec, clock=lambda: 0.0)
+        >>> again.restore("f", orjson.loads(saved))
+        >>> [r.count for r in again.process("f", [{"record_id": 3, "x": 2.0}])], again.records_processed
+        ([3], {'f': 3})
+        """
+        return {"schema_version": SNAPSHOT_VERSION, "stream": stream,
+                "records_processed": self.records_processed[stream],
+                "state": self._streams[stream].to_state()}
+
+    def restore(self, stream: str, state: dict[str, Any]) -> None:
+        """Continue ``stream`` from a :meth:`snapshot` taken under the same spec and reference.
+
+        Replaces the stream's windows, duplicate filter, watermark and records processed; leaves its
+        change detectors, rolling-reference history and the alert policy as they are. Raises
+        :class:`~monitor.errors.StateError`, changing nothing, for an unknown ``schema_version``, a
+        snapshot of another stream, spec or reference, or while records of ``stream`` are buffered.
+        """
+        version = state.get("schema_version") if isinstance(state, dict) else None
+        if version != SNAPSHOT_VERSION:
+            raise StateError(f"unsupported feature-stage snapshot version {version!r} (reads {SNAPSHOT_VERSION})")
+        if state.get("stream") != stream:
+            raise StateError(f"snapshot of stream {state.get('stream')!r} cannot be restored into stream {stream!r}")
+        processed = state.get("records_processed")
+        if not isinstance(processed, int) or isinstance(processed, bool) or processed < 0:
+            raise StateError(f"malformed snapshot of stream {stream!r}: records_processed is {processed!r}")
+        inner = state.get("state")
+        if not isinstance(inner, dict):
+            raise StateError(f"malformed snapshot of stream {stream!r}: no stream state")
+        self._streams[stream].load_state(inner)
+        self.records_processed[stream] = processed
 
     # -- the batch path ----------------------------------------------------------------------
 

@@ -1,12 +1,12 @@
 """A feature stream's runtime state: its panes (mergeable per-feature and record-level states),
-window tracks, duplicate filter and watermark."""
+window tracks, duplicate filter and watermark; and their JSON-able states for checkpoints."""
 
 from __future__ import annotations
 
 import math
 import operator
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from itertools import repeat
 from typing import Any
 
@@ -18,11 +18,15 @@ from monitor.checks.duplicates import DuplicateFilter
 from monitor.checks.record import RecordFlags, RecordState
 from monitor.columns import Column, NumericBlock
 from monitor.detectors import ChangeDetectors
+from monitor.errors import StateError
 from monitor.reference import ReferenceProfile
-from monitor.spec import StreamSpec
+from monitor.spec import StreamSpec, WindowSpec
 from monitor.windows import CountTrack, TimeTrack
 
-__all__ = ["Pane", "StreamState", "covering_slices"]
+__all__ = ["STREAM_STATE_VERSION", "Pane", "StreamState", "covering_slices"]
+
+#: Version of :meth:`StreamState.to_state` and :meth:`Pane.to_state` output.
+STREAM_STATE_VERSION = 1
 
 
 class Pane:
@@ -55,6 +59,50 @@ class Pane:
         self.records += other.records
         return self
 
+    def to_state(self) -> dict[str, Any]:
+        """JSON-able state (``schema_version`` 1): each feature's and the record-level state.
+
+        >>> from monitor.spec import StreamSpec, WindowSpec
+        >>> spec = StreamSpec.model_validate({"name": "s", "windows": [{"name": "w", "kind": "count", "size": 2}],
+        ...                                   "features": [{"name": "x", "type": "numeric"}]})
+        >>> pane = Pane(spec, None)
+        >>> pane.features["x"].update(2.5)
+        >>> back = Pane.from_state(spec, None, pane.to_state())
+        >>> back.to_state() == pane.to_state(), back.features["x"].result().moments["mean"]
+        (True, 2.5)
+        """
+        return {"schema_version": STREAM_STATE_VERSION,
+                "features": {name: state.to_state() for name, state in self.features.items()},
+                "records": self.records.to_state()}
+
+    @classmethod
+    def from_state(cls, stream: StreamSpec, ref: ReferenceProfile | None, state: dict[str, Any]) -> Pane:
+        """A pane continuing from :meth:`to_state`'s output, under the same stream spec and reference
+        (neither is in the state; the reference gives the histograms' bins)."""
+        if state.get("schema_version") != STREAM_STATE_VERSION:
+            raise StateError(f"unsupported pane state version {state.get('schema_version')!r} "
+                             f"(reads {STREAM_STATE_VERSION})")
+        features = state["features"]
+        names = [f.name for f in stream.features]
+        if sorted(features) != sorted(names):
+            raise StateError(f"pane state of features {sorted(features)} does not match stream {stream.name!r}'s "
+                             f"features {sorted(names)}")
+        pane = cls.__new__(cls)
+        try:
+            pane.features = {f.name: FeatureState.from_state(f, features[f.name], ref.features.get(f.name)
+                                                             if ref is not None else None)
+                             for f in stream.features}
+            pane.records = RecordState.from_state(state["records"])
+        except StateError:
+            raise
+        except (KeyError, TypeError, ValueError) as exc:  # a part's own version check, or a malformed part
+            raise StateError(f"cannot restore a pane of stream {stream.name!r}: {exc!r}") from exc
+        return pane
+
+
+def _track(window: WindowSpec, new_pane: Callable[[], Pane]) -> CountTrack[Pane] | TimeTrack[Pane]:
+    return CountTrack(window, new_pane=new_pane) if window.kind == "count" else TimeTrack(window, new_pane=new_pane)
+
 
 def covering_slices(memo: dict[Any, list[Any]], n: int) -> list[Pane] | None:
     """The summaries of slices that tile rows ``0..n`` in order (at least two), if the memo holds such."""
@@ -70,7 +118,20 @@ def covering_slices(memo: dict[Any, list[Any]], n: int) -> list[Pane] | None:
 
 
 class StreamState:
-    """Per-stream runtime: window tracks, duplicate filter, watermark, pending records."""
+    """Per-stream runtime: window tracks, duplicate filter, watermark, pending records.
+
+    :meth:`to_state` / :meth:`load_state` checkpoint what the windowing stage accumulates as records
+    arrive: every window track (open panes, the closed panes sliding windows still need, pane
+    indices, fills, start clocks), the duplicate filter and the watermark. Not in it:
+
+    * the change detectors (``detectors``: River objects, never pickled) and the rolling-reference
+      history (``history``): both belong to the evaluation stage, which checkpoints them separately;
+      :meth:`load_state` leaves them as they are;
+    * the pending records: :meth:`to_state` refuses to run while any is buffered (flush first);
+    * what the spec and reference determine (known fields, rate, reference version): rebuilt from them.
+      The reference version is saved, and a state saved under another reference is refused (its
+      histograms have the other reference's bins).
+    """
 
     def __init__(self, spec: StreamSpec, ref: ReferenceProfile | None) -> None:
         self.spec = spec
@@ -80,10 +141,7 @@ class StreamState:
             return Pane(spec, ref)
 
         self.new_pane = new_pane
-        self.tracks: list[CountTrack[Pane] | TimeTrack[Pane]] = [
-            CountTrack(w, new_pane=new_pane) if w.kind == "count" else TimeTrack(w, new_pane=new_pane)
-            for w in spec.windows
-        ]
+        self.tracks: list[CountTrack[Pane] | TimeTrack[Pane]] = [_track(w, new_pane) for w in spec.windows]
         self.dedup = DuplicateFilter(capacity=spec.duplicates.capacity) if spec.duplicates.enabled else None
         self.watermark = -math.inf
         self.pending: list[dict[str, Any]] = []
@@ -99,6 +157,78 @@ class StreamState:
         # Rolling reference: the last N closed windows' feature states, per window spec.
         self.history: dict[str, deque[dict[str, FeatureState]]] = {
             w.name: deque(maxlen=spec.rolling_reference) for w in spec.windows} if spec.rolling_reference else {}
+
+    def to_state(self) -> dict[str, Any]:
+        """JSON-able state (``schema_version`` 1): tracks (in spec order), duplicate filter and
+        watermark (``null`` before any event time); see the class docstring for what is left out.
+
+        Raises :class:`~monitor.errors.StateError` while records are pending (call the engine's
+        ``flush`` first: they would otherwise be lost).
+        """
+        if self.pending:
+            raise StateError(f"stream {self.spec.name!r} has {len(self.pending)} pending records: flush them "
+                             "before taking its state")
+        if math.isnan(self.watermark) or self.watermark == math.inf:
+            raise StateError(f"stream {self.spec.name!r} has watermark {self.watermark}, which a JSON state "
+                             "cannot hold")
+
+        def encode(pane: Pane) -> dict[str, Any]:
+            return pane.to_state()
+
+        return {"schema_version": STREAM_STATE_VERSION, "stream": self.spec.name,
+                "reference_version": self.ref_version,
+                "watermark": None if self.watermark == -math.inf else self.watermark,
+                "tracks": [track.to_state(encode) for track in self.tracks],
+                "duplicates": self.dedup.to_state() if self.dedup is not None else None}
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        """Continue from :meth:`to_state`'s output, taken under the same stream spec and reference.
+
+        Raises :class:`~monitor.errors.StateError` for another version, stream, reference, window
+        list or duplicates setting, and while records are pending; the state is then unchanged.
+        The change detectors and rolling-reference history are not touched.
+        """
+        version = state.get("schema_version")
+        if version != STREAM_STATE_VERSION:
+            raise StateError(f"unsupported stream state version {version!r} (reads {STREAM_STATE_VERSION})")
+        name = self.spec.name
+        if state.get("stream") != name:
+            raise StateError(f"state of stream {state.get('stream')!r} cannot be restored into stream {name!r}")
+        if self.pending:
+            raise StateError(f"stream {name!r} has {len(self.pending)} pending records: flush them before "
+                             "restoring a state over them")
+        if state.get("reference_version") != self.ref_version:
+            raise StateError(f"state of stream {name!r} was taken with reference {state.get('reference_version')!r}, "
+                             f"not the current {self.ref_version!r}")
+        saved, windows = state["tracks"], [w.name for w in self.spec.windows]
+        if [t.get("window") for t in saved] != windows:
+            raise StateError(f"state of stream {name!r} has windows {[t.get('window') for t in saved]}, "
+                             f"the spec {windows}")
+        dup = state.get("duplicates")
+        if (dup is None) != (self.dedup is None) or (dup is not None and self.dedup is not None
+                                                      and int(dup.get("capacity", -1)) != self.dedup.capacity):
+            raise StateError(f"state of stream {name!r} was taken with another duplicates setting "
+                             f"(saved {'none' if dup is None else dup.get('capacity')}, spec "
+                             f"{'none' if self.dedup is None else self.dedup.capacity})")
+        spec, ref = self.spec, self.ref
+
+        def decode(pane: dict[str, Any]) -> Pane:
+            return Pane.from_state(spec, ref, pane)
+
+        # Everything is rebuilt aside first, so a bad state leaves this one as it was.
+        tracks: list[CountTrack[Pane] | TimeTrack[Pane]] = []
+        try:
+            for w, track_state in zip(spec.windows, saved, strict=True):
+                track = _track(w, self.new_pane)
+                track.load_state(track_state, decode)
+                tracks.append(track)
+            dedup = DuplicateFilter.from_state(dup) if dup is not None else None
+            watermark = -math.inf if state["watermark"] is None else float(state["watermark"])
+        except StateError:
+            raise
+        except (KeyError, TypeError, ValueError) as exc:
+            raise StateError(f"malformed state of stream {name!r}: {exc!r}") from exc
+        self.tracks, self.dedup, self.watermark = tracks, dedup, watermark
 
     def only_known_fields(self, records: Sequence[dict[str, Any]], *, timed: bool = False) -> bool:
         """Whether no record has a field outside the spec, given that each holds the id and every

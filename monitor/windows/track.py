@@ -18,11 +18,43 @@ from typing import Any, Generic, TypeVar
 import numpy as np
 from numpy.typing import NDArray
 
+from monitor.errors import StateError
 from monitor.spec import WindowSpec
 
 __all__ = ["MAX_EMPTY_WINDOWS", "ClosedWindow", "CountTrack", "TimeTrack"]
 
 P = TypeVar("P")
+
+#: Saves one pane as JSON-able data (``Pane.to_state`` for the feature stage).
+PaneEncoder = Callable[[P], dict[str, Any]]
+#: Rebuilds one pane from what the matching :data:`PaneEncoder` saved.
+PaneDecoder = Callable[[dict[str, Any]], P]
+
+#: Version of the track states written by ``to_state`` (both kinds).
+TRACK_STATE_VERSION = 1
+
+
+def _check_state(spec: WindowSpec, state: dict[str, Any]) -> None:
+    """Refuse a track state of another version or another window (its pane numbering would not apply)."""
+    version = state.get("schema_version")
+    if version != TRACK_STATE_VERSION:
+        raise StateError(f"unsupported window track state version {version!r} (reads {TRACK_STATE_VERSION})")
+    saved = (state.get("window"), state.get("kind"), state.get("span"), state.get("pane_length"))
+    if saved != (spec.name, spec.kind, spec.span, spec.pane):
+        raise StateError(f"window state of {saved[0]!r} ({saved[1]}, span {saved[2]}, pane {saved[3]}) does not "
+                         f"match window {spec.name!r} ({spec.kind}, span {spec.span:g}, pane {spec.pane:g})")
+
+
+def _header(spec: WindowSpec) -> dict[str, Any]:
+    return {"schema_version": TRACK_STATE_VERSION, "window": spec.name, "kind": spec.kind, "span": spec.span,
+            "pane_length": spec.pane}
+
+
+def _finite(x: float, what: str) -> float:
+    """``x`` as a JSON number: JSON has no infinities or NaN, and none is expected here."""
+    if not math.isfinite(x):
+        raise StateError(f"{what} is {x}, which a JSON state cannot hold")
+    return float(x)
 
 #: Empty time windows emitted at most for one gap in the data (a jump of days in event
 #: time must not emit millions of windows); the rest of the gap is skipped.
@@ -105,6 +137,40 @@ class CountTrack(Generic[P]):
         """Emit the open window as partial whatever its pane holds (for panes that hold more than the
         rows counted here, e.g. a model window's join outcome)."""
         return self._close_pane(clock, partial=True)
+
+    def to_state(self, encode_pane: PaneEncoder[P]) -> dict[str, Any]:
+        """JSON-able state (``schema_version`` 1): the open pane, its index, fill and start clock, and
+        the closed panes a sliding window still needs (at most ``panes - 1``), each with its start
+        clock. Panes are saved by ``encode_pane``.
+
+        >>> from monitor.spec import WindowSpec
+        >>> t = CountTrack(WindowSpec(name="w", kind="count", size=4, slide=2), new_pane=list)
+        >>> _ = t.add(3, lambda pane, rows, clock: pane.append(rows.stop - rows.start), clock=5.0)
+        >>> state = t.to_state(lambda pane: {"rows": pane})
+        >>> state["pane"], state["filled"], state["closed"]
+        ({'rows': [1]}, 1, [[{'rows': [2]}, 5.0]])
+        >>> u = CountTrack(t.spec, new_pane=list)
+        >>> u.load_state(state, lambda d: d["rows"])
+        >>> u.to_state(lambda pane: {"rows": pane}) == state
+        True
+        """
+        return {**_header(self.spec), "pane": encode_pane(self.pane), "pane_index": self.pane_index,
+                "pane_start": _finite(self.pane_start, "a count pane's start clock"), "filled": self.filled,
+                "closed": [[encode_pane(p), _finite(start, "a count pane's start clock")] for p, start in self.closed]}
+
+    def load_state(self, state: dict[str, Any], decode_pane: PaneDecoder[P]) -> None:
+        """Continue from :meth:`to_state`'s output (of a track of the same window spec).
+
+        Raises :class:`~monitor.errors.StateError` (and changes nothing) for another version or window.
+        """
+        _check_state(self.spec, state)
+        filled = int(state["filled"])
+        if not 0 <= filled < self.pane_size or len(state["closed"]) > self.n_panes - 1:
+            raise StateError(f"malformed state of count window {self.spec.name!r}")
+        pane = decode_pane(state["pane"])
+        closed = deque(((decode_pane(p), float(start)) for p, start in state["closed"]), maxlen=self.n_panes - 1)
+        self.pane, self.closed, self.filled = pane, closed, filled
+        self.pane_index, self.pane_start = int(state["pane_index"]), float(state["pane_start"])
 
 
 class TimeTrack(Generic[P]):
@@ -209,6 +275,49 @@ class TimeTrack(Generic[P]):
         if self.n_panes > 1:
             self.closed.append((k, pane))
         return out
+
+    def to_state(self, encode_pane: PaneEncoder[P]) -> dict[str, Any]:
+        """JSON-able state (``schema_version`` 1): the open panes by index (late records' counts
+        included), the closed panes a sliding window still needs (``null`` for an empty one), the
+        lowest pane not closed yet, the earliest time routed before the first close, and the panes
+        skipped over gaps. Panes are saved by ``encode_pane``.
+
+        >>> from monitor.spec import WindowSpec
+        >>> t = TimeTrack(WindowSpec(name="t", kind="time", seconds=10, slide=5), new_pane=list)
+        >>> _ = t.add(np.array([1.0, 7.0, 12.0]), lambda pane, rows: pane.extend(rows.tolist()))
+        >>> _ = t.advance(10.0)
+        >>> state = t.to_state(lambda pane: {"rows": pane})
+        >>> state["open"], state["closed"], state["next_to_close"]
+        ([[2, {'rows': [2]}]], [[1, {'rows': [1]}]], 2)
+        >>> u = TimeTrack(t.spec, new_pane=list)
+        >>> u.load_state(state, lambda d: d["rows"])
+        >>> [(w.index, w.panes) for w in u.advance(15.0)] == [(w.index, w.panes) for w in t.advance(15.0)]
+        True
+        """
+        return {**_header(self.spec),
+                "open": [[k, encode_pane(p)] for k, p in self.open.items()],
+                "closed": [[k, None if p is None else encode_pane(p)] for k, p in self.closed],
+                "next_to_close": self.next_to_close, "closed_any": self.closed_any,
+                "first_time": None if self.first_time is None else _finite(self.first_time, "a window's first time"),
+                "skipped": self.skipped}
+
+    def load_state(self, state: dict[str, Any], decode_pane: PaneDecoder[P]) -> None:
+        """Continue from :meth:`to_state`'s output (of a track of the same window spec).
+
+        Raises :class:`~monitor.errors.StateError` (and changes nothing) for another version or window.
+        """
+        _check_state(self.spec, state)
+        if len(state["closed"]) > max(self.n_panes - 1, 1):
+            raise StateError(f"malformed state of time window {self.spec.name!r}")
+        opened = {int(k): decode_pane(p) for k, p in state["open"]}
+        closed = deque(((int(k), None if p is None else decode_pane(p)) for k, p in state["closed"]),
+                       maxlen=max(self.n_panes - 1, 1))
+        nxt, first = state["next_to_close"], state["first_time"]
+        self.open, self.closed = opened, closed
+        self.next_to_close = None if nxt is None else int(nxt)
+        self.closed_any = bool(state["closed_any"])
+        self.first_time = None if first is None else float(first)
+        self.skipped = int(state["skipped"])
 
     def flush(self) -> list[ClosedWindow[P]]:
         """Close every open pane (end of a replay); the windows are marked partial."""

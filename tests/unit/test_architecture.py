@@ -64,7 +64,7 @@ PUBLIC_API = {
     "monitor.alerts": {"ALERT_SCHEMA_VERSION", "SEVERITIES", "Alert", "AlertPolicy", "Observation", "fingerprint"},
     "monitor.evaluation": {"evaluate_drift", "evaluate_window", "observe_model_window", "observe_window"},
     "monitor.report": {"ESTIMATED_METRICS", "Change", "ModelWindowReport", "Report", "WindowReport", "WindowSummary"},
-    "monitor.stream": {"EVENT_CLOCK", "MICRO_BATCH", "FeatureEngine"},
+    "monitor.stream": {"EVENT_CLOCK", "MICRO_BATCH", "SNAPSHOT_VERSION", "FeatureEngine"},
     "monitor.model": {"DEFAULT_VERSION", "ModelMonitor"},
     "monitor": {"Monitor", "Results"},
     "monitor.reference": {"MAX_CATEGORIES", "PROFILE_SCHEMA_VERSION", "FeatureProfile", "ReferenceAudit",
