@@ -8,6 +8,7 @@
 | ``STREAMDQ_DATA_DIR`` | ``<tmp>/streamdq-<app>`` | Faust's data folder |
 | ``STREAMDQ_LOG_LEVEL`` | ``info`` | worker log level |
 | ``STREAMDQ_INSTANCE_ID`` | (unset: dynamic membership) | a worker's unique name in its group (static membership) |
+| ``STREAMDQ_CHECKPOINT_SECONDS`` | ``5`` | seconds between checkpoints of the window state |
 | ``STREAMDQ_TEST_CRASH_POINT`` | (unset) | tests only: ``after_outputs`` (see :mod:`agents.worker.ingest`) |
 | ``STREAMDQ_KAFKA_*`` | (``PLAINTEXT``) | TLS and SASL of every Kafka client: see :mod:`agents.kafka.security` |
 """
@@ -46,6 +47,7 @@ class Settings:
     log_level: str = "info"
     instance_id: str | None = None
     crash_point: str | None = None
+    checkpoint_seconds: float = 5.0
     kafka: KafkaSecurity = PLAINTEXT
 
     @classmethod
@@ -55,6 +57,13 @@ class Settings:
             port = int(env.get("STREAMDQ_WEB_PORT", "6066"))
         except ValueError:
             raise ConfigError(f"STREAMDQ_WEB_PORT must be an integer, got {env['STREAMDQ_WEB_PORT']!r}") from None
+        try:
+            every = float(env.get("STREAMDQ_CHECKPOINT_SECONDS", "5"))
+        except ValueError:
+            every = -1.0
+        if not 0 < every <= 3600:
+            raise ConfigError(f"STREAMDQ_CHECKPOINT_SECONDS must be a number of seconds in (0, 3600], got "
+                              f"{env.get('STREAMDQ_CHECKPOINT_SECONDS')!r}")
         s = cls(
             bootstrap=env.get("KAFKA_BOOTSTRAP") or None,
             web_port=port,
@@ -63,6 +72,7 @@ class Settings:
             log_level=env.get("STREAMDQ_LOG_LEVEL", "info"),
             instance_id=env.get("STREAMDQ_INSTANCE_ID") or None,
             crash_point=env.get("STREAMDQ_TEST_CRASH_POINT") or None,
+            checkpoint_seconds=every,
             kafka=KafkaSecurity.from_env(env),
         )
         return replace(s, **{k: v for k, v in overrides.items() if v is not None})

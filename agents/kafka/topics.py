@@ -14,8 +14,8 @@ from agents.kafka.security import PLAINTEXT, KafkaSecurity
 from monitor.errors import ConfigError, KafkaUnavailableError
 from monitor.spec import MonitorSpec
 
-__all__ = ["ALERT_STATE_TABLE", "JOIN_STATE_TABLE", "changelog_topics", "ensure_topics", "join_state_partitions",
-           "spec_topics"]
+__all__ = ["ALERT_STATE_TABLE", "JOIN_STATE_TABLE", "changelog_topics", "checkpoint_topic", "ensure_topics",
+           "join_state_partitions", "spec_topics"]
 
 
 def spec_topics(spec: MonitorSpec) -> dict[str, int]:
@@ -40,10 +40,16 @@ def join_state_partitions(spec: MonitorSpec) -> int:
     return max((s.partitions for s in spec.streams if s.model is not None), default=0)
 
 
+def checkpoint_topic(spec: MonitorSpec) -> str:
+    """The compacted topic the workers' checkpoints go to (one partition; see :mod:`agents.worker.snapshots`)."""
+    return f"streamdq-{spec.name}-checkpoints"
+
+
 def changelog_topics(spec: MonitorSpec) -> dict[str, int]:
-    """The changelog topics of the worker's Faust tables (compacted): the alert state (one partition) and,
-    with a model, the join state (partitioned like the predictions)."""
-    out = {f"streamdq-{spec.name}-{ALERT_STATE_TABLE}-changelog": 1}
+    """The compacted topics of the worker's state: the checkpoints (one partition), the changelogs of its Faust
+    tables: the alert state (one partition) and, with a model, the join state (partitioned like the
+    predictions)."""
+    out = {checkpoint_topic(spec): 1, f"streamdq-{spec.name}-{ALERT_STATE_TABLE}-changelog": 1}
     if join_state_partitions(spec):
         out[f"streamdq-{spec.name}-{JOIN_STATE_TABLE}-changelog"] = join_state_partitions(spec)
     return out

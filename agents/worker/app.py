@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,11 +23,12 @@ import faust
 import orjson
 from prometheus_client import CollectorRegistry
 
-from agents.kafka.topics import ALERT_STATE_TABLE, JOIN_STATE_TABLE, join_state_partitions
+from agents.kafka.topics import ALERT_STATE_TABLE, JOIN_STATE_TABLE, checkpoint_topic, join_state_partitions
 from agents.notify import Notifier
 from agents.settings import Settings
+from agents.worker.batch import Origin
 from agents.worker.deadletter import deadletter_envelope
-from agents.worker.ingest import SESSION_TIMEOUT_MS, Ingest, Origin
+from agents.worker.ingest import SESSION_TIMEOUT_MS, Ingest
 from agents.worker.metrics import FaustCollector, IngestCollector, Metrics
 from agents.worker.models import ModelRuntime, runtime_table
 from monitor.engine import Monitor
@@ -91,21 +93,39 @@ class WorkerContext:
     async def publish(self, report: Report) -> None:
         """Send a closed window's profile (feature or model window) and its alert events; checkpoint
         the alert state."""
-        self.metrics.observe(report)
+        await self.publish_all([report])
+
+    async def publish_all(self, reports: Sequence[Report],
+                          dead_letters: Sequence[tuple[StreamSpec, Origin, Rejection]] = ()) -> None:
+        """Send the profiles and alert events of ``reports`` and the ``dead_letters`` (in order, every one
+        acknowledged by the broker before this returns: an alert must not be lost to a crash); then notify
+        subscriptions and write the alert state."""
+        sends: list[tuple[faust.TopicT, bytes, bytes]] = []
+        events: list[dict[str, Any]] = []
+        for report in reports:
+            self.metrics.observe(report)
+            sends.append((self.profiles_topic, report.stream.encode(),
+                          orjson.dumps(report.to_dict(), option=orjson.OPT_SERIALIZE_NUMPY)))
+            for alert in report.events:
+                event = alert.to_event()
+                events.append(event)
+                sends.append((self.alerts_topic, alert.fingerprint.encode(),
+                              orjson.dumps(event, option=orjson.OPT_SERIALIZE_NUMPY)))
+                self.metrics.alerts.labels(alert.stream, alert.check, alert.severity, alert.status).inc()
+                log.warning("ALERT %s %s %s", alert.status.upper(), alert.severity.upper(), alert.summary)
         for name, model in self.monitor.models.items():
             dropped = model.take_dropped()
             if dropped:  # versions beyond max_versions: their series go
                 self.metrics.forget_model_versions(name, dropped)
-        await send_acked(self.profiles_topic, report.stream.encode(),
-                         orjson.dumps(report.to_dict(), option=orjson.OPT_SERIALIZE_NUMPY))
-        for alert in report.events:
-            event = alert.to_event()
-            # Acknowledged by the broker before the batch is: an alert must not be lost to a crash.
-            await send_acked(self.alerts_topic, alert.fingerprint.encode(),
-                             orjson.dumps(event, option=orjson.OPT_SERIALIZE_NUMPY))
+        for stream, origin, rejection in dead_letters:
+            sends.append((self.deadletter_topic, rejection.reason.encode(), deadletter_envelope(
+                stream=stream.name, topic=origin.topic, partition=origin.partition, offset=origin.offset,
+                timestamp_ms=origin.timestamp_ms, rejection=rejection)))
+            self.metrics.records.labels(stream.name, "deadlettered").inc()
+            self.metrics.deadletters.labels(stream.name, rejection.reason).inc()
+        await send_all(sends)
+        for event in events:
             self.notifier.submit(event)  # never blocks: bounded queues, delivered in the background
-            self.metrics.alerts.labels(alert.stream, alert.check, alert.severity, alert.status).inc()
-            log.warning("ALERT %s %s %s", alert.status.upper(), alert.severity.upper(), alert.summary)
         if self.alert_state is not None:
             for fp, state in self.monitor.policy.drain_changes().items():
                 if state is None:
@@ -122,11 +142,7 @@ class WorkerContext:
 
     async def dead_letter(self, stream: StreamSpec, origin: Origin, rejection: Rejection) -> None:
         """Send one rejected record to the dead-letter topic and wait for the ack."""
-        body = deadletter_envelope(stream=stream.name, topic=origin.topic, partition=origin.partition,
-                                   offset=origin.offset, timestamp_ms=origin.timestamp_ms, rejection=rejection)
-        await send_acked(self.deadletter_topic, rejection.reason.encode(), body)
-        self.metrics.records.labels(stream.name, "deadlettered").inc()
-        self.metrics.deadletters.labels(stream.name, rejection.reason).inc()
+        await self.publish_all([], [(stream, origin, rejection)])
 
 
 #: Retry delays of a send the broker did not acknowledge (seconds, doubling up to the last).
@@ -156,6 +172,29 @@ async def send_acked(topic: faust.TopicT, key: bytes, value: bytes) -> None:
             await asyncio.sleep(delay)
 
 
+async def send_all(sends: Sequence[tuple[faust.TopicT, bytes, bytes]]) -> None:
+    """Queue every send in order, then wait for every acknowledgement; one that failed is sent again with
+    :func:`send_acked` (retried until it is acknowledged). One round trip for a whole batch of outputs."""
+    queued: list[Any] = []
+    for topic, key, value in sends:
+        try:
+            queued.append(await topic.send(key=key, value=value))
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # noqa: BLE001 - sent again below, with retries and a log line
+            queued.append(None)
+    for (topic, key, value), fut in zip(sends, queued, strict=True):
+        if fut is not None:
+            try:
+                await fut
+                continue
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # noqa: BLE001 - sent again below
+                pass
+        await send_acked(topic, key, value)
+
+
 def create_app(spec: MonitorSpec, settings: Settings, *, references: dict[str, ReferenceProfile],
                registry: CollectorRegistry | None = None) -> tuple[faust.App, WorkerContext]:
     """A configured Faust app plus the context its agents share."""
@@ -180,10 +219,12 @@ def create_app(spec: MonitorSpec, settings: Settings, *, references: dict[str, R
         producer_acks=-1,
         broker_max_poll_records=1000,
         # Faust's own group (the tables' changelogs) recovers as fast as the ingest group: a worker that died
-        # silently holds the tables SESSION_TIMEOUT_MS at most, and none with static membership.
+        # silently holds the tables SESSION_TIMEOUT_MS at most, and none with static membership. Faust's
+        # assignor requires a static member to come back with the web address it had: the port is part of
+        # the instance id, so a restart on another port joins as a new member (after one session).
         broker_session_timeout=SESSION_TIMEOUT_MS / 1000,
         broker_heartbeat_interval=SESSION_TIMEOUT_MS / 5000,
-        consumer_group_instance_id=settings.instance_id,
+        consumer_group_instance_id=f"{settings.instance_id}-{settings.web_port}" if settings.instance_id else None,
     )
     registry = registry if registry is not None else CollectorRegistry()
     metrics = Metrics(spec, registry=registry)
@@ -219,7 +260,8 @@ def create_app(spec: MonitorSpec, settings: Settings, *, references: dict[str, R
     @app.service
     class _Ingest(Ingest):  # started and stopped with the app; Faust instantiates it (it sets ctx.ingest)
         def __init__(self, **kwargs: Any) -> None:
-            super().__init__(ctx, settings, group_id=ingest_group, instance_id=settings.instance_id, **kwargs)
+            super().__init__(ctx, settings, group_id=ingest_group, instance_id=settings.instance_id,
+                             checkpoint_topic=checkpoint_topic(spec), **kwargs)
     runtimes = list({id(r): r for r in ctx.models.values()}.values())
     if runtimes:
         every = min(r.stream.model.join.checkpoint_seconds for r in runtimes if r.stream.model is not None)
@@ -239,31 +281,6 @@ def create_app(spec: MonitorSpec, settings: Settings, *, references: dict[str, R
                     await runtime.checkpoint()
                 except Exception:
                     log.exception("final join checkpoint of %s failed", runtime.stream.name)
-
-    @app.timer(interval=1.0, name="streamdq.tick")
-    async def _tick() -> None:
-        if ctx.started and ctx.ingest is not None and ctx.ingest.assignment:
-            # The join state is restored (and its gap replayed) as soon as the tables are, not only when the
-            # next record arrives: pending predictions must age and be visible after a restart.
-            for runtime in runtimes:
-                if not runtime.restored:
-                    try:
-                        await runtime.ensure_restored()
-                    except Exception:  # logged; retried on the next tick or batch
-                        log.exception("restoring the join state of %s failed", runtime.stream.name)
-        for runtime in runtimes:
-            if runtime.restored and not runtime.monitor.event_mode:
-                async with runtime.lock:  # processing time: predictions age even when nothing arrives
-                    runtime.monitor.expire()
-        if not ctx.restored:  # before the first batch (and table recovery) there is nothing to close
-            return
-        try:
-            reports = ctx.monitor.tick()
-        except Exception:  # a bug must not stop the worker: log it, the next tick tries again
-            log.exception("closing processing-time windows failed")
-            return
-        for report in reports:
-            await ctx.publish(report)
 
     @app.task
     async def _notifications() -> None:

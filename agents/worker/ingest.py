@@ -15,22 +15,35 @@ One batch (:meth:`Ingest.handle`), in order:
 3. each stream's good records go through one :meth:`Monitor.process <monitor.Monitor.process>`
    call; the reports of the windows that closed are published (profiles, alert events);
 4. every send of steps 2 and 3 is **acknowledged by the broker** (``acks=all``, retried until it
-   is), and only then are the batch's offsets stored for commit.
+   is); only then does the batch count as done (its partitions' next offsets move on).
 
-Delivery: at least once. Offsets are committed (every :data:`COMMIT_SECONDS`, on revocation
-and at shutdown) only up to records whose outputs the broker holds, so a crash never loses a
-dead letter or an alert event; what was processed after the last commit is read again after a
-restart, so its dead letters and events may be sent twice (each keyed: dead letters carry their
-source topic, partition and offset, alert events their ``alert_id`` and fingerprint). With
-``STREAMDQ_TEST_CRASH_POINT=after_outputs`` (tests only) a worker exits right after a batch's outputs
-were acknowledged and before its offsets are stored: the worst moment for delivery, on purpose.
+Between batches, every :data:`TICK_SECONDS` the service closes processing-time windows (and ages a
+model's pending predictions), and every ``checkpoint_seconds`` it **checkpoints**
+(:mod:`agents.worker.snapshots`): the windows of every stream and the alert policy are written to the
+checkpoints topic, then the offsets they cover are committed with a pointer to them. Offsets are
+committed nowhere else, so the committed offset never passes the checkpoint. A checkpoint is also
+taken when partitions are revoked and at shutdown.
+
+Restart: a worker first given partitions whose commits all point to one checkpoint covering exactly
+them restores it and resumes at the committed offsets, so every window counts each record once through
+a crash; otherwise it starts new windows there (see :meth:`Checkpointer.restore
+<agents.worker.snapshots.Checkpointer.restore>`).
+
+Delivery: at least once. A crash never loses a dead letter or an alert event; what was processed
+after the last checkpoint is processed again, so its dead letters and events may be sent twice (each
+keyed: dead letters carry their source topic, partition and offset, alert events their ``alert_id``
+and fingerprint). With ``STREAMDQ_TEST_CRASH_POINT=after_outputs`` (tests only) a worker exits right
+after a batch's outputs were acknowledged and before the batch counts as done: the worst moment for
+delivery, on purpose.
 
 Recovery: the group uses cooperative-sticky assignment and a :data:`SESSION_TIMEOUT_MS` session;
 with ``STREAMDQ_INSTANCE_ID`` set (static membership, ``group.instance.id``) a restarted worker
 takes its partitions back at once instead of waiting for its old session to expire.
 
 Memory: at most :data:`MAX_BATCH` messages in hand, plus librdkafka's prefetch queue
-(:data:`QUEUE_KBYTES` per consumer).
+(:data:`QUEUE_KBYTES` per consumer), plus one checkpoint document while it is written (its size is
+bounded by the spec: pane states and duplicate filters, see :meth:`FeatureEngine.snapshot
+<monitor.stream.FeatureEngine.snapshot>`).
 """
 
 from __future__ import annotations
@@ -39,34 +52,38 @@ import asyncio
 import logging
 import os
 import time
+import uuid
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 from mode import Service
 
 from agents.kafka.connect import client_config
-from agents.worker.checkpoint import POSITION_BITS
+from agents.worker.batch import Batch, Origin
+from agents.worker.snapshots import Checkpointer, CheckpointStore
 from monitor.records import ColumnBatch, Rejection, decode_message, encode_original
+from monitor.report import Report
 from monitor.spec import StreamSpec
 
 if TYPE_CHECKING:
     from agents.settings import Settings
     from agents.worker.app import WorkerContext
 
-__all__ = ["COMMIT_SECONDS", "MAX_BATCH", "POLL_SECONDS", "SESSION_TIMEOUT_MS", "Ingest", "Origin",
-           "consumer_config"]
+__all__ = ["CRASH_EXIT_CODE", "MAX_BATCH", "MAX_RECORDS", "POLL_SECONDS", "SESSION_TIMEOUT_MS", "TICK_SECONDS",
+           "Ingest", "Origin", "consumer_config"]
 
 log = logging.getLogger("streamdq.worker")
 
-#: Messages taken from the consumer and handed to the engine at once, at most.
+#: Messages taken from the consumer at once, at most.
 MAX_BATCH = 2000
+#: Records (about) handed to the engine at once: a batch of messages carrying arrays is handled in parts.
+MAX_RECORDS = 20_000
 #: Seconds a poll waits for the first message of a batch.
 POLL_SECONDS = 0.2
-#: Seconds between commits of the offsets of handled batches (and on revocation and shutdown).
-COMMIT_SECONDS = 1.0
+#: Seconds between closing processing-time windows (and ageing pending predictions).
+TICK_SECONDS = 1.0
 #: The consumer-group session: how long a worker that died silently holds its partitions.
 SESSION_TIMEOUT_MS = 10_000
 #: librdkafka's prefetch queue, in kilobytes (bounds what is fetched ahead of processing).
@@ -84,17 +101,15 @@ def consumer_config(settings: Settings, group_id: str, *, instance_id: str | Non
 
     >>> from agents.settings import Settings
     >>> c = consumer_config(Settings(bootstrap="127.0.0.1:9092"), "g", instance_id="w-0")
-    >>> c["group.instance.id"], c["enable.auto.offset.store"], c["partition.assignment.strategy"]
+    >>> c["group.instance.id"], c["enable.auto.commit"], c["partition.assignment.strategy"]
     ('w-0', False, 'cooperative-sticky')
     """
     extra: dict[str, Any] = {
         "group.id": group_id,
         "auto.offset.reset": "earliest",
-        # Offsets are stored by hand once a batch's outputs are acknowledged; the background commit
-        # (and the commit on revocation and close) only ever sends those.
-        "enable.auto.commit": True,
+        # Offsets are committed only with a checkpoint (agents.worker.snapshots), pointing to it.
+        "enable.auto.commit": False,
         "enable.auto.offset.store": False,
-        "auto.commit.interval.ms": int(COMMIT_SECONDS * 1000),
         "partition.assignment.strategy": "cooperative-sticky",
         "session.timeout.ms": SESSION_TIMEOUT_MS,
         "heartbeat.interval.ms": SESSION_TIMEOUT_MS // 5,
@@ -107,54 +122,16 @@ def consumer_config(settings: Settings, group_id: str, *, instance_id: str | Non
     return client_config(settings.bootstrap or "", settings.kafka, extra)
 
 
-@dataclass(frozen=True, slots=True)
-class Origin:
-    """Where a record came from: what a dead letter names."""
-
-    topic: str
-    partition: int
-    offset: int
-    timestamp_ms: int | None = None
-
-    @classmethod
-    def of(cls, message: Message) -> Origin:
-        kind, ts = message.timestamp()
-        return cls(message.topic() or "", message.partition() or 0, message.offset() or 0,
-                   ts if kind != 0 and ts >= 0 else None)  # 0: TIMESTAMP_NOT_AVAILABLE
-
-
-@dataclass
-class _Batch:
-    """One stream's good records of a consumer batch, in order, with where each came from (a row batch
-    gathers consecutive messages; a columnar message is a batch of its own, already columns)."""
-
-    stream: StreamSpec
-    records: list[dict[str, Any]] | ColumnBatch = field(default_factory=list)
-    partitions: list[int] = field(default_factory=list)
-    positions: list[int] = field(default_factory=list)
-    messages: list[Message] = field(default_factory=list)  # per record (the same object for a message's records)
-
-    def add(self, records: Sequence[dict[str, Any]] | ColumnBatch, message: Message) -> None:
-        n = len(records)
-        if isinstance(records, ColumnBatch):
-            self.records = records
-        else:
-            assert isinstance(self.records, list)
-            self.records += records
-        p, base = message.partition() or 0, (message.offset() or 0) << POSITION_BITS
-        self.partitions += [p] * n
-        self.positions += range(base, base + n)
-        self.messages += [message] * n
-
-
 class Ingest(Service):
     """Reads every input topic of the spec in batches and feeds the worker's monitor.
 
-    ``consumer_factory`` builds the consumer from its configuration (tests pass their own).
+    ``consumer_factory`` builds the consumer from its configuration (tests pass their own);
+    ``checkpoint_topic`` is where checkpoints go (``None``: none are taken, offsets are never committed).
     """
 
     def __init__(self, ctx: WorkerContext, settings: Settings, *, group_id: str, instance_id: str | None = None,
-                 consumer_factory: Callable[[dict[str, Any]], Any] = Consumer, **kwargs: Any) -> None:
+                 checkpoint_topic: str | None = None, consumer_factory: Callable[[dict[str, Any]], Any] = Consumer,
+                 **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.ctx = ctx
         ctx.ingest = self
@@ -165,6 +142,23 @@ class Ingest(Service):
         self.config["error_cb"] = self._on_error
         self._factory = consumer_factory
         self.crash_point = settings.crash_point
+        self.checkpoint_seconds = settings.checkpoint_seconds
+        self.checkpointer: Checkpointer | None = None
+        if checkpoint_topic is not None:
+            store = CheckpointStore(client_config(settings.bootstrap or "", settings.kafka), checkpoint_topic)
+            self.checkpointer = Checkpointer(ctx.monitor, store, token=uuid.uuid4().hex[:12])
+        #: Per input partition held: the offset of the next record to process (what a checkpoint covers).
+        self.positions: dict[tuple[str, int], int] = {}
+        self._changed = False  # the monitor moved since the last checkpoint
+        self._in_batch = False  # a batch is in the monitor but not done: no checkpoint may cover it
+        self._first_assignment = True
+        self._checkpoint_at = time.monotonic()
+        self._tick_at = time.monotonic()
+        self._loop_done = asyncio.Event()
+        #: Checkpoints written (for the metrics) and the last one's size in bytes.
+        self.checkpoints = 0
+        self.checkpoint_bytes = 0
+        self.checkpoint_time: float | None = None  # epoch seconds of the last one
         self.consumer: Any = None
         # Every consumer call runs on this one thread: librdkafka's rebalance callbacks are served inside
         # consume(), off the event loop, and never while the loop reads the assignment.
@@ -191,24 +185,106 @@ class Ingest(Service):
     async def on_stop(self) -> None:
         if self.consumer is not None:
             try:
-                # Commits the stored offsets (those of handled batches only) and leaves the group.
+                # The loop ends at its next check (a poll lasts POLL_SECONDS): no batch is cut in half.
+                await asyncio.wait_for(self._loop_done.wait(), timeout=60.0)
+            except TimeoutError:
+                log.error("the ingest loop did not stop within 60s")
+            try:
+                await self.checkpoint()  # the last one: a restart resumes exactly here
+            except Exception:
+                log.exception("the final checkpoint failed (a restart resumes at the previous one)")
+            try:
                 await self._call(self.consumer.close)
             except Exception:
                 log.exception("closing the ingest consumer failed")
             self.consumer = None
+        if self.checkpointer is not None:
+            await self._call(self.checkpointer.store.close)
         self._thread.shutdown(wait=False)
 
     @Service.task
     async def _run(self) -> None:
-        await self._wait_for_tables()
-        self.ctx.restore_alerts()
-        self.ctx.started = True
-        while not self.should_stop:
-            messages = await self._call(self.consumer.consume, MAX_BATCH, POLL_SECONDS)
-            if messages:
-                await self.handle(messages)
-            if time.monotonic() - self._lag_at >= LAG_EVERY:
-                self._measure_lag()
+        try:
+            await self._wait_for_tables()
+            self.ctx.restore_alerts()
+            self.ctx.started = True
+            while not self.should_stop:
+                messages = await self._call(self.consumer.consume, MAX_BATCH, POLL_SECONDS)
+                if self.checkpointer is not None and self.checkpointer.policy_restored:
+                    self._resync_alert_table()
+                if messages:
+                    await self.handle(messages)
+                now = time.monotonic()
+                if now - self._tick_at >= TICK_SECONDS:
+                    self._tick_at = now
+                    await self.tick()
+                if self._changed and now - self._checkpoint_at >= self.checkpoint_seconds:
+                    await self.checkpoint()
+                if now - self._lag_at >= LAG_EVERY:
+                    self._measure_lag()
+        finally:
+            self._loop_done.set()
+
+    async def tick(self) -> None:
+        """Close processing-time windows; age pending predictions; finish a model's join restore."""
+        ctx = self.ctx
+        runtimes = list({id(r): r for r in ctx.models.values()}.values())
+        for runtime in runtimes:
+            if not runtime.restored and self.assignment:
+                try:
+                    await runtime.ensure_restored()
+                except Exception:  # logged; retried on the next tick or batch
+                    log.exception("restoring the join state of %s failed", runtime.stream.name)
+            if runtime.restored and not runtime.monitor.event_mode:
+                async with runtime.lock:  # processing time: predictions age even when nothing arrives
+                    runtime.monitor.expire()
+        try:
+            reports = ctx.monitor.tick()
+        except Exception:  # a bug must not stop the worker: log it, the next tick tries again
+            log.exception("closing processing-time windows failed")
+            return
+        if reports:
+            self._changed = True
+            await ctx.publish_all(reports)
+
+    async def checkpoint(self) -> None:
+        """Checkpoint the monitor and commit the offsets it covers (on the consumer's thread)."""
+        self._checkpoint_at = time.monotonic()
+        if self.checkpointer is None or not self._changed or self._in_batch or not self.positions:
+            return
+        positions = dict(self.positions)
+        data = self.checkpointer.take(positions)  # here, between batches: nothing changes the monitor
+        self._changed = False
+        try:
+            await self._call(self._save, data, positions)
+        except Exception:
+            self._changed = True  # tried again at the next interval; the commits stay at the previous one
+            raise
+
+    def _save(self, data: bytes, positions: dict[tuple[str, int], int]) -> None:
+        assert self.checkpointer is not None
+        t0 = time.monotonic()
+        pointer = self.checkpointer.save(self.consumer, data, positions)
+        self.checkpoints += 1
+        self.checkpoint_bytes = len(data)
+        self.checkpoint_time = time.time()
+        log.debug("checkpoint %s: %d bytes, %d partition(s), %.0f ms", pointer.key, len(data), len(positions),
+                  (time.monotonic() - t0) * 1000)
+
+    def _resync_alert_table(self) -> None:
+        """After a checkpoint restore: the alert-state table holds the restored policy's state."""
+        assert self.checkpointer is not None
+        self.checkpointer.policy_restored = False
+        table, policy = self.ctx.alert_state, self.ctx.monitor.policy
+        policy.drain_changes()
+        if table is None:
+            return
+        saved = policy.to_state()["fingerprints"]
+        for fp in [k for k in list(table.keys()) if k not in saved]:
+            table.pop(fp, None)
+        for fp in saved:
+            table[fp] = policy.state_of(fp)
+        self.ctx.metrics.open_alerts.set(len(policy.open_alerts()))
 
     async def _wait_for_tables(self) -> None:
         """The open alerts are read back from Faust's table before the first batch can change them."""
@@ -229,11 +305,25 @@ class Ingest(Service):
     # -- the batch path ---------------------------------------------------------------------------------
 
     async def handle(self, messages: Sequence[Message]) -> None:
-        """Decode, dead-letter, process and publish one consumer batch, then store its offsets for commit."""
+        """Decode, dead-letter, process and publish one consumer batch; then its partitions' next offsets move on.
+
+        A batch is handled in parts of about :data:`MAX_RECORDS` records (messages may carry arrays), so
+        the records decoded at once stay bounded."""
+        start, count = 0, 0
+        for i, message in enumerate(messages):
+            if message.error() is None and (value := message.value()):
+                count += 1 if value[:1] != b"[" else value.count(b"{")  # an estimate (at least one brace each)
+            if count >= MAX_RECORDS:
+                await self._handle_part(messages[start:i + 1])
+                start, count = i + 1, 0
+        if start < len(messages):
+            await self._handle_part(messages[start:])
+        self.batches += 1
+
+    async def _handle_part(self, messages: Sequence[Message]) -> None:
         ctx = self.ctx
-        published = self.published
-        rows: dict[str, _Batch] = {}  # the open row batch of each stream
-        order: list[_Batch] = []
+        rows: dict[str, Batch] = {}  # the open row batch of each stream
+        order: list[Batch] = []
         rejected: list[tuple[StreamSpec, Origin, Rejection]] = []
         ends: dict[tuple[str, int], int] = {}
         for message in messages:
@@ -252,54 +342,58 @@ class Ingest(Service):
                 rejected += [(stream, origin, r) for r in rejections]
             if isinstance(ok, ColumnBatch):
                 rows.pop(stream.name, None)  # later rows start a new batch: order is kept
-                columnar = _Batch(stream)
+                columnar = Batch(stream)
                 columnar.add(ok, message)
                 order.append(columnar)
             elif ok:
                 batch = rows.get(stream.name)
                 if batch is None:
-                    batch = rows[stream.name] = _Batch(stream)
+                    batch = rows[stream.name] = Batch(stream)
                     order.append(batch)
                 batch.add(ok, message)
-        sends = [ctx.dead_letter(stream, origin, rejection) for stream, origin, rejection in rejected]
+        self._in_batch = self._changed = True
+        reports: list[Report] = []
         for batch in order:
-            sends += await self._process(batch)
-        if sends:
-            await asyncio.gather(*sends)  # every output acknowledged by the broker ...
-        if self.crash_point == "after_outputs" and (sends or self.published > published):
-            log.critical("STREAMDQ_TEST_CRASH_POINT=after_outputs: exiting before the batch's offsets are stored")
+            rejected += await self._process(batch, reports)
+        # Every output acknowledged by the broker before the batch counts as done.
+        await ctx.publish_all(reports, rejected)
+        if self.crash_point == "after_outputs" and (reports or rejected):
+            log.critical("STREAMDQ_TEST_CRASH_POINT=after_outputs: exiting before the batch counts as done")
             os._exit(CRASH_EXIT_CODE)
-        if ends:  # ... before the offsets are stored for commit
-            self._store([TopicPartition(t, p, o + 1) for (t, p), o in ends.items()])
-        self.batches += 1
+        for (t, p), o in ends.items():
+            if (t, p) in self.assignment:  # a partition revoked meanwhile: its new owner reads it again
+                self.positions[(t, p)] = o + 1
+        self._in_batch = False
         self.messages += len(messages)
+        self.published += len(reports)
 
-    async def _process(self, batch: _Batch) -> list[Any]:
-        """One monitor call; returns the sends still to be acknowledged (dead letters of a failed batch)."""
+    async def _process(self, batch: Batch, reports: list[Report]) -> list[tuple[StreamSpec, Origin, Rejection]]:
+        """One monitor call, its reports added to ``reports``; returns the dead letters of a failed batch."""
         runtime = self.ctx.models.get(batch.stream.name)
         if runtime is None:
-            return await self._run_monitor(batch, partition=0, offsets=None)
+            return self._run_monitor(batch, reports, partition=0, offsets=None)
         # A predictions or labels stream: joined per input partition, once its join state is restored, under
-        # the lock that keeps a checkpoint from covering records whose alerts are unsent.
+        # the lock that keeps a join checkpoint from covering records whose alerts are unsent.
         await runtime.wait_restored()
         async with runtime.lock:
-            return await self._run_monitor(batch, partition=batch.partitions, offsets=batch.positions)
+            failed = self._run_monitor(batch, reports, partition=batch.partitions, offsets=batch.positions)
+            await self.ctx.publish_all(reports)
+            reports.clear()
+            return failed
 
-    async def _run_monitor(self, batch: _Batch, *, partition: int | list[int], offsets: list[int] | None) -> list[Any]:
+    def _run_monitor(self, batch: Batch, reports: list[Report], *, partition: int | list[int],
+                     offsets: list[int] | None) -> list[tuple[StreamSpec, Origin, Rejection]]:
         ctx, stream, records = self.ctx, batch.stream, batch.records
         try:
-            reports = ctx.monitor.process(stream.name, records, partition=partition, offsets=offsets)
+            reports += ctx.monitor.process(stream.name, records, partition=partition, offsets=offsets)
         except Exception as exc:
             log.exception("the monitor failed on a batch of %d records from %s", len(records), stream.topic)
             rows = records if isinstance(records, list) else records[:]
             detail = f"{type(exc).__name__}: {exc}"
-            return [ctx.dead_letter(stream, Origin.of(message),
-                                    Rejection("processing_error", detail, encode_original(rec, message.value() or b"")))
+            return [(stream, Origin.of(message),
+                     Rejection("processing_error", detail, encode_original(rec, message.value() or b"")))
                     for rec, message in zip(rows, batch.messages, strict=True)]
         ctx.metrics.records.labels(stream.name, "processed").inc(len(records))
-        for report in reports:
-            await ctx.publish(report)
-        self.published += len(reports)
         return []
 
     def _measure_lag(self) -> None:
@@ -316,25 +410,48 @@ class Ingest(Service):
         except KafkaException as exc:  # not fetched yet, or mid-rebalance: measured again next time
             log.debug("consumer lag not measured: %s", exc)
 
-    def _store(self, offsets: list[TopicPartition]) -> None:
-        try:
-            self.consumer.store_offsets(offsets=offsets)
-        except KafkaException as exc:  # a partition revoked meanwhile: its new owner reads it again
-            log.info("offsets not stored (%s); the partition's new owner reads them again", exc)
-
     # -- librdkafka callbacks (on the consumer's thread) -------------------------------------------------
 
     def _on_assign(self, consumer: Any, partitions: list[TopicPartition]) -> None:
-        self.assignment |= {(tp.topic, tp.partition) for tp in partitions}
         log.info("ingest: assigned %s", _names(partitions))
+        try:
+            committed = consumer.committed(partitions, timeout=30.0) if partitions else []
+        except KafkaException as exc:
+            log.warning("committed offsets of %s not read (%s): they start where the group left them",
+                        _names(partitions), exc)
+            committed = []
+        if self._first_assignment and self.checkpointer is not None and partitions:
+            self._first_assignment = False
+            try:
+                self.checkpointer.restore(consumer, partitions)
+            except Exception:  # logged: new windows, from the committed offsets (nothing is lost)
+                log.exception("restoring the checkpoint failed: starting new windows")
+        # A partition with a commit resumes there; what the next checkpoint covers starts there too.
+        for tp in committed:
+            if tp.offset is not None and tp.offset >= 0:
+                self.positions[(tp.topic, tp.partition)] = tp.offset
+        self.assignment |= {(tp.topic, tp.partition) for tp in partitions}
 
     def _on_revoke(self, consumer: Any, partitions: list[TopicPartition]) -> None:
-        self.assignment -= {(tp.topic, tp.partition) for tp in partitions}
         log.info("ingest: revoked %s", _names(partitions))
+        # Inside a poll: the loop is between batches, so the monitor holds exactly what positions covers.
+        if self.checkpointer is not None and self._changed and not self._in_batch and self.positions:
+            try:
+                positions = dict(self.positions)
+                self._save(self.checkpointer.take(positions), positions)
+                self._changed = False
+            except Exception:  # the new owner resumes at the previous checkpoint's offsets
+                log.exception("the checkpoint before giving up %s failed", _names(partitions))
+        self._forget(partitions)
 
     def _on_lost(self, consumer: Any, partitions: list[TopicPartition]) -> None:
-        self.assignment -= {(tp.topic, tp.partition) for tp in partitions}
         log.warning("ingest: lost %s (the session expired; their new owner reads them again)", _names(partitions))
+        self._forget(partitions)
+
+    def _forget(self, partitions: list[TopicPartition]) -> None:
+        for tp in partitions:
+            self.assignment.discard((tp.topic, tp.partition))
+            self.positions.pop((tp.topic, tp.partition), None)
 
     def _on_commit(self, error: KafkaError | None, partitions: list[TopicPartition]) -> None:
         if error is not None and error.code() != KafkaError._NO_OFFSET:

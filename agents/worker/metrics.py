@@ -240,6 +240,13 @@ class IngestCollector(Collector):
                        ingest.batches if ingest is not None else 0)
         yield _gauge("streamdq_assigned_partitions", "Input partitions this worker holds.",
                      len(ingest.assignment) if ingest is not None else 0)
+        yield _counter("streamdq_checkpoints", "Checkpoints of the window state written (with the offsets committed).",
+                       ingest.checkpoints if ingest is not None else 0)
+        yield _gauge("streamdq_checkpoint_size_bytes", "Size of the last checkpoint.",
+                     ingest.checkpoint_bytes if ingest is not None else 0)
+        last = ingest.checkpoint_time if ingest is not None else None
+        yield _gauge("streamdq_checkpoint_timestamp_seconds", "When the last checkpoint was written (epoch seconds; 0: "
+                     "none yet).", last or 0.0)
         lag = GaugeMetricFamily("streamdq_consumer_lag_records",
                                 "Records between an input partition's end offset and this worker's position.",
                                 labels=["topic", "partition"])

@@ -213,6 +213,12 @@ class FeatureEngine:
                 "records_processed": self.records_processed[stream],
                 "state": self._streams[stream].to_state()}
 
+    def reset(self, stream: str) -> None:
+        """Start ``stream`` afresh, as at construction: no windows, duplicates, watermark or detector history."""
+        spec = self.spec.stream(stream)
+        self._streams[stream] = StreamState(spec, self.references.get(stream))
+        self.records_processed[stream] = 0
+
     def restore(self, stream: str, state: dict[str, Any]) -> None:
         """Continue ``stream`` from a :meth:`snapshot` taken under the same spec and reference.
 

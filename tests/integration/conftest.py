@@ -109,7 +109,7 @@ def wait_for(what: str, cond: Callable[[], Any], *, timeout: float = 90.0, every
 
 def launch_worker(bootstrap: str, spec: dict[str, Any], workdir: Path, *, timeout: float = 90.0,
                   env: dict[str, str] | None = None, security: KafkaSecurity = PLAINTEXT,
-                  healthy: bool = True) -> WorkerProc:
+                  healthy: bool = True, port: int | None = None) -> WorkerProc:
     """Write ``spec``, create its topics, start ``streamdq worker`` (with ``env`` added to its environment)
     and (with ``healthy``) wait for /health (200). ``security`` is the topic creation's (pass the worker's own
     in ``env``)."""
@@ -118,7 +118,7 @@ def launch_worker(bootstrap: str, spec: dict[str, Any], workdir: Path, *, timeou
     path = workdir / f"spec-{tag}.yaml"
     path.write_text(yaml.safe_dump(spec, sort_keys=False))
     ensure_topics(bootstrap, spec_topics(parse_spec(spec)), security=security)
-    port = free_port()
+    port = port or free_port()
     log = workdir / f"worker-{tag}.log"
     with open(log, "wb") as fh:
         proc = subprocess.Popen(

@@ -64,7 +64,7 @@ def test_a_crash_between_acknowledged_outputs_and_the_offset_commit_loses_nothin
     finally:
         crashing.stop()
     assert crashing.proc.returncode == CRASH_EXIT_CODE, crashing.log_tail()
-    assert "exiting before the batch's offsets are stored" in crashing.log.read_text(errors="replace")
+    assert "exiting before the batch counts as done" in crashing.log.read_text(errors="replace")
     first_deadletters = consume_all(kafka_bootstrap, spec["outputs"]["deadletter_topic"], idle=1.0)
     assert first_deadletters, "the crashed worker's dead letters were acknowledged before it died"
 

@@ -10,7 +10,8 @@ from pathlib import Path
 import orjson
 
 REPO = Path(__file__).resolve().parents[2]
-CONFIGURATIONS = ("raw_consumer", "faust_noop", "streamdq_single", "streamdq_array", "streamdq_columnar")
+CONFIGURATIONS = ("raw_consumer", "faust_noop", "streamdq_single", "streamdq_single_checkpoints", "streamdq_array",
+                  "streamdq_columnar")
 
 
 def test_worker_bench_quick(kafka_bootstrap: str, tmp_path: Path) -> None:

@@ -86,7 +86,8 @@ def exported_metric_names() -> set[str]:
         rebalances=0, tp_end_offsets={tp("features", 0): 10}, tp_read_offsets={tp("features", 0): 5},
         tp_committed_offsets={tp("features", 0): 5})
     registry.register(FaustCollector(cast(Any, SimpleNamespace(monitor=monitor))))
-    ingest = SimpleNamespace(messages=10, batches=1, assignment={("features", 0)}, lag={("features", 0): 5})
+    ingest = SimpleNamespace(messages=10, batches=1, assignment={("features", 0)}, lag={("features", 0): 5},
+                             checkpoints=1, checkpoint_bytes=100, checkpoint_time=1.0)
     registry.register(IngestCollector(lambda: ingest))
     names = set()
     for family in registry.collect():

@@ -51,17 +51,6 @@ class Message:
         return (1, 1_700_000_000_000 + self._offset)
 
 
-class Offsets:
-    """A consumer that only records the offsets stored for commit, and what had been sent by then."""
-
-    def __init__(self, sent: dict[str, list[tuple[bytes, bytes]]]) -> None:
-        self.sent = sent
-        self.stored: list[tuple[str, int, int, int]] = []
-
-    def store_offsets(self, *, offsets: list[Any]) -> None:
-        self.stored += [(tp.topic, tp.partition, tp.offset, len(self.sent["deadletter"])) for tp in offsets]
-
-
 def test_the_ingest_service_processes_dead_letters_and_alerts_in_process(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("KAFKA_BOOTSTRAP", "127.0.0.1:9")  # never contacted: no producer or consumer starts
     registry = CollectorRegistry()
@@ -87,16 +76,15 @@ def test_the_ingest_service_processes_dead_letters_and_alerts_in_process(monkeyp
         Recorder("alerts"), Recorder("deadletter"), Recorder("profiles"))
     values = (b'{"record_id": 1, "x": 1.0}', b'{"record_id": 2}', b"not json", b'{"record_id": 3, "x": 2.0}',
               b'[{"record_id": 4, "x": 1.0}, {"x": 5}]')
-    consumer = Offsets(sent)
 
     async def run() -> None:
         ingest = Ingest(ctx, Settings.from_env(), group_id="g")
-        ingest.consumer = consumer
+        ingest.assignment = {("f", 0)}
         assert ctx.ingest is ingest
         await ingest.handle([Message(i + 10, v) for i, v in enumerate(values)])  # type: ignore[misc]
+        assert ingest.positions == {("f", 0): 15}  # the next offset to read: what a checkpoint would cover
 
     asyncio.run(run())
-    assert consumer.stored == [("f", 0, 15, 2)]  # after the last message, once both dead letters were sent
     assert ctx.monitor.records_processed == {"f": 4}
     assert [key for key, _ in sent["deadletter"]] == [b"malformed_json", b"missing_id"]
     assert len(sent["profiles"]) == 1 and b'"count":3' in sent["profiles"][0][1]
@@ -129,13 +117,19 @@ def test_offsets_are_stored_only_after_a_failed_dead_letter_send_was_retried_and
             return "deadletter"
 
     ctx.deadletter_topic = Flaky()  # type: ignore[assignment]
-    consumer = Offsets(sent)
+    seen: list[tuple[dict[tuple[str, int], int], int]] = []
 
     async def run() -> None:
         ingest = Ingest(ctx, Settings.from_env(), group_id="g")
-        ingest.consumer = consumer
-        await ingest.handle([Message(0, b'{"record_id": 1, "x": 1.0}'), Message(1, b"{oops")])  # type: ignore[list-item]
+        ingest.assignment = {("f", 0)}
+        task = asyncio.create_task(ingest.handle([Message(0, b'{"record_id": 1, "x": 1.0}'),  # type: ignore[list-item]
+                                                  Message(1, b"{oops")]))
+        while not task.done():  # the batch counts as done only once the dead letter is acknowledged
+            seen.append((dict(ingest.positions), len(sent["deadletter"])))
+            await asyncio.sleep(0.001)
+        await task
+        seen.append((dict(ingest.positions), len(sent["deadletter"])))
 
     asyncio.run(run())
     assert not failures and len(sent["deadletter"]) == 1
-    assert consumer.stored == [("f", 0, 2, 1)]
+    assert all(pos == {} for pos, n in seen if n == 0) and seen[-1] == ({("f", 0): 2}, 1)

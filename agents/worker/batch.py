@@ -1,0 +1,55 @@
+"""What the ingest service takes from a consumer batch: where each record came from, and one stream's records."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from confluent_kafka import Message
+
+from agents.worker.checkpoint import POSITION_BITS
+from monitor.records import ColumnBatch
+from monitor.spec import StreamSpec
+
+__all__ = ["Batch", "Origin"]
+
+
+@dataclass(frozen=True, slots=True)
+class Origin:
+    """Where a record came from: what a dead letter names."""
+
+    topic: str
+    partition: int
+    offset: int
+    timestamp_ms: int | None = None
+
+    @classmethod
+    def of(cls, message: Message) -> Origin:
+        kind, ts = message.timestamp()
+        return cls(message.topic() or "", message.partition() or 0, message.offset() or 0,
+                   ts if kind != 0 and ts >= 0 else None)  # 0: TIMESTAMP_NOT_AVAILABLE
+
+
+@dataclass
+class Batch:
+    """One stream's good records of a consumer batch, in order, with where each came from (a row batch
+    gathers consecutive messages; a columnar message is a batch of its own, already columns)."""
+
+    stream: StreamSpec
+    records: list[dict[str, Any]] | ColumnBatch = field(default_factory=list)
+    partitions: list[int] = field(default_factory=list)
+    positions: list[int] = field(default_factory=list)
+    messages: list[Message] = field(default_factory=list)  # per record (the same object for a message's records)
+
+    def add(self, records: Sequence[dict[str, Any]] | ColumnBatch, message: Message) -> None:
+        n = len(records)
+        if isinstance(records, ColumnBatch):
+            self.records = records
+        else:
+            assert isinstance(self.records, list)
+            self.records += records
+        p, base = message.partition() or 0, (message.offset() or 0) << POSITION_BITS
+        self.partitions += [p] * n
+        self.positions += range(base, base + n)
+        self.messages += [message] * n
