@@ -1,14 +1,17 @@
-"""Builds the Faust app of a worker: topics, agents, timers, web pages.
+"""Builds the Faust app of a worker: the ingest service, tables, timers, web pages.
 
-Faust settings chosen on purpose (see CONVENTIONS.md, "Known facts"):
-``topic_allow_declare=False`` and explicit topic creation (brokers run with
-auto-create off), ``topic_disable_leader=True`` (no leader topic needed),
-``web_tables_enabled=False`` (table views would expose state), agents with
-``concurrency=1`` (faust-streaming #606), in-memory store and no tables on
-the hot path: the only table holds the open alerts (the alert policy's state,
-one JSON document per fingerprint), written when a window closes and changes
-it, and read back when the worker starts, so a restart neither re-fires an
-open alert nor forgets one.
+The input topics are read by the ingest service (:mod:`agents.worker.ingest`), a service of the app.
+Faust settings chosen on purpose (see CONVENTIONS.md, "Known facts"): ``topic_allow_declare=False``
+and explicit topic creation (brokers run with auto-create off), ``topic_disable_leader=True`` (no
+leader topic needed), ``web_tables_enabled=False`` (table views would expose state), in-memory store
+and no tables on the hot path. The alert-state table holds the open alerts (the alert policy's
+state, one JSON document per fingerprint), written when a window closes and changes it, and read
+back when the worker starts (unless a checkpoint restores the policy), so a restart neither re-fires
+an open alert nor forgets one; with a model, the join-state table holds the label join's
+checkpoints (:mod:`agents.worker.models`).
+
+At shutdown the ingest service stops first (its last batch and final checkpoint need the tables, the
+producer and the notifier), then Faust's own stop runs.
 """
 
 from __future__ import annotations
@@ -152,9 +155,9 @@ SEND_RETRY_DELAYS = (0.2, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0)
 async def send_acked(topic: faust.TopicT, key: bytes, value: bytes) -> None:
     """Send and wait for the broker's acknowledgement, retrying until it comes.
 
-    Faust acknowledges a batch's offsets once the agent's body has returned (or raised), so a
-    send that failed would otherwise lose its records for good. Retrying here blocks the stream
-    while the broker cannot take writes, which is what at-least-once needs.
+    A batch counts as done (and a checkpoint may cover it) only once its outputs are acknowledged, so
+    a send that failed must not be given up. Retrying here blocks the stream while the broker cannot
+    take writes, which is what at-least-once needs.
     """
     attempt = 0
     while True:
@@ -173,8 +176,10 @@ async def send_acked(topic: faust.TopicT, key: bytes, value: bytes) -> None:
 
 
 async def send_all(sends: Sequence[tuple[faust.TopicT, bytes, bytes]]) -> None:
-    """Queue every send in order, then wait for every acknowledgement; one that failed is sent again with
-    :func:`send_acked` (retried until it is acknowledged). One round trip for a whole batch of outputs."""
+    """Queue every send in order, then wait for every acknowledgement: one round trip for a whole batch of
+    outputs. From the first send that failed on, every send is made again, one at a time, with
+    :func:`send_acked` (retried until acknowledged): a key's messages (an alert's firing, then its resolved
+    event) then still end in the order they were made, after duplicates that at-least-once allows."""
     queued: list[Any] = []
     for topic, key, value in sends:
         try:
@@ -183,16 +188,34 @@ async def send_all(sends: Sequence[tuple[faust.TopicT, bytes, bytes]]) -> None:
             raise
         except Exception:  # noqa: BLE001 - sent again below, with retries and a log line
             queued.append(None)
-    for (topic, key, value), fut in zip(sends, queued, strict=True):
-        if fut is not None:
-            try:
-                await fut
-                continue
-            except asyncio.CancelledError:
-                raise
-            except Exception:  # noqa: BLE001 - sent again below
-                pass
+    failed_at = len(sends)
+    for i, fut in enumerate(queued):
+        try:
+            if fut is None:
+                raise RuntimeError("not queued")
+            await fut
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # noqa: BLE001 - sent again below
+            failed_at = min(failed_at, i)
+    for topic, key, value in sends[failed_at:]:
         await send_acked(topic, key, value)
+
+
+class _App(faust.App):
+    """A Faust app that stops the ingest service before anything else stops (Faust's ``on_stop`` stops its
+    consumer, runs ``on_before_shutdown`` and flushes the producer before it stops its services)."""
+
+    ingest_first: WorkerContext | None = None
+
+    async def on_stop(self) -> None:
+        ctx = self.ingest_first
+        if ctx is not None and ctx.ingest is not None:
+            try:
+                await ctx.ingest.stop()
+            except Exception:
+                log.exception("stopping the ingest service failed")
+        await super().on_stop()
 
 
 def create_app(spec: MonitorSpec, settings: Settings, *, references: dict[str, ReferenceProfile],
@@ -201,7 +224,7 @@ def create_app(spec: MonitorSpec, settings: Settings, *, references: dict[str, R
     from agents.worker import web
 
     app_id = f"streamdq-{spec.name}"
-    app = faust.App(
+    app = _App(
         app_id,
         broker=settings.broker_urls,
         broker_credentials=settings.kafka.faust_credentials(),
@@ -238,6 +261,7 @@ def create_app(spec: MonitorSpec, settings: Settings, *, references: dict[str, R
     ctx = WorkerContext(spec=spec, monitor=Monitor(spec, references=references), metrics=metrics, app=app,
                         notifier=notifier)
     holder.append(ctx)
+    app.ingest_first = ctx
     registry.register(IngestCollector(lambda: ctx.ingest))
     # Written only when a window changes the alert state (never per record); use_partitioner lets the
     # timer and the batch loop write it outside a single event's context.
@@ -288,8 +312,8 @@ def create_app(spec: MonitorSpec, settings: Settings, *, references: dict[str, R
 
     @app.on_before_shutdown.connect
     async def _stop_notifications(sender: Any, /, *args: Any, **kwargs: Any) -> None:
-        # Sent after the consumer stopped and before the producer is flushed and stopped, so what
-        # is still queued is delivered or dead-lettered through a working producer.
+        # Sent after the ingest service and Faust's consumer stopped and before the producer is flushed and
+        # stopped, so what is still queued is delivered or dead-lettered through a working producer.
         await notifier.stop(timeout=10)
 
     web.register(app, ctx, registry)

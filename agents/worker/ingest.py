@@ -71,15 +71,18 @@ if TYPE_CHECKING:
     from agents.settings import Settings
     from agents.worker.app import WorkerContext
 
-__all__ = ["CRASH_EXIT_CODE", "MAX_BATCH", "MAX_RECORDS", "POLL_SECONDS", "SESSION_TIMEOUT_MS", "TICK_SECONDS",
+__all__ = ["CRASH_EXIT_CODE", "MAX_BATCH", "MAX_PART_BYTES", "POLL_SECONDS", "SESSION_TIMEOUT_MS", "TICK_SECONDS",
            "Ingest", "Origin", "consumer_config"]
 
 log = logging.getLogger("streamdq.worker")
 
 #: Messages taken from the consumer at once, at most.
 MAX_BATCH = 2000
-#: Records (about) handed to the engine at once: a batch of messages carrying arrays is handled in parts.
-MAX_RECORDS = 20_000
+#: Bytes of messages decoded and handed to the engine at once, at most: a batch of messages carrying arrays or
+#: columns is handled in parts (about 20,000 records of 200 bytes), so decoded records stay bounded.
+MAX_PART_BYTES = 4 * 1024 * 1024
+#: Seconds to wait before trying a checkpoint again after one failed.
+CHECKPOINT_RETRY_SECONDS = 5.0
 #: Seconds a poll waits for the first message of a batch.
 POLL_SECONDS = 0.2
 #: Seconds between closing processing-time windows (and ageing pending predictions).
@@ -154,7 +157,10 @@ class Ingest(Service):
         self._first_assignment = True
         self._checkpoint_at = time.monotonic()
         self._tick_at = time.monotonic()
-        self._loop_done = asyncio.Event()
+        self._loop_done = asyncio.Event()  # set when the loop ended
+        self._clean_exit = False  # ... between batches (not by an error)
+        self._fatal: KafkaError | None = None
+        self._reassess = False  # partitions were lost: the next assignment restores or starts new windows
         #: Checkpoints written (for the metrics) and the last one's size in bytes.
         self.checkpoints = 0
         self.checkpoint_bytes = 0
@@ -187,10 +193,11 @@ class Ingest(Service):
             try:
                 # The loop ends at its next check (a poll lasts POLL_SECONDS): no batch is cut in half.
                 await asyncio.wait_for(self._loop_done.wait(), timeout=60.0)
+                if self._clean_exit:
+                    await self.checkpoint()  # the last one: a restart resumes exactly here
             except TimeoutError:
-                log.error("the ingest loop did not stop within 60s")
-            try:
-                await self.checkpoint()  # the last one: a restart resumes exactly here
+                log.error("the ingest loop did not stop between batches within 60s: no final checkpoint (a restart "
+                          "resumes at the previous one)")
             except Exception:
                 log.exception("the final checkpoint failed (a restart resumes at the previous one)")
             try:
@@ -210,6 +217,8 @@ class Ingest(Service):
             self.ctx.started = True
             while not self.should_stop:
                 messages = await self._call(self.consumer.consume, MAX_BATCH, POLL_SECONDS)
+                if self._fatal is not None:  # e.g. another worker took this STREAMDQ_INSTANCE_ID: stop, loudly
+                    raise KafkaException(self._fatal)
                 if self.checkpointer is not None and self.checkpointer.policy_restored:
                     self._resync_alert_table()
                 if messages:
@@ -219,9 +228,14 @@ class Ingest(Service):
                     self._tick_at = now
                     await self.tick()
                 if self._changed and now - self._checkpoint_at >= self.checkpoint_seconds:
-                    await self.checkpoint()
+                    try:
+                        await self.checkpoint()
+                    except Exception:  # logged; the commits stay at the previous checkpoint, tried again later
+                        log.exception("checkpoint failed; trying again in %.0fs", CHECKPOINT_RETRY_SECONDS)
+                        self._checkpoint_at = now + CHECKPOINT_RETRY_SECONDS - self.checkpoint_seconds
                 if now - self._lag_at >= LAG_EVERY:
                     self._measure_lag()
+            self._clean_exit = True  # between batches: a final checkpoint covers exactly what was done
         finally:
             self._loop_done.set()
 
@@ -229,10 +243,19 @@ class Ingest(Service):
         """Close processing-time windows; age pending predictions; finish a model's join restore."""
         ctx = self.ctx
         runtimes = list({id(r): r for r in ctx.models.values()}.values())
+        self._in_batch = True  # what changes the monitor here is covered by a checkpoint once published
+        try:
+            await self._tick(runtimes)
+        finally:
+            self._in_batch = False
+
+    async def _tick(self, runtimes: list[Any]) -> None:
+        ctx = self.ctx
         for runtime in runtimes:
             if not runtime.restored and self.assignment:
                 try:
-                    await runtime.ensure_restored()
+                    await runtime.ensure_restored()  # publishes what the gap replay closed
+                    self._changed = True
                 except Exception:  # logged; retried on the next tick or batch
                     log.exception("restoring the join state of %s failed", runtime.stream.name)
             if runtime.restored and not runtime.monitor.event_mode:
@@ -307,15 +330,15 @@ class Ingest(Service):
     async def handle(self, messages: Sequence[Message]) -> None:
         """Decode, dead-letter, process and publish one consumer batch; then its partitions' next offsets move on.
 
-        A batch is handled in parts of about :data:`MAX_RECORDS` records (messages may carry arrays), so
-        the records decoded at once stay bounded."""
-        start, count = 0, 0
+        A batch is handled in parts of at most :data:`MAX_PART_BYTES` (messages may carry arrays or
+        columns), so the records decoded at once stay bounded; the event loop runs between parts."""
+        start, size = 0, 0
         for i, message in enumerate(messages):
-            if message.error() is None and (value := message.value()):
-                count += 1 if value[:1] != b"[" else value.count(b"{")  # an estimate (at least one brace each)
-            if count >= MAX_RECORDS:
+            size += len(message.value() or b"")
+            if size >= MAX_PART_BYTES:
                 await self._handle_part(messages[start:i + 1])
-                start, count = i + 1, 0
+                await asyncio.sleep(0)  # heartbeats and /metrics between parts
+                start, size = i + 1, 0
         if start < len(messages):
             await self._handle_part(messages[start:])
         self.batches += 1
@@ -399,7 +422,7 @@ class Ingest(Service):
     def _measure_lag(self) -> None:
         """Per assigned partition: the end offset librdkafka saw on its last fetch minus our position."""
         self._lag_at = time.monotonic()
-        try:
+        try:  # a metric: nothing here may stop the loop
             held = [TopicPartition(t, p) for t, p in sorted(self.assignment)]
             lag = {}
             for tp in self.consumer.position(held) if held else []:
@@ -407,7 +430,7 @@ class Ingest(Service):
                 if tp.offset >= 0 and high >= 0:
                     lag[(tp.topic, tp.partition)] = max(high - tp.offset, 0)
             self.lag = lag
-        except KafkaException as exc:  # not fetched yet, or mid-rebalance: measured again next time
+        except Exception as exc:  # noqa: BLE001 - not fetched yet, or mid-rebalance: measured again next time
             log.debug("consumer lag not measured: %s", exc)
 
     # -- librdkafka callbacks (on the consumer's thread) -------------------------------------------------
@@ -420,16 +443,22 @@ class Ingest(Service):
             log.warning("committed offsets of %s not read (%s): they start where the group left them",
                         _names(partitions), exc)
             committed = []
-        if self._first_assignment and self.checkpointer is not None and partitions:
-            self._first_assignment = False
+        if (self._first_assignment or self._reassess) and self.checkpointer is not None and partitions:
+            # At start, or back after losing the partitions (a session that expired): the windows must match
+            # the committed offsets the partitions resume at. The checkpoint they name, or new windows.
+            again, self._first_assignment, self._reassess = self._reassess, False, False
             try:
-                self.checkpointer.restore(consumer, partitions)
+                restored = self.checkpointer.restore(consumer, partitions)
             except Exception:  # logged: new windows, from the committed offsets (nothing is lost)
                 log.exception("restoring the checkpoint failed: starting new windows")
+                restored = None
+            if restored is None and again:
+                self.checkpointer.reset()
         # A partition with a commit resumes there; what the next checkpoint covers starts there too.
         for tp in committed:
             if tp.offset is not None and tp.offset >= 0:
                 self.positions[(tp.topic, tp.partition)] = tp.offset
+                self._changed = True  # the next checkpoint names these partitions too
         self.assignment |= {(tp.topic, tp.partition) for tp in partitions}
 
     def _on_revoke(self, consumer: Any, partitions: list[TopicPartition]) -> None:
@@ -445,8 +474,10 @@ class Ingest(Service):
         self._forget(partitions)
 
     def _on_lost(self, consumer: Any, partitions: list[TopicPartition]) -> None:
-        log.warning("ingest: lost %s (the session expired; their new owner reads them again)", _names(partitions))
+        log.warning("ingest: lost %s (the session expired; their new owner reads them again from the last "
+                    "checkpoint)", _names(partitions))
         self._forget(partitions)
+        self._reassess = True  # what the windows hold past the last checkpoint is counted again by the next owner
 
     def _forget(self, partitions: list[TopicPartition]) -> None:
         for tp in partitions:
@@ -458,6 +489,10 @@ class Ingest(Service):
             log.warning("committing offsets failed: %s", error.str())
 
     def _on_error(self, error: KafkaError) -> None:
+        if error.fatal():
+            self._fatal = error
+            log.critical("Kafka: fatal consumer error: %s", error.str())
+            return
         now = time.monotonic()
         if now - self._last_error.get(error.code(), -1e9) >= 30.0:  # at most one line per kind per 30 s
             self._last_error[error.code()] = now

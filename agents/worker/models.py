@@ -2,8 +2,8 @@
 
 Per ``kind: predictions`` stream, a :class:`ModelRuntime` owns the stream's
 :class:`~monitor.model.ModelMonitor` (the model stage of the worker's
-:class:`~monitor.Monitor`): its checkpoints and restore. The agents of the
-predictions and labels streams process each batch through the monitor (the
+:class:`~monitor.Monitor`): its checkpoints and restore. The ingest service
+passes each predictions and labels batch through the monitor (the
 feature stage, so every prediction and label is monitored for quality and
 drift like any record, then this model stage) under :attr:`ModelRuntime.lock`.
 
@@ -21,11 +21,12 @@ keyed ``stream/partition/generation/i`` (snapshot) and
 ``stream/partition/generation/jK/i`` (journal K), then a manifest
 ``stream/partition`` naming the generation, its chunk count and its journals.
 The manifest is written last, so a crash part-way leaves the previous one
-valid; the previous generation's keys are deleted after the new manifest. Faust
-commits consumer offsets on its own schedule, so on start the runtime reloads
-the snapshot and replays, for the join only, the records between the
-snapshot's positions and the committed offsets (read with an independent
-consumer): the pending predictions and early labels are exactly what they were.
+valid; the previous generation's keys are deleted after the new manifest. The
+ingest service commits input offsets with its own checkpoints, on another
+schedule, so on start the runtime reloads the snapshot and replays, for the
+join only, the records between the snapshot's positions and the committed
+offsets (read with an independent consumer): the pending predictions and early
+labels are exactly what they were.
 """
 
 from __future__ import annotations

@@ -212,8 +212,12 @@ class Checkpointer:
         key = f"{self.token}.{self.generation}"
         pointer = self.store.write(key, data)
         if positions:
-            consumer.commit(offsets=[TopicPartition(t, p, o, metadata=pointer.encode())
-                                     for (t, p), o in sorted(positions.items())], asynchronous=False)
+            result = consumer.commit(offsets=[TopicPartition(t, p, o, metadata=pointer.encode())
+                                              for (t, p), o in sorted(positions.items())], asynchronous=False)
+            failed = [tp for tp in result or [] if tp.error is not None]
+            if failed:  # the commits now name two checkpoints: keep the older one, try again next time
+                raise CheckpointError(f"committing {len(failed)} offset(s) with checkpoint {key} failed: "
+                                      f"{failed[0].error}")
         if self._previous is not None:
             try:
                 self.store.delete(*self._previous)
@@ -221,6 +225,11 @@ class Checkpointer:
                 log.warning("old checkpoint %s not deleted: %s", self._previous[0], exc)
         self._previous = (key, pointer.chunks)
         return pointer
+
+    def reset(self) -> None:
+        """New windows for every stream (nothing of before is kept)."""
+        for s in self.monitor.spec.streams:
+            self.monitor.features.reset(s.name)
 
     def restore(self, consumer: Any, partitions: list[TopicPartition]) -> dict[tuple[str, int], int] | None:
         """At a worker's first assignment: load the checkpoint its committed offsets point to, if they all
@@ -253,22 +262,23 @@ class Checkpointer:
             log.warning("checkpoint %s has format %r (this worker reads %d): starting new windows", pointer.key,
                         doc.get("format"), FORMAT)
             return None
-        features = self.monitor.features
+        features, policy = self.monitor.features, self.monitor.policy
+        before = policy.to_state()["fingerprints"]
         try:
             for name, snap in doc["streams"].items():
                 features.restore(name, snap)
-        except (StreamdqError, KeyError, ValueError) as exc:  # a spec or reference change since: fresh windows
+            saved = doc["policy"]["fingerprints"]
+            for fp in before:
+                if fp not in saved:
+                    policy.load(fp, None)
+            for fp, state in saved.items():
+                policy.load(fp, state)
+        except (StreamdqError, KeyError, ValueError, TypeError) as exc:  # a spec or reference change since
             log.warning("checkpoint %s does not fit this spec (%s): starting new windows", pointer.key, exc)
-            for s in self.monitor.spec.streams:  # nothing half-restored
-                features.reset(s.name)
+            self.reset()
+            for fp in policy.to_state()["fingerprints"]:
+                policy.load(fp, before.get(fp))
             return None
-        policy = self.monitor.policy
-        saved = doc["policy"]["fingerprints"]
-        for fp in policy.to_state()["fingerprints"]:
-            if fp not in saved:
-                policy.load(fp, None)
-        for fp, state in saved.items():
-            policy.load(fp, state)
         self.policy_restored = True
         self._previous = (pointer.key, count)
         log.info("restored checkpoint %s: %d stream(s), %d partition(s), %d open alert(s)", pointer.key,
