@@ -31,7 +31,7 @@ from monitor.spec import StreamSpec
 from monitor.times import MAX_EPOCH, MIN_EPOCH, iso_seconds, parse_times
 
 __all__ = ["REASONS", "SCHEMA_VERSIONS", "ColumnBatch", "Rejection", "check_record", "checked", "decode_message",
-           "encode_original", "event_time_seconds"]
+           "decode_messages", "encode_original", "event_time_seconds"]
 
 #: Record schema versions this release reads (the ``schema_version`` key is optional).
 SCHEMA_VERSIONS = frozenset({1})
@@ -245,14 +245,22 @@ def _decode_columns(data: dict[str, Any], value: bytes, stream: StreamSpec) -> t
     bad: list[Rejection] = []
     ids = cols.get(stream.id_field)
     problems: dict[int, tuple[str, str]] = {}
+    versions = cols.get("schema_version")  # a per-row version column: each row checked as check_record does
+    if versions is not None:
+        for i, v in enumerate(versions):
+            if isinstance(v, bool) or not isinstance(v, int | float) or v not in SCHEMA_VERSIONS:
+                problems[i] = ("unsupported_schema_version",
+                               f"schema_version {v!r:.40} (reads {sorted(SCHEMA_VERSIONS)})")
     if ids is None:
-        problems = {i: ("missing_id", f"column {stream.id_field!r} is missing") for i in range(batch.n)}
+        for i in range(batch.n):
+            problems.setdefault(i, ("missing_id", f"column {stream.id_field!r} is missing"))
     elif not set(map(type, ids)) <= {str, int} or "" in ids:
         for i, rid in enumerate(ids):
             if rid is None:
-                problems[i] = ("missing_id", f"field {stream.id_field!r} is missing or null")
+                problems.setdefault(i, ("missing_id", f"field {stream.id_field!r} is missing or null"))
             elif isinstance(rid, bool) or not (isinstance(rid, int) or (isinstance(rid, str) and rid)):
-                problems[i] = ("invalid_id", f"field {stream.id_field!r} must be a non-empty string or an integer")
+                problems.setdefault(i, ("invalid_id",
+                                        f"field {stream.id_field!r} must be a non-empty string or an integer"))
     times = cols.get(stream.time_field)
     if times is not None:
         parsed = batch.times = parse_times(times)
@@ -292,6 +300,31 @@ def _valid_batch(data: list[Any], stream: StreamSpec) -> RecordBatch | None:
     batch = RecordBatch(data)
     batch.times = times
     return batch
+
+
+def decode_messages(values: Sequence[bytes], stream: StreamSpec) -> RecordBatch | None:
+    """Single-record messages decoded together: their records, in order, when every message is one valid
+    record (the common case), checked column-wise at once; ``None`` when any is not, and then each is
+    decoded on its own with :func:`decode_message` (which says why). Each value is parsed on its own,
+    so the answer is always what :func:`decode_message` would give message by message.
+
+    >>> from monitor.spec import MonitorSpec
+    >>> stream = MonitorSpec.model_validate({"version": 1, "name": "t", "streams": [{
+    ...     "name": "s", "windows": [{"name": "w", "kind": "count", "size": 3}],
+    ...     "features": [{"name": "x", "type": "numeric"}]}]}).streams[0]
+    >>> [r["record_id"] for r in decode_messages([b'{"record_id": 1}', b'{"record_id": "b"}'], stream)]
+    [1, 'b']
+    >>> decode_messages([b'{"record_id": 1}', b'{"no_id": 2}'], stream) is None
+    True
+    """
+    limit = stream.max_message_bytes
+    try:
+        data = [orjson.loads(v) for v in values if v and len(v) <= limit]
+    except orjson.JSONDecodeError:
+        return None
+    if len(data) != len(values) or not data:
+        return None
+    return _valid_batch(data, stream)
 
 
 def decode_message(value: bytes | None, stream: StreamSpec) -> tuple[Sequence[dict[str, Any]], list[Rejection]]:

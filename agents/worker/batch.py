@@ -43,13 +43,28 @@ class Batch:
     messages: list[Message] = field(default_factory=list)  # per record (the same object for a message's records)
 
     def add(self, records: Sequence[dict[str, Any]] | ColumnBatch, message: Message) -> None:
+        """The records of one message."""
         n = len(records)
         if isinstance(records, ColumnBatch):
             self.records = records
         else:
-            assert isinstance(self.records, list)
-            self.records += records
+            self._extend(records)
         p, base = message.partition() or 0, (message.offset() or 0) << POSITION_BITS
         self.partitions += [p] * n
         self.positions += range(base, base + n)
         self.messages += [message] * n
+
+    def add_singles(self, records: Sequence[dict[str, Any]], messages: Sequence[Message]) -> None:
+        """The records of single-record messages, one each, decoded together (their event times parsed)."""
+        if not self.records and getattr(records, "times", None) is not None:
+            self.records = records  # type: ignore[assignment]  # a RecordBatch: the engine reuses its parsed times
+        else:
+            self._extend(records)
+        self.partitions += [m.partition() or 0 for m in messages]
+        self.positions += [(m.offset() or 0) << POSITION_BITS for m in messages]
+        self.messages += messages
+
+    def _extend(self, records: Sequence[dict[str, Any]]) -> None:
+        if type(self.records) is not list:  # a RecordBatch's parsed times would no longer match its records
+            self.records = list(self.records)
+        self.records += records

@@ -63,7 +63,7 @@ from mode import Service
 from agents.kafka.connect import client_config
 from agents.worker.batch import Batch, Origin
 from agents.worker.snapshots import Checkpointer, CheckpointStore
-from monitor.records import ColumnBatch, Rejection, decode_message, encode_original
+from monitor.records import ColumnBatch, Rejection, decode_message, decode_messages, encode_original
 from monitor.report import Report
 from monitor.spec import StreamSpec
 
@@ -349,16 +349,18 @@ class Ingest(Service):
         order: list[Batch] = []
         rejected: list[tuple[StreamSpec, Origin, Rejection]] = []
         ends: dict[tuple[str, int], int] = {}
-        for message in messages:
-            err = message.error()
-            if err is not None:
-                self._on_error(err)
-                continue
-            topic, partition = message.topic() or "", message.partition() or 0
-            ends[(topic, partition)] = message.offset() or 0
-            stream = self.streams.get(topic)
-            if stream is None:
-                continue
+        run: list[Message] = []  # consecutive single-record candidates of one stream, decoded together
+        run_stream: StreamSpec | None = None
+
+        def row_batch(stream: StreamSpec) -> Batch:
+            batch = rows.get(stream.name)
+            if batch is None:
+                batch = rows[stream.name] = Batch(stream)
+                order.append(batch)
+            return batch
+
+        def one(message: Message, stream: StreamSpec) -> None:
+            nonlocal rejected
             ok, rejections = decode_message(message.value() or b"", stream)
             if rejections:
                 origin = Origin.of(message)
@@ -369,11 +371,39 @@ class Ingest(Service):
                 columnar.add(ok, message)
                 order.append(columnar)
             elif ok:
-                batch = rows.get(stream.name)
-                if batch is None:
-                    batch = rows[stream.name] = Batch(stream)
-                    order.append(batch)
-                batch.add(ok, message)
+                row_batch(stream).add(ok, message)
+
+        def flush() -> None:
+            if run_stream is None or not run:
+                return
+            together = decode_messages([m.value() or b"" for m in run], run_stream)
+            if together is not None:
+                row_batch(run_stream).add_singles(together, list(run))
+            else:  # some message is not one valid record: each decoded on its own says which and why
+                for m in run:
+                    one(m, run_stream)
+            run.clear()
+
+        for message in messages:
+            err = message.error()
+            if err is not None:
+                self._on_error(err)
+                continue
+            topic, partition = message.topic() or "", message.partition() or 0
+            ends[(topic, partition)] = message.offset() or 0
+            stream = self.streams.get(topic)
+            if stream is None:
+                continue
+            value = message.value() or b""
+            if stream is not run_stream:
+                flush()
+                run_stream = stream
+            if value[:1] == b"{" and not value.startswith(b'{"columns"'):  # likely one record
+                run.append(message)
+            else:
+                flush()
+                one(message, stream)
+        flush()
         self._in_batch = self._changed = True
         reports: list[Report] = []
         for batch in order:

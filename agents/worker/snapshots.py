@@ -234,7 +234,11 @@ class Checkpointer:
     def restore(self, consumer: Any, partitions: list[TopicPartition]) -> dict[tuple[str, int], int] | None:
         """At a worker's first assignment: load the checkpoint its committed offsets point to, if they all
         point to one that covers exactly the partitions with a commit. Returns the offsets it covers (the
-        partitions resume there: they are the committed ones), or ``None`` (fresh windows)."""
+        partitions resume there: they are the committed ones), or ``None`` (fresh windows).
+
+        The alert policy takes the checkpoint's state, except that an alert open before (read back from the
+        alert-state table: its firing event was sent after the checkpoint) stays open: the windows read again
+        may not raise it again, and receivers must not be left with an alert that never resolves."""
         committed = consumer.committed(partitions, timeout=self.store.timeout)
         with_commit = {(tp.topic, tp.partition): tp for tp in committed if tp.offset is not None and tp.offset >= 0}
         if not with_commit:
@@ -273,6 +277,9 @@ class Checkpointer:
                     policy.load(fp, None)
             for fp, state in saved.items():
                 policy.load(fp, state)
+            for fp, state in before.items():  # receivers were told these fire: open until their windows clear
+                if state.get("alert") is not None and (saved.get(fp) or {}).get("alert") is None:
+                    policy.load(fp, state)
         except (StreamdqError, KeyError, ValueError, TypeError) as exc:  # a spec or reference change since
             log.warning("checkpoint %s does not fit this spec (%s): starting new windows", pointer.key, exc)
             self.reset()

@@ -14,7 +14,7 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from monitor.records import REASONS, ColumnBatch, Rejection, check_record, decode_message
+from monitor.records import REASONS, ColumnBatch, Rejection, check_record, decode_message, decode_messages
 from monitor.spec import StreamSpec, parse_spec
 from tests.support.corpus import CASES, MAX_MESSAGE_BYTES, Case
 
@@ -138,3 +138,24 @@ def test_mutated_corpus_messages_never_raise(case: Case, pos: int, byte: int, op
                "insert": value[:i] + bytes([byte]) + value[i:]}[op]
     ok, bad = decode_message(mutated, STREAM)
     _check_outcome(mutated, ok, bad)
+
+
+_SINGLES = [c.value for c in CASES if c.value is not None] + [
+    orjson.dumps({"record_id": f"g{i}", "event_time": 1_700_000_000 + i, "age": 30 + i}) for i in range(20)]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.sampled_from(_SINGLES), min_size=1, max_size=12))
+def test_single_messages_decoded_together_give_what_each_gives_alone(values: list[bytes]) -> None:
+    together = decode_messages(values, STREAM)
+    alone = [decode_message(v, STREAM) for v in values]
+    one_record_each = all(len(ok) == 1 and not bad and not isinstance(ok, ColumnBatch) for ok, bad in alone)
+    if together is not None:  # declining is always allowed (each is then decoded alone); a wrong answer never
+        assert one_record_each and list(together) == [ok[0] for ok, _ in alone]
+        assert together.times is not None and len(together.times) == len(values)
+
+
+def test_valid_single_messages_take_the_fast_path() -> None:
+    values = [orjson.dumps({"record_id": i, "event_time": 1_700_000_000 + i, "age": 40}) for i in range(50)]
+    together = decode_messages(values, STREAM)
+    assert together is not None and [r["record_id"] for r in together] == list(range(50))

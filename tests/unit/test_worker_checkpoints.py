@@ -102,3 +102,16 @@ def test_a_missing_or_foreign_checkpoint_means_new_windows() -> None:
     store.docs[0] = (orjson.dumps(doc), n)
     monitor, got = _restore(store, consumer, [0])
     assert got is None and monitor.records_processed == {"f": 0}
+
+
+def test_an_alert_fired_after_the_checkpoint_stays_open_through_the_restore() -> None:
+    store, consumer = _saved({("f", 0): 5})  # no alert in the checkpoint
+    monitor = _monitor()
+    [report] = monitor.process("f", [{"record_id": 1}, {"record_id": 2}, {"record_id": 3}])  # x missing: fires
+    assert [e.status for e in report.events] == ["firing"] and monitor.policy.open_alerts()
+    open_before = monitor.policy.open_alerts()
+    got = Checkpointer(monitor, store, token="u").restore(  # type: ignore[arg-type]
+        consumer, [TopicPartition("f", 0)])
+    assert got == {("f", 0): 5}
+    assert monitor.records_processed == {"f": 2}  # the windows are the checkpoint's
+    assert monitor.policy.open_alerts() == open_before  # the alert receivers were told about is still open
