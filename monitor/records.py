@@ -222,6 +222,25 @@ class ColumnBatch(Sequence[dict[str, Any]]):
             return [self[j] for j in range(*i.indices(self.n))]
         return {k: v[i] for k, v in self.columns.items()}
 
+    @classmethod
+    def concat(cls, batches: Sequence[ColumnBatch]) -> ColumnBatch:
+        """One batch of the rows of ``batches`` in order (they have the same columns).
+
+        >>> b = ColumnBatch.concat([ColumnBatch({"record_id": [1], "x": [0.5]}),
+        ...                         ColumnBatch({"x": [2.0], "record_id": [2]})])
+        >>> b.columns, b.times
+        ({'record_id': [1, 2], 'x': [0.5, 2.0]}, None)
+        """
+        if len(batches) == 1:
+            return batches[0]
+        names = list(batches[0].columns)
+        if any(set(b.columns) != set(names) for b in batches):
+            raise ValueError("column batches with different columns cannot be concatenated")
+        columns = {k: [v for b in batches for v in b.columns[k]] for k in names}
+        parts = [b.times for b in batches if b.times is not None]
+        times: np.ndarray | None = np.concatenate(parts) if len(parts) == len(batches) else None
+        return cls(columns, times=times)
+
     def keep(self, rows: list[int]) -> ColumnBatch:
         """The batch restricted to ``rows`` (in order)."""
         times = self.times[rows] if self.times is not None else None

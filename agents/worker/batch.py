@@ -42,11 +42,13 @@ class Batch:
     positions: list[int] = field(default_factory=list)
     messages: list[Message] = field(default_factory=list)  # per record (the same object for a message's records)
 
+    columnar: list[ColumnBatch] = field(default_factory=list)  # columnar messages, concatenated by payload()
+
     def add(self, records: Sequence[dict[str, Any]] | ColumnBatch, message: Message) -> None:
-        """The records of one message."""
+        """The records of one message (a batch holds rows, or the columns of messages with the same columns)."""
         n = len(records)
         if isinstance(records, ColumnBatch):
-            self.records = records
+            self.columnar.append(records)
         else:
             self._extend(records)
         p, base = message.partition() or 0, (message.offset() or 0) << POSITION_BITS
@@ -63,6 +65,16 @@ class Batch:
         self.partitions += [m.partition() or 0 for m in messages]
         self.positions += [(m.offset() or 0) << POSITION_BITS for m in messages]
         self.messages += messages
+
+    def takes_columns(self, records: ColumnBatch) -> bool:
+        """Whether ``records`` can join this batch (it holds columns, the same ones)."""
+        return bool(self.columnar) and set(self.columnar[0].columns) == set(records.columns)
+
+    def payload(self) -> Sequence[dict[str, Any]] | ColumnBatch:
+        """The records to process: the rows, or the columnar messages as one column batch."""
+        if self.columnar:
+            return ColumnBatch.concat(self.columnar)
+        return self.records
 
     def _extend(self, records: Sequence[dict[str, Any]]) -> None:
         if type(self.records) is not list:  # a RecordBatch's parsed times would no longer match its records

@@ -346,6 +346,7 @@ class Ingest(Service):
     async def _handle_part(self, messages: Sequence[Message]) -> None:
         ctx = self.ctx
         rows: dict[str, Batch] = {}  # the open row batch of each stream
+        columns: dict[str, Batch] = {}  # the open columnar batch of each stream
         order: list[Batch] = []
         rejected: list[tuple[StreamSpec, Origin, Rejection]] = []
         ends: dict[tuple[str, int], int] = {}
@@ -355,6 +356,7 @@ class Ingest(Service):
         def row_batch(stream: StreamSpec) -> Batch:
             batch = rows.get(stream.name)
             if batch is None:
+                columns.pop(stream.name, None)  # later columns start a new batch: order is kept
                 batch = rows[stream.name] = Batch(stream)
                 order.append(batch)
             return batch
@@ -367,9 +369,11 @@ class Ingest(Service):
                 rejected += [(stream, origin, r) for r in rejections]
             if isinstance(ok, ColumnBatch):
                 rows.pop(stream.name, None)  # later rows start a new batch: order is kept
-                columnar = Batch(stream)
-                columnar.add(ok, message)
-                order.append(columnar)
+                columnar = columns.get(stream.name)
+                if columnar is None or not columnar.takes_columns(ok):
+                    columnar = columns[stream.name] = Batch(stream)
+                    order.append(columnar)
+                columnar.add(ok, message)  # consecutive columnar messages: one engine call
             elif ok:
                 row_batch(stream).add(ok, message)
 
@@ -436,7 +440,7 @@ class Ingest(Service):
 
     def _run_monitor(self, batch: Batch, reports: list[Report], *, partition: int | list[int],
                      offsets: list[int] | None) -> list[tuple[StreamSpec, Origin, Rejection]]:
-        ctx, stream, records = self.ctx, batch.stream, batch.records
+        ctx, stream, records = self.ctx, batch.stream, batch.payload()
         try:
             reports += ctx.monitor.process(stream.name, records, partition=partition, offsets=offsets)
         except Exception as exc:

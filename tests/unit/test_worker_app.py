@@ -133,3 +133,37 @@ def test_offsets_are_stored_only_after_a_failed_dead_letter_send_was_retried_and
     asyncio.run(run())
     assert not failures and len(sent["deadletter"]) == 1
     assert all(pos == {} for pos, n in seen if n == 0) and seen[-1] == ({("f", 0): 2}, 1)
+
+
+def test_consecutive_columnar_messages_are_one_engine_call_and_order_is_kept(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("KAFKA_BOOTSTRAP", "127.0.0.1:9")
+    _app, ctx = create_app(parse_spec(SPEC), Settings.from_env(), references={}, registry=CollectorRegistry())
+    calls: list[tuple[str, int]] = []
+    process = ctx.monitor.process
+
+    def spy(stream: str, records: Any, **kw: Any) -> Any:
+        calls.append((type(records).__name__, len(records)))
+        return process(stream, records, **kw)
+
+    monkeypatch.setattr(ctx.monitor, "process", spy)
+
+    async def send(**_: Any) -> Any:
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        done.set_result(None)
+        return done
+
+    for name in ("alerts_topic", "deadletter_topic", "profiles_topic"):
+        monkeypatch.setattr(getattr(ctx, name), "send", send)
+    values = [b'{"columns": {"record_id": [1, 2], "x": [1.0, 2.0]}}', b'{"columns": {"x": [3.0], "record_id": [3]}}',
+              b'{"record_id": 4, "x": 4.0}', b'{"columns": {"record_id": [5], "x": [5.0]}}',
+              b'{"columns": {"record_id": [6], "x": [6.0], "y": [1]}}']
+
+    async def run() -> None:
+        ingest = Ingest(ctx, Settings.from_env(), group_id="g")
+        ingest.assignment = {("f", 0)}
+        await ingest.handle([Message(i, v) for i, v in enumerate(values)])  # type: ignore[misc]
+
+    asyncio.run(run())
+    # two columnar messages with the same columns: one call; then the row, then columns again, then other columns
+    assert calls == [("ColumnBatch", 3), ("RecordBatch", 1), ("ColumnBatch", 1), ("ColumnBatch", 1)]
+    assert ctx.monitor.records_processed == {"f": 6}
