@@ -285,7 +285,7 @@ def create_app(spec: MonitorSpec, settings: Settings, *, references: dict[str, R
     class _Ingest(Ingest):  # started and stopped with the app; Faust instantiates it (it sets ctx.ingest)
         def __init__(self, **kwargs: Any) -> None:
             super().__init__(ctx, settings, group_id=ingest_group, instance_id=settings.instance_id,
-                             checkpoint_topic=checkpoint_topic(spec), **kwargs)
+                             checkpoint_topic=checkpoint_topic(spec), legacy_group=app_id, **kwargs)
     runtimes = list({id(r): r for r in ctx.models.values()}.values())
     if runtimes:
         every = min(r.stream.model.join.checkpoint_seconds for r in runtimes if r.stream.model is not None)

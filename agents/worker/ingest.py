@@ -129,12 +129,13 @@ class Ingest(Service):
     """Reads every input topic of the spec in batches and feeds the worker's monitor.
 
     ``consumer_factory`` builds the consumer from its configuration (tests pass their own);
-    ``checkpoint_topic`` is where checkpoints go (``None``: none are taken, offsets are never committed).
+    ``checkpoint_topic`` is where checkpoints go (``None``: none are taken, offsets are never committed);
+    ``legacy_group`` is a group whose input offsets the first start adopts (see :meth:`_adopt_legacy_offsets`).
     """
 
     def __init__(self, ctx: WorkerContext, settings: Settings, *, group_id: str, instance_id: str | None = None,
-                 checkpoint_topic: str | None = None, consumer_factory: Callable[[dict[str, Any]], Any] = Consumer,
-                 **kwargs: Any) -> None:
+                 checkpoint_topic: str | None = None, legacy_group: str | None = None,
+                 consumer_factory: Callable[[dict[str, Any]], Any] = Consumer, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.ctx = ctx
         ctx.ingest = self
@@ -144,6 +145,8 @@ class Ingest(Service):
         self.config["on_commit"] = self._on_commit
         self.config["error_cb"] = self._on_error
         self._factory = consumer_factory
+        #: The consumer group whose input offsets a first start adopts (the Faust group of earlier releases).
+        self.legacy_group = legacy_group
         self.crash_point = settings.crash_point
         self.checkpoint_seconds = settings.checkpoint_seconds
         self.checkpointer: Checkpointer | None = None
@@ -185,8 +188,35 @@ class Ingest(Service):
 
     async def on_start(self) -> None:
         self.consumer = await self._call(self._factory, self.config)
+        if self.legacy_group:
+            await self._call(self._adopt_legacy_offsets)
         await self._call(self.consumer.subscribe, sorted(self.streams), on_assign=self._on_assign,
                          on_revoke=self._on_revoke, on_lost=self._on_lost)
+
+    def _adopt_legacy_offsets(self) -> None:
+        """On the first start of a worker upgraded from a release whose Faust agents read the inputs: the ingest
+        group has no offsets yet, so it takes the offsets those agents committed (under :attr:`legacy_group`)
+        instead of reading every input topic from its beginning. Never blocks the start: problems are logged."""
+        try:
+            metadata = self.consumer.list_topics(timeout=30.0)
+            partitions = [TopicPartition(t, p) for t in sorted(self.streams) if t in metadata.topics
+                          for p in sorted(metadata.topics[t].partitions)]
+            if not partitions or any(tp.offset >= 0 for tp in self.consumer.committed(partitions, timeout=30.0)):
+                return  # the ingest group has offsets (or nothing to read): nothing to adopt
+            skip = ("on_commit", "error_cb", "group.instance.id")
+            legacy = self._factory({**{k: v for k, v in self.config.items() if k not in skip},
+                                    "group.id": self.legacy_group})
+            try:
+                found = [tp for tp in legacy.committed(partitions, timeout=30.0) if tp.offset >= 0]
+            finally:
+                legacy.close()
+            if found:
+                self.consumer.commit(offsets=[TopicPartition(tp.topic, tp.partition, tp.offset) for tp in found],
+                                     asynchronous=False)
+                log.info("ingest: took %d offset(s) committed by the Faust group %s (an upgrade): reading on from "
+                         "there", len(found), self.legacy_group)
+        except Exception:
+            log.exception("ingest: the offsets of the Faust group %s could not be adopted", self.legacy_group)
 
     async def on_stop(self) -> None:
         if self.consumer is not None:

@@ -99,3 +99,32 @@ def test_a_crash_between_acknowledged_outputs_and_the_offset_commit_loses_nothin
         assert len({e["alert_id"] for e in firing}) == 1 and len({e["fingerprint"] for e in firing}) == 1
     finally:
         survivor.stop()
+
+
+@pytest.mark.timeout(180)
+def test_an_upgraded_worker_reads_on_from_the_offsets_its_faust_agents_committed(
+        kafka_bootstrap: str, tmp_path: Path) -> None:
+    """Releases before the ingest service read the inputs with Faust agents, committing under ``streamdq-<spec>``:
+    the first start of the new ingest group takes those offsets instead of reading everything again."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    spec = demo_spec(uuid.uuid4().hex[:10], None, window=10, partitions=2)
+    topic = spec["streams"][0]["topic"]
+    ensure_topics(kafka_bootstrap, spec_topics(parse_spec(spec)))
+    gen = SyntheticFeatures(seed=5)
+    p = producer(kafka_bootstrap)
+    for i in range(100):
+        p.produce(topic, orjson.dumps(gen.record(now=1_700_000_000.0 + i)), partition=i % 2)
+    assert p.flush(30) == 0
+    old = Consumer({"bootstrap.servers": kafka_bootstrap, "group.id": f"streamdq-{spec['name']}"})
+    old.commit(offsets=[TopicPartition(topic, 0, 30), TopicPartition(topic, 1, 20)], asynchronous=False)
+    old.close()
+    worker = launch_worker(kafka_bootstrap, spec, tmp_path / "w")
+    try:
+        wait_for("the worker to read what the old agents had not", lambda: _processed(worker) >= 50, timeout=60,
+                 log=worker.log_tail)
+        time.sleep(1.5)
+        assert _processed(worker) == 50  # (50 - 30) + (50 - 20): nothing read twice
+        assert "took 2 offset(s) committed by the Faust group" in worker.log.read_text(errors="replace")
+    finally:
+        worker.stop()
