@@ -143,10 +143,6 @@ class WorkerContext:
                             option=orjson.OPT_SERIALIZE_NUMPY)
         await send_acked(self.alerts_deadletter_topic, str(event.get("fingerprint", "")).encode(), body)
 
-    async def dead_letter(self, stream: StreamSpec, origin: Origin, rejection: Rejection) -> None:
-        """Send one rejected record to the dead-letter topic and wait for the ack."""
-        await self.publish_all([], [(stream, origin, rejection)])
-
 
 #: Retry delays of a send the broker did not acknowledge (seconds, doubling up to the last).
 SEND_RETRY_DELAYS = (0.2, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0)

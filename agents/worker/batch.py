@@ -8,7 +8,7 @@ from typing import Any
 
 from confluent_kafka import Message
 
-from agents.worker.checkpoint import POSITION_BITS
+from agents.worker.checkpoint import positions as record_positions
 from monitor.records import ColumnBatch
 from monitor.spec import StreamSpec
 
@@ -33,28 +33,21 @@ class Origin:
 
 @dataclass
 class Batch:
-    """One stream's good records of a consumer batch, in order, with where each came from (a row batch
-    gathers consecutive messages; a columnar message is a batch of its own, already columns)."""
+    """One stream's good records of a consumer batch, in order, with the message each came from: the rows of
+    consecutive messages, or the columns of consecutive columnar messages with the same columns."""
 
     stream: StreamSpec
-    records: list[dict[str, Any]] | ColumnBatch = field(default_factory=list)
-    partitions: list[int] = field(default_factory=list)
-    positions: list[int] = field(default_factory=list)
+    records: list[dict[str, Any]] = field(default_factory=list)
+    columnar: list[ColumnBatch] = field(default_factory=list)  # columnar messages, concatenated by payload()
     messages: list[Message] = field(default_factory=list)  # per record (the same object for a message's records)
 
-    columnar: list[ColumnBatch] = field(default_factory=list)  # columnar messages, concatenated by payload()
-
     def add(self, records: Sequence[dict[str, Any]] | ColumnBatch, message: Message) -> None:
-        """The records of one message (a batch holds rows, or the columns of messages with the same columns)."""
-        n = len(records)
+        """The records of one message."""
         if isinstance(records, ColumnBatch):
             self.columnar.append(records)
         else:
             self._extend(records)
-        p, base = message.partition() or 0, (message.offset() or 0) << POSITION_BITS
-        self.partitions += [p] * n
-        self.positions += range(base, base + n)
-        self.messages += [message] * n
+        self.messages += [message] * len(records)
 
     def add_singles(self, records: Sequence[dict[str, Any]], messages: Sequence[Message]) -> None:
         """The records of single-record messages, one each, decoded together (their event times parsed)."""
@@ -62,9 +55,15 @@ class Batch:
             self.records = records  # type: ignore[assignment]  # a RecordBatch: the engine reuses its parsed times
         else:
             self._extend(records)
-        self.partitions += [m.partition() or 0 for m in messages]
-        self.positions += [(m.offset() or 0) << POSITION_BITS for m in messages]
         self.messages += messages
+
+    def partitions(self) -> list[int]:
+        """The input partition of each record (for the model stage's join, per partition)."""
+        return [m.partition() or 0 for m in self.messages]
+
+    def positions(self) -> list[int]:
+        """The position of each record: its message's offset and its index in it."""
+        return record_positions(self.messages)
 
     def takes_columns(self, records: ColumnBatch) -> bool:
         """Whether ``records`` can join this batch (it holds columns, the same ones)."""

@@ -39,10 +39,12 @@ MIN_SNAPSHOT_BYTES = 4 * 1024 * 1024
 
 
 def positions(origins: Sequence[Any]) -> list[int]:
-    """The position of each record, given the message each came from (records of a message are consecutive).
+    """The position of each record, given the Kafka message each came from (``offset()`` as on a
+    ``confluent_kafka.Message``; the records of a message are consecutive, with the same message object).
 
     >>> class M:
-    ...     def __init__(self, offset): self.offset = offset
+    ...     def __init__(self, offset): self._offset = offset
+    ...     def offset(self): return self._offset
     >>> a, b = M(7), M(8)
     >>> [p - (7 << POSITION_BITS) for p in positions([a, a, b])]
     [0, 1, 16777216]
@@ -55,7 +57,7 @@ def positions(origins: Sequence[Any]) -> list[int]:
             index += 1
         else:
             last, index = message, 0
-        out.append((int(message.offset) << POSITION_BITS) | index)
+        out.append((int(message.offset()) << POSITION_BITS) | index)
     return out
 
 

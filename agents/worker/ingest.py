@@ -178,8 +178,6 @@ class Ingest(Service):
         #: Batches and messages handled (for the metrics).
         self.batches = 0
         self.messages = 0
-        #: Window reports published (profiles and their alert events).
-        self.published = 0
         #: Records between each assigned partition's end and this worker's position (measured every :data:`LAG_EVERY`).
         self.lag: dict[tuple[str, int], int] = {}
         self._lag_at = 0.0
@@ -392,11 +390,10 @@ class Ingest(Service):
             return batch
 
         def one(message: Message, stream: StreamSpec) -> None:
-            nonlocal rejected
             ok, rejections = decode_message(message.value() or b"", stream)
             if rejections:
                 origin = Origin.of(message)
-                rejected += [(stream, origin, r) for r in rejections]
+                rejected.extend((stream, origin, r) for r in rejections)
             if isinstance(ok, ColumnBatch):
                 rows.pop(stream.name, None)  # later rows start a new batch: order is kept
                 columnar = columns.get(stream.name)
@@ -452,7 +449,6 @@ class Ingest(Service):
                 self.positions[(t, p)] = o + 1
         self._in_batch = False
         self.messages += len(messages)
-        self.published += len(reports)
 
     async def _process(self, batch: Batch, reports: list[Report]) -> list[tuple[StreamSpec, Origin, Rejection]]:
         """One monitor call, its reports added to ``reports``; returns the dead letters of a failed batch."""
@@ -463,7 +459,7 @@ class Ingest(Service):
         # the lock that keeps a join checkpoint from covering records whose alerts are unsent.
         await runtime.wait_restored()
         async with runtime.lock:
-            failed = self._run_monitor(batch, reports, partition=batch.partitions, offsets=batch.positions)
+            failed = self._run_monitor(batch, reports, partition=batch.partitions(), offsets=batch.positions())
             await self.ctx.publish_all(reports)
             reports.clear()
             return failed
@@ -512,7 +508,7 @@ class Ingest(Service):
             # the committed offsets the partitions resume at. The checkpoint they name, or new windows.
             again, self._first_assignment, self._reassess = self._reassess, False, False
             try:
-                restored = self.checkpointer.restore(consumer, partitions)
+                restored = self.checkpointer.restore(committed)
             except Exception:  # logged: new windows, from the committed offsets (nothing is lost)
                 log.exception("restoring the checkpoint failed: starting new windows")
                 restored = None

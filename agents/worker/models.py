@@ -39,7 +39,7 @@ from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 import orjson
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import Consumer, Message, TopicPartition
 
 from agents.kafka.connect import client_config
 from agents.kafka.security import KafkaSecurity
@@ -112,7 +112,7 @@ class ModelRuntime:
 
     def _apply(self, stream: StreamSpec, records: Sequence[dict[str, Any]],
                origins: Sequence[Any]) -> list[ModelWindowReport]:
-        return self.monitor.add(stream.name, records, partition=[m.partition for m in origins],
+        return self.monitor.add(stream.name, records, partition=[m.partition() for m in origins],
                                 offsets=positions(origins))
 
     # -- checkpoints ----------------------------------------------------------------------------------------
@@ -252,7 +252,7 @@ class ModelRuntime:
                     if not messages:
                         break
                     for msg in messages:
-                        ok, _ = decode_message(msg.value, stream)  # rejections were dead-lettered the first time
+                        ok, _ = decode_message(msg.value(), stream)  # rejections were dead-lettered the first time
                         if not ok:
                             continue
                         records = ok if isinstance(ok, ColumnBatch) else list(ok)
@@ -270,15 +270,6 @@ class ModelRuntime:
             return list(range(self.stream.partitions))
         topic = self.stream.topic or self.stream.name
         return sorted({p for t, p in set(self.ctx.ingest.assignment) if t == topic})
-
-
-class _Msg:
-    """The parts of a Kafka message the replay needs (a faust Message look-alike)."""
-
-    __slots__ = ("offset", "partition", "value")
-
-    def __init__(self, partition: int, offset: int, value: bytes) -> None:
-        self.partition, self.offset, self.value = partition, offset, value
 
 
 class _GapReader:
@@ -311,13 +302,13 @@ class _GapReader:
                 out.append((tp.partition, lo, end))
         return out
 
-    def read(self, max_messages: int) -> list[_Msg]:
+    def read(self, max_messages: int) -> list[Message]:
         """The next messages (at most ``max_messages``); empty when the gap is read."""
         if self._messages is None:
             self._messages = itertools.chain.from_iterable(
                 read_range(self.consumer, self.topic, p, lo, end, timeout=self.timeout)
                 for p, lo, end in self._resolve())
-        return [_Msg(m.partition(), m.offset(), m.value()) for m in itertools.islice(self._messages, max_messages)]
+        return list(itertools.islice(self._messages, max_messages))
 
     def close(self) -> None:
         self.consumer.close()

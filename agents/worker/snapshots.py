@@ -231,15 +231,15 @@ class Checkpointer:
         for s in self.monitor.spec.streams:
             self.monitor.features.reset(s.name)
 
-    def restore(self, consumer: Any, partitions: list[TopicPartition]) -> dict[tuple[str, int], int] | None:
-        """At a worker's first assignment: load the checkpoint its committed offsets point to, if they all
-        point to one that covers exactly the partitions with a commit. Returns the offsets it covers (the
+    def restore(self, committed: list[TopicPartition]) -> dict[tuple[str, int], int] | None:
+        """At a worker's first assignment: load the checkpoint its ``committed`` offsets (those of the partitions
+        it was given, as ``Consumer.committed`` returns them) point to, if they all point to one that covers
+        exactly the partitions with a commit. Returns the offsets it covers (the
         partitions resume there: they are the committed ones), or ``None`` (fresh windows).
 
         The alert policy takes the checkpoint's state, except that an alert open before (read back from the
         alert-state table: its firing event was sent after the checkpoint) stays open: the windows read again
         may not raise it again, and receivers must not be left with an alert that never resolves."""
-        committed = consumer.committed(partitions, timeout=self.store.timeout)
         with_commit = {(tp.topic, tp.partition): tp for tp in committed if tp.offset is not None and tp.offset >= 0}
         if not with_commit:
             return None

@@ -11,7 +11,10 @@ from agents.worker.checkpoint import CHUNK_BYTES, POSITION_BITS, Checkpoint, jou
 
 class _Message:
     def __init__(self, offset: int) -> None:
-        self.offset = offset
+        self._offset = offset
+
+    def offset(self) -> int:
+        return self._offset
 
 
 def test_manifest_round_trips_and_names_every_key_once() -> None:

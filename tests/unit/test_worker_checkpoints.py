@@ -66,7 +66,7 @@ def _saved(positions: dict[tuple[str, int], int]) -> tuple[Store, Consumer]:
 def _restore(store: Store, consumer: Any, partitions: list[int]) -> tuple[Monitor, Any]:
     monitor = _monitor()
     got = Checkpointer(monitor, store, token="u").restore(  # type: ignore[arg-type]
-        consumer, [TopicPartition("f", p) for p in partitions])
+        consumer.committed([TopicPartition("f", p) for p in partitions], timeout=1.0))
     return monitor, got
 
 
@@ -111,7 +111,7 @@ def test_an_alert_fired_after_the_checkpoint_stays_open_through_the_restore() ->
     assert [e.status for e in report.events] == ["firing"] and monitor.policy.open_alerts()
     open_before = monitor.policy.open_alerts()
     got = Checkpointer(monitor, store, token="u").restore(  # type: ignore[arg-type]
-        consumer, [TopicPartition("f", 0)])
+        consumer.committed([TopicPartition("f", 0)], timeout=1.0))
     assert got == {("f", 0): 5}
     assert monitor.records_processed == {"f": 2}  # the windows are the checkpoint's
     assert monitor.policy.open_alerts() == open_before  # the alert receivers were told about is still open
