@@ -33,6 +33,7 @@ from monitor.report import Report
 from monitor.results import Results
 from monitor.spec import MonitorSpec, StreamSpec, load_spec, parse_spec
 from monitor.stream import EVENT_CLOCK, MICRO_BATCH, FeatureEngine
+from monitor.stream.merge import PartitionUpdate
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -111,12 +112,13 @@ class Monitor:
         return cls(parsed.in_event_time(), references=references, clock=EVENT_CLOCK)
 
     def __init__(self, spec: MonitorSpec, *, references: Mapping[str, ReferenceProfile] | None = None,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, partitions: Mapping[str, int] | None = None) -> None:
         self.spec = spec
         self.references = dict(references or {})
         #: Between every window's verdicts and what is notified; its state is checkpointed by the worker.
         self.policy = AlertPolicy(spec.alerting)
-        self.features = FeatureEngine(spec, references=self.references, clock=clock, policy=self.policy)
+        self.features = FeatureEngine(spec, references=self.references, clock=clock, policy=self.policy,
+                                      partitions=partitions)
         #: The wall clock, or the latest event time seen with :data:`EVENT_CLOCK`.
         self.clock: Callable[[], float] = self.features.clock
         #: The model stage of each predictions stream, by that stream's name.
@@ -155,12 +157,34 @@ class Monitor:
         feature stage takes the batch whole either way.
         """
         model = self._model_of.get(stream)
-        if model is None:
-            return list(self.features.process(stream, records))
+        if model is None and isinstance(partition, int):
+            return list(self.features.process(stream, records, partition=partition))
         batch = records if isinstance(records, Sequence) else list(records)
-        reports: list[Report] = list(self.features.process(stream, batch))
-        reports += model.add(stream, batch, partition=partition, offsets=offsets)
+        reports: list[Report] = []
+        if isinstance(partition, int):
+            reports += self.features.process(stream, batch, partition=partition)
+        else:
+            for p, rows in _by_partition(batch, partition):
+                reports += self.features.process(stream, rows, partition=p)
+        if model is not None:
+            reports += model.add(stream, batch, partition=partition, offsets=offsets)
         return reports
+
+    def update(self, stream: str, records: Iterable[dict[str, Any]], *, partition: int,
+               offsets: Sequence[int] | None = None) -> tuple[list[PartitionUpdate], list[Report]]:
+        """A worker's step for a batch of one input ``partition``: the feature stage's partition step
+        (its :class:`~monitor.stream.merge.PartitionUpdate` s, for the merge stage wherever it runs) and the
+        model stage's reports (a predictions or labels stream; joined on this worker)."""
+        model = self._model_of.get(stream)
+        if model is None:
+            return self.features.update(stream, records, partition=partition), []
+        batch = records if isinstance(records, Sequence) else list(records)
+        reports: list[Report] = list(model.add(stream, batch, partition=partition, offsets=offsets))
+        return self.features.update(stream, batch, partition=partition), reports
+
+    def merge(self, update: PartitionUpdate) -> list[Report]:
+        """The merge stage: one partition's update in, the reports of the stream windows it closed out."""
+        return list(self.features.merge(update))
 
     def process_one(self, stream: str, record: dict[str, Any]) -> list[Report]:
         """Buffer one record of a feature stream; every :data:`MICRO_BATCH` records the buffer is
@@ -236,6 +260,16 @@ class Monitor:
             return stream
         raise ConfigError(f"the spec has several streams: name one with stream= "
                           f"({', '.join(s.name for s in self.spec.streams)})")
+
+
+def _by_partition(batch: Sequence[dict[str, Any]], partitions: Sequence[int]) -> list[tuple[int, Any]]:
+    """A batch's records grouped by their partition (in order within each; partitions by first appearance)."""
+    if len(set(partitions)) <= 1:
+        return [(partitions[0] if len(partitions) else 0, batch)]
+    groups: dict[int, list[dict[str, Any]]] = {}
+    for rec, p in zip(batch, partitions, strict=True):
+        groups.setdefault(p, []).append(rec)
+    return list(groups.items())
 
 
 def _profile(stream: StreamSpec, ref: Reference) -> ReferenceProfile:

@@ -14,8 +14,8 @@ from agents.kafka.security import PLAINTEXT, KafkaSecurity
 from monitor.errors import ConfigError, KafkaUnavailableError
 from monitor.spec import MonitorSpec
 
-__all__ = ["ALERT_STATE_TABLE", "JOIN_STATE_TABLE", "changelog_topics", "checkpoint_topic", "ensure_topics",
-           "join_state_partitions", "spec_topics"]
+__all__ = ["ALERT_STATE_TABLE", "JOIN_STATE_TABLE", "MERGE_STATE_TABLE", "changelog_topics", "checkpoint_topic",
+           "ensure_topics", "internal_topics", "join_state_partitions", "panes_topic", "spec_topics"]
 
 
 def spec_topics(spec: MonitorSpec) -> dict[str, int]:
@@ -35,6 +35,21 @@ ALERT_STATE_TABLE = "alert-state"
 JOIN_STATE_TABLE = "join-state"
 
 
+#: Name of the Faust table holding each stream's merge stage (merged open panes, partitions' progress).
+MERGE_STATE_TABLE = "merge-state"
+
+
+def panes_topic(spec: MonitorSpec) -> str:
+    """The topic each worker sends its partitions' closed panes and progress to, keyed by stream; the merge
+    agent reads it (one partition: one merge owner at a time, see :mod:`agents.worker.merge`)."""
+    return f"streamdq-{spec.name}-panes"
+
+
+def internal_topics(spec: MonitorSpec) -> dict[str, int]:
+    """The worker's internal topics that are not compacted: the panes topic (one partition)."""
+    return {panes_topic(spec): 1}
+
+
 def join_state_partitions(spec: MonitorSpec) -> int:
     """Partitions of the join-state table: as many as the widest predictions stream (0: no model)."""
     return max((s.partitions for s in spec.streams if s.model is not None), default=0)
@@ -47,9 +62,10 @@ def checkpoint_topic(spec: MonitorSpec) -> str:
 
 def changelog_topics(spec: MonitorSpec) -> dict[str, int]:
     """The compacted topics of the worker's state: the checkpoints (one partition), the changelogs of its Faust
-    tables: the alert state (one partition) and, with a model, the join state (partitioned like the
-    predictions)."""
-    out = {checkpoint_topic(spec): 1, f"streamdq-{spec.name}-{ALERT_STATE_TABLE}-changelog": 1}
+    tables: the alert state and the merge state (one partition each) and, with a model, the join state
+    (partitioned like the predictions)."""
+    out = {checkpoint_topic(spec): 1, f"streamdq-{spec.name}-{ALERT_STATE_TABLE}-changelog": 1,
+           f"streamdq-{spec.name}-{MERGE_STATE_TABLE}-changelog": 1}
     if join_state_partitions(spec):
         out[f"streamdq-{spec.name}-{JOIN_STATE_TABLE}-changelog"] = join_state_partitions(spec)
     return out

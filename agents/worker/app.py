@@ -26,12 +26,20 @@ import faust
 import orjson
 from prometheus_client import CollectorRegistry
 
-from agents.kafka.topics import ALERT_STATE_TABLE, JOIN_STATE_TABLE, checkpoint_topic, join_state_partitions
+from agents.kafka.topics import (
+    ALERT_STATE_TABLE,
+    JOIN_STATE_TABLE,
+    MERGE_STATE_TABLE,
+    checkpoint_topic,
+    join_state_partitions,
+    panes_topic,
+)
 from agents.notify import Notifier
 from agents.settings import Settings
 from agents.worker.batch import Origin
 from agents.worker.deadletter import deadletter_envelope
 from agents.worker.ingest import SESSION_TIMEOUT_MS, Ingest
+from agents.worker.merge import MergeStage
 from agents.worker.metrics import FaustCollector, IngestCollector, Metrics
 from agents.worker.models import ModelRuntime, runtime_table
 from monitor.engine import Monitor
@@ -39,10 +47,15 @@ from monitor.records import Rejection
 from monitor.reference import ReferenceProfile
 from monitor.report import Report
 from monitor.spec import MonitorSpec, StreamSpec
+from monitor.stream.merge import PartitionUpdate
 
 __all__ = ["WorkerContext", "create_app"]
 
 log = logging.getLogger("streamdq.worker")
+
+#: Partition updates the merge agent takes at once, at most, and how long it waits to fill a batch (seconds).
+MERGE_BATCH = 200
+MERGE_WITHIN = 0.2
 
 
 @dataclass
@@ -60,12 +73,15 @@ class WorkerContext:
     deadletter_topic: faust.TopicT = field(init=False)
     profiles_topic: faust.TopicT = field(init=False)
     alerts_deadletter_topic: faust.TopicT = field(init=False)
+    panes_topic: faust.TopicT = field(init=False)
     started: bool = False
     restored: bool = False
     #: Model runtimes by the name of the predictions or labels stream they read.
     models: dict[str, ModelRuntime] = field(default_factory=dict)
     #: The service reading the input topics (set by :func:`create_app`).
     ingest: Ingest | None = None
+    #: The merge agent's work (set by :func:`create_app`).
+    merge: MergeStage | None = None
 
     def __post_init__(self) -> None:
         out = self.spec.outputs
@@ -75,6 +91,7 @@ class WorkerContext:
         self.deadletter_topic = self.app.topic(out.deadletter_topic, **raw)
         self.profiles_topic = self.app.topic(out.profiles_topic, **raw)
         self.alerts_deadletter_topic = self.app.topic(out.alerts_deadletter_topic, **raw)
+        self.panes_topic = self.app.topic(panes_topic(self.spec), **{**raw, "partitions": 1})
 
     def restore_alerts(self) -> None:
         """Load the open alerts from the table (after Faust recovered it, before the first batch)."""
@@ -93,17 +110,30 @@ class WorkerContext:
         if count:
             log.info("restored %d open alert(s) from the alert-state table", count)
 
+    def reload_alerts(self) -> None:
+        """Take the alert-state table's open alerts again (the merge agent moved here: its streams' alerts
+        were last written by another worker)."""
+        if self.alert_state is None:
+            return
+        for fp, state in list(self.alert_state.items()):
+            self.monitor.policy.load(fp, state)
+        self.metrics.open_alerts.set(len(self.monitor.policy.open_alerts()))
+
     async def publish(self, report: Report) -> None:
         """Send a closed window's profile (feature or model window) and its alert events; checkpoint
         the alert state."""
         await self.publish_all([report])
 
     async def publish_all(self, reports: Sequence[Report],
-                          dead_letters: Sequence[tuple[StreamSpec, Origin, Rejection]] = ()) -> None:
-        """Send the profiles and alert events of ``reports`` and the ``dead_letters`` (in order, every one
-        acknowledged by the broker before this returns: an alert must not be lost to a crash); then notify
-        subscriptions and write the alert state."""
+                          dead_letters: Sequence[tuple[StreamSpec, Origin, Rejection]] = (), *,
+                          updates: Sequence[PartitionUpdate] = ()) -> None:
+        """Send the profiles and alert events of ``reports``, the ``dead_letters`` and the partition ``updates``
+        for the merge stage (in order, every one acknowledged by the broker before this returns: an alert must
+        not be lost to a crash, nor a pane before its offsets are committed); then notify subscriptions and
+        write the alert state."""
         sends: list[tuple[faust.TopicT, bytes, bytes]] = []
+        for update in updates:
+            sends.append((self.panes_topic, update.stream.encode(), orjson.dumps(update.to_state())))
         events: list[dict[str, Any]] = []
         for report in reports:
             self.metrics.observe(report)
@@ -254,8 +284,9 @@ def create_app(spec: MonitorSpec, settings: Settings, *, references: dict[str, R
         await holder[0].notification_dead_letter(event, subscription, reason)
 
     notifier = Notifier(spec.alerting.subscriptions, registry=registry, dead_letter=dead_letter)
-    ctx = WorkerContext(spec=spec, monitor=Monitor(spec, references=references), metrics=metrics, app=app,
-                        notifier=notifier)
+    ctx = WorkerContext(spec=spec, monitor=Monitor(spec, references=references,
+                                                   partitions={s.name: s.partitions for s in spec.streams}),
+                        metrics=metrics, app=app, notifier=notifier)
     holder.append(ctx)
     app.ingest_first = ctx
     registry.register(IngestCollector(lambda: ctx.ingest))
@@ -266,6 +297,27 @@ def create_app(spec: MonitorSpec, settings: Settings, *, references: dict[str, R
     # producer to hash the key, which fails before the producer has metadata for the changelog topic.)
     table.partition_for_key = lambda key: 0  # type: ignore[method-assign]
     ctx.alert_state = table
+    # The merge stage of every stream, one JSON document per stream, written after each batch of partition
+    # updates; one partition, like the panes topic its agent reads (so the same worker owns both).
+    merge_table = app.Table(MERGE_STATE_TABLE, default=None, partitions=1, use_partitioner=True, key_type=str)
+    merge_table.partition_for_key = lambda key: 0  # type: ignore[method-assign]
+    merge = ctx.merge = MergeStage(ctx, merge_table)
+
+    @app.agent(ctx.panes_topic, name="streamdq.merge")
+    async def _merge(stream: Any) -> None:
+        async for values in stream.take(MERGE_BATCH, within=MERGE_WITHIN):
+            await merge.handle(list(values))
+
+    @app.timer(interval=1.0, name="streamdq.merge_stalled")
+    async def _stalled() -> None:
+        try:
+            await merge.tick()
+        except Exception:  # logged; the next tick tries again
+            log.exception("closing the windows of stalled streams failed")
+
+    @app.on_partitions_revoked.connect
+    async def _moved(sender: Any, /, *args: Any, **kwargs: Any) -> None:
+        merge.forget()  # whoever owns the merge next reads its state back from the table
     join_table = None
     if join_state_partitions(spec):
         join_table = runtime_table(app, JOIN_STATE_TABLE, join_state_partitions(spec))

@@ -33,10 +33,11 @@ class Origin:
 
 @dataclass
 class Batch:
-    """One stream's good records of a consumer batch, in order, with the message each came from: the rows of
-    consecutive messages, or the columns of consecutive columnar messages with the same columns."""
+    """One stream partition's good records of a consumer batch, in order, with the message each came from: the
+    rows of consecutive messages, or the columns of consecutive columnar messages with the same columns."""
 
     stream: StreamSpec
+    partition: int = 0
     records: list[dict[str, Any]] = field(default_factory=list)
     columnar: list[ColumnBatch] = field(default_factory=list)  # columnar messages, concatenated by payload()
     messages: list[Message] = field(default_factory=list)  # per record (the same object for a message's records)
@@ -56,10 +57,6 @@ class Batch:
         else:
             self._extend(records)
         self.messages += messages
-
-    def partitions(self) -> list[int]:
-        """The input partition of each record (for the model stage's join, per partition)."""
-        return [m.partition() or 0 for m in self.messages]
 
     def positions(self) -> list[int]:
         """The position of each record: its message's offset and its index in it."""

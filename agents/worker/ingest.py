@@ -66,6 +66,7 @@ from agents.worker.snapshots import Checkpointer, CheckpointStore
 from monitor.records import ColumnBatch, Rejection, decode_message, decode_messages, encode_original
 from monitor.report import Report
 from monitor.spec import StreamSpec
+from monitor.stream.merge import PartitionUpdate
 
 if TYPE_CHECKING:
     from agents.settings import Settings
@@ -152,18 +153,17 @@ class Ingest(Service):
         self.checkpointer: Checkpointer | None = None
         if checkpoint_topic is not None:
             store = CheckpointStore(client_config(settings.bootstrap or "", settings.kafka), checkpoint_topic)
-            self.checkpointer = Checkpointer(ctx.monitor, store, token=uuid.uuid4().hex[:12])
+            self.checkpointer = Checkpointer(ctx.monitor, store, token=uuid.uuid4().hex[:12],
+                                             streams={t: s.name for t, s in self.streams.items()})
         #: Per input partition held: the offset of the next record to process (what a checkpoint covers).
         self.positions: dict[tuple[str, int], int] = {}
         self._changed = False  # the monitor moved since the last checkpoint
         self._in_batch = False  # a batch is in the monitor but not done: no checkpoint may cover it
-        self._first_assignment = True
         self._checkpoint_at = time.monotonic()
         self._tick_at = time.monotonic()
         self._loop_done = asyncio.Event()  # set when the loop ended
         self._clean_exit = False  # ... between batches (not by an error)
         self._fatal: KafkaError | None = None
-        self._reassess = False  # partitions were lost: the next assignment restores or starts new windows
         #: Checkpoints written (for the metrics) and the last one's size in bytes.
         self.checkpoints = 0
         self.checkpoint_bytes = 0
@@ -181,6 +181,13 @@ class Ingest(Service):
         #: Records between each assigned partition's end and this worker's position (measured every :data:`LAG_EVERY`).
         self.lag: dict[tuple[str, int], int] = {}
         self._lag_at = 0.0
+        #: Per (stream, partition) held: when its last record came (monotonic), and whether the merge stage was
+        #: told it is idle; the latest progress of each not sent yet (sent with the next tick).
+        self._last_data: dict[tuple[str, int], float] = {}
+        self._idle: set[tuple[str, int]] = set()
+        self._progress: dict[tuple[str, int], PartitionUpdate] = {}
+        #: Partition updates sent to the merge stage (for the metrics).
+        self.updates_sent = 0
 
     # -- lifecycle --------------------------------------------------------------------------------------
 
@@ -247,8 +254,6 @@ class Ingest(Service):
                 messages = await self._call(self.consumer.consume, MAX_BATCH, POLL_SECONDS)
                 if self._fatal is not None:  # e.g. another worker took this STREAMDQ_INSTANCE_ID: stop, loudly
                     raise KafkaException(self._fatal)
-                if self.checkpointer is not None and self.checkpointer.policy_restored:
-                    self._resync_alert_table()
                 if messages:
                     await self.handle(messages)
                 now = time.monotonic()
@@ -290,13 +295,34 @@ class Ingest(Service):
                 async with runtime.lock:  # processing time: predictions age even when nothing arrives
                     runtime.monitor.expire()
         try:
-            reports = ctx.monitor.tick()
+            updates = ctx.monitor.features.tick_updates()
         except Exception:  # a bug must not stop the worker: log it, the next tick tries again
             log.exception("closing processing-time windows failed")
             return
-        if reports:
-            self._changed = True
-            await ctx.publish_all(reports)
+        updates += self._idle_updates()
+        for u in updates:
+            self._progress.pop((u.stream, u.partition), None)  # superseded by this one
+        updates += self._progress.values()
+        self._progress = {}
+        if updates:
+            self._changed = self._changed or any(u.panes for u in updates)
+            await ctx.publish_all([], updates=updates)
+            self.updates_sent += len(updates)
+
+    def _idle_updates(self) -> list[PartitionUpdate]:
+        """Partitions without records for ``time.idle_timeout_seconds``: the merge stage is told once."""
+        now, out = time.monotonic(), []
+        features = self.ctx.monitor.features
+        for (topic, partition) in sorted(self.assignment):
+            stream = self.streams.get(topic)
+            if stream is None:
+                continue
+            key = (stream.name, partition)
+            last = self._last_data.setdefault(key, now)
+            if key not in self._idle and now - last >= stream.time.idle_timeout_seconds:
+                self._idle.add(key)
+                out.append(features.progress(stream.name, partition, idle=True))
+        return out
 
     async def checkpoint(self) -> None:
         """Checkpoint the monitor and commit the offsets it covers (on the consumer's thread)."""
@@ -321,21 +347,6 @@ class Ingest(Service):
         self.checkpoint_time = time.time()
         log.debug("checkpoint %s: %d bytes, %d partition(s), %.0f ms", pointer.key, len(data), len(positions),
                   (time.monotonic() - t0) * 1000)
-
-    def _resync_alert_table(self) -> None:
-        """After a checkpoint restore: the alert-state table holds the restored policy's state."""
-        assert self.checkpointer is not None
-        self.checkpointer.policy_restored = False
-        table, policy = self.ctx.alert_state, self.ctx.monitor.policy
-        policy.drain_changes()
-        if table is None:
-            return
-        saved = policy.to_state()["fingerprints"]
-        for fp in [k for k in list(table.keys()) if k not in saved]:
-            table.pop(fp, None)
-        for fp in saved:
-            table[fp] = policy.state_of(fp)
-        self.ctx.metrics.open_alerts.set(len(policy.open_alerts()))
 
     async def _wait_for_tables(self) -> None:
         """The open alerts are read back from Faust's table before the first batch can change them."""
@@ -373,19 +384,21 @@ class Ingest(Service):
 
     async def _handle_part(self, messages: Sequence[Message]) -> None:
         ctx = self.ctx
-        rows: dict[str, Batch] = {}  # the open row batch of each stream
-        columns: dict[str, Batch] = {}  # the open columnar batch of each stream
+        rows: dict[tuple[str, int], Batch] = {}  # the open row batch of each stream and partition
+        columns: dict[tuple[str, int], Batch] = {}  # the open columnar batch of each stream and partition
         order: list[Batch] = []
         rejected: list[tuple[StreamSpec, Origin, Rejection]] = []
         ends: dict[tuple[str, int], int] = {}
-        run: list[Message] = []  # consecutive single-record candidates of one stream, decoded together
+        run: list[Message] = []  # consecutive single-record candidates of one stream and partition, decoded together
         run_stream: StreamSpec | None = None
+        run_key: tuple[str, int] | None = None
 
-        def row_batch(stream: StreamSpec) -> Batch:
-            batch = rows.get(stream.name)
+        def row_batch(stream: StreamSpec, partition: int) -> Batch:
+            key = (stream.name, partition)
+            batch = rows.get(key)
             if batch is None:
-                columns.pop(stream.name, None)  # later columns start a new batch: order is kept
-                batch = rows[stream.name] = Batch(stream)
+                columns.pop(key, None)  # later columns start a new batch: order is kept
+                batch = rows[key] = Batch(stream, partition)
                 order.append(batch)
             return batch
 
@@ -394,27 +407,30 @@ class Ingest(Service):
             if rejections:
                 origin = Origin.of(message)
                 rejected.extend((stream, origin, r) for r in rejections)
+            partition = message.partition() or 0
+            key = (stream.name, partition)
             if isinstance(ok, ColumnBatch):
-                rows.pop(stream.name, None)  # later rows start a new batch: order is kept
-                columnar = columns.get(stream.name)
+                rows.pop(key, None)  # later rows start a new batch: order is kept
+                columnar = columns.get(key)
                 if columnar is None or not columnar.takes_columns(ok):
-                    columnar = columns[stream.name] = Batch(stream)
+                    columnar = columns[key] = Batch(stream, partition)
                     order.append(columnar)
                 columnar.add(ok, message)  # consecutive columnar messages: one engine call
             elif ok:
-                row_batch(stream).add(ok, message)
+                row_batch(stream, partition).add(ok, message)
 
         def flush() -> None:
             if run_stream is None or not run:
                 return
             together = decode_messages([m.value() or b"" for m in run], run_stream)
             if together is not None:
-                row_batch(run_stream).add_singles(together, list(run))
+                row_batch(run_stream, run[0].partition() or 0).add_singles(together, list(run))
             else:  # some message is not one valid record: each decoded on its own says which and why
                 for m in run:
                     one(m, run_stream)
             run.clear()
 
+        now = time.monotonic()
         for message in messages:
             err = message.error()
             if err is not None:
@@ -426,9 +442,10 @@ class Ingest(Service):
             if stream is None:
                 continue
             value = message.value() or b""
-            if stream is not run_stream:
+            self._last_data[(stream.name, partition)] = now
+            if (stream.name, partition) != run_key:
                 flush()
-                run_stream = stream
+                run_stream, run_key = stream, (stream.name, partition)
             if value[:1] == b"{" and not value.startswith(b'{"columns"'):  # likely one record
                 run.append(message)
             else:
@@ -437,10 +454,20 @@ class Ingest(Service):
         flush()
         self._in_batch = self._changed = True
         reports: list[Report] = []
+        updates: list[PartitionUpdate] = []
         for batch in order:
-            rejected += await self._process(batch, reports)
+            rejected += await self._process(batch, reports, updates)
+        # Panes go to the merge stage now; progress alone waits for the next tick (the latest one is sent).
+        send = [u for u in updates if u.panes or u.final]
+        for u in updates:
+            key = (u.stream, u.partition)
+            if key in self._idle and u.records:
+                self._idle.discard(key)  # active again: the update says so (idle=False)
+            if not u.panes:
+                self._progress[key] = u
         # Every output acknowledged by the broker before the batch counts as done.
-        await ctx.publish_all(reports, rejected)
+        await ctx.publish_all(reports, rejected, updates=send)
+        self.updates_sent += len(send)
         if self.crash_point == "after_outputs" and (reports or rejected):
             log.critical("STREAMDQ_TEST_CRASH_POINT=after_outputs: exiting before the batch counts as done")
             os._exit(CRASH_EXIT_CODE)
@@ -450,25 +477,30 @@ class Ingest(Service):
         self._in_batch = False
         self.messages += len(messages)
 
-    async def _process(self, batch: Batch, reports: list[Report]) -> list[tuple[StreamSpec, Origin, Rejection]]:
-        """One monitor call, its reports added to ``reports``; returns the dead letters of a failed batch."""
+    async def _process(self, batch: Batch, reports: list[Report],
+                       updates: list[PartitionUpdate]) -> list[tuple[StreamSpec, Origin, Rejection]]:
+        """One monitor call (the partition step, and the model stage of a predictions or labels stream), its
+        reports added to ``reports`` and its partition updates to ``updates``; returns the dead letters of a
+        failed batch."""
         runtime = self.ctx.models.get(batch.stream.name)
         if runtime is None:
-            return self._run_monitor(batch, reports, partition=0, offsets=None)
+            return self._run_monitor(batch, reports, updates, offsets=None)
         # A predictions or labels stream: joined per input partition, once its join state is restored, under
         # the lock that keeps a join checkpoint from covering records whose alerts are unsent.
         await runtime.wait_restored()
         async with runtime.lock:
-            failed = self._run_monitor(batch, reports, partition=batch.partitions(), offsets=batch.positions())
+            failed = self._run_monitor(batch, reports, updates, offsets=batch.positions())
             await self.ctx.publish_all(reports)
             reports.clear()
             return failed
 
-    def _run_monitor(self, batch: Batch, reports: list[Report], *, partition: int | list[int],
+    def _run_monitor(self, batch: Batch, reports: list[Report], updates: list[PartitionUpdate], *,
                      offsets: list[int] | None) -> list[tuple[StreamSpec, Origin, Rejection]]:
         ctx, stream, records = self.ctx, batch.stream, batch.payload()
         try:
-            reports += ctx.monitor.process(stream.name, records, partition=partition, offsets=offsets)
+            done, model_reports = ctx.monitor.update(stream.name, records, partition=batch.partition, offsets=offsets)
+            updates += done
+            reports += model_reports
         except Exception as exc:
             log.exception("the monitor failed on a batch of %d records from %s", len(records), stream.topic)
             rows = records if isinstance(records, list) else records[:]
@@ -503,17 +535,13 @@ class Ingest(Service):
             log.warning("committed offsets of %s not read (%s): they start where the group left them",
                         _names(partitions), exc)
             committed = []
-        if (self._first_assignment or self._reassess) and self.checkpointer is not None and partitions:
-            # At start, or back after losing the partitions (a session that expired): the windows must match
-            # the committed offsets the partitions resume at. The checkpoint they name, or new windows.
-            again, self._first_assignment, self._reassess = self._reassess, False, False
+        if self.checkpointer is not None and partitions:
+            # Each partition continues from the checkpoint its commit names (new windows if none fits).
             try:
-                restored = self.checkpointer.restore(committed)
+                self.checkpointer.restore(committed)
             except Exception:  # logged: new windows, from the committed offsets (nothing is lost)
-                log.exception("restoring the checkpoint failed: starting new windows")
-                restored = None
-            if restored is None and again:
-                self.checkpointer.reset()
+                log.exception("restoring the checkpoints of %s failed: new windows there", _names(partitions))
+                self.checkpointer.drop((tp.topic, tp.partition) for tp in partitions)
         # A partition with a commit resumes there; what the next checkpoint covers starts there too.
         for tp in committed:
             if tp.offset is not None and tp.offset >= 0:
@@ -536,13 +564,20 @@ class Ingest(Service):
     def _on_lost(self, consumer: Any, partitions: list[TopicPartition]) -> None:
         log.warning("ingest: lost %s (the session expired; their new owner reads them again from the last "
                     "checkpoint)", _names(partitions))
-        self._forget(partitions)
-        self._reassess = True  # what the windows hold past the last checkpoint is counted again by the next owner
+        self._forget(partitions)  # what they held past the last checkpoint is counted by their next owner
 
     def _forget(self, partitions: list[TopicPartition]) -> None:
         for tp in partitions:
             self.assignment.discard((tp.topic, tp.partition))
             self.positions.pop((tp.topic, tp.partition), None)
+            stream = self.streams.get(tp.topic)
+            if stream is not None:
+                key = (stream.name, tp.partition)
+                self._last_data.pop(key, None)
+                self._idle.discard(key)
+                self._progress.pop(key, None)
+        if self.checkpointer is not None:
+            self.checkpointer.drop((tp.topic, tp.partition) for tp in partitions)
 
     def _on_commit(self, error: KafkaError | None, partitions: list[TopicPartition]) -> None:
         if error is not None and error.code() != KafkaError._NO_OFFSET:

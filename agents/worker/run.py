@@ -9,7 +9,7 @@ from pathlib import Path
 
 import faust
 
-from agents.kafka.topics import changelog_topics, ensure_topics, spec_topics
+from agents.kafka.topics import changelog_topics, ensure_topics, internal_topics, spec_topics
 from agents.settings import Settings
 from agents.worker.app import create_app
 from monitor.columns import compiled
@@ -57,6 +57,7 @@ def run_worker(spec_path: str | Path, settings: Settings) -> None:
     log = logging.getLogger("streamdq.topics").info
     ensure_topics(settings.bootstrap, spec_topics(spec), log=log, security=settings.kafka)
     ensure_topics(settings.bootstrap, changelog_topics(spec), log=log, compacted=True, security=settings.kafka)
+    ensure_topics(settings.bootstrap, internal_topics(spec), log=log, security=settings.kafka)
     app, ctx = create_app(spec, settings, references=references)
     ctx.notifier.check_secrets()  # a missing secret is a configuration error (exit 2), found before consuming
     if not compiled():

@@ -1,8 +1,10 @@
 """Checkpoints of a worker's window state, stored in a compacted topic and named by its offset commits.
 
-A checkpoint is one JSON document (:func:`document`): the feature stage's snapshot of every stream
-(:meth:`FeatureEngine.snapshot <monitor.stream.FeatureEngine.snapshot>`), the alert policy's state and
-the input partitions it covers, each with the offset of the next record to read. It is written to the
+A checkpoint is one JSON document (:func:`document`): for every input partition the worker holds, the
+feature stage's state of that partition (:meth:`FeatureEngine.partition_state
+<monitor.stream.FeatureEngine.partition_state>`: its panes, duplicate filter and watermark) with the
+offset of the next record to read. Each partition is restored on its own, by whichever worker is given
+it next (after a restart or a rebalance), from the checkpoint its commit names. It is written to the
 checkpoints topic as chunks of at most :data:`CHUNK_BYTES` (keys ``K/i``), then a manifest (key ``K``,
 ``<process token>.<generation>``) listing the chunks' offsets and the document's SHA-256, every write
 acknowledged (``acks=all``).
@@ -45,7 +47,7 @@ __all__ = ["CHUNK_BYTES", "FORMAT", "CheckpointError", "CheckpointStore", "Check
 log = logging.getLogger("streamdq.worker")
 
 #: Version of the checkpoint document and manifest.
-FORMAT = 1
+FORMAT = 2
 #: Largest chunk written (below Kafka's default 1 MiB message limit, with room for the key and headers).
 CHUNK_BYTES = 512 * 1024
 _PREFIX = "streamdq-ckpt"
@@ -83,9 +85,10 @@ def chunks(data: bytes, size: int = CHUNK_BYTES) -> list[bytes]:
     return [data[i:i + size] for i in range(0, len(data), size)] or [b""]
 
 
-def document(*, streams: dict[str, Any], policy: dict[str, Any], offsets: dict[tuple[str, int], int]) -> bytes:
-    """The checkpoint document: stream snapshots, alert policy state, and the offsets they cover."""
-    return orjson.dumps({"format": FORMAT, "streams": streams, "policy": policy,
+def document(*, partitions: list[list[Any]], offsets: dict[tuple[str, int], int]) -> bytes:
+    """The checkpoint document: per input partition ``[topic, partition, offset, stream, state]`` (the
+    feature stage's state of that partition, covering the records before ``offset``), and the offsets."""
+    return orjson.dumps({"format": FORMAT, "partitions": partitions,
                          "offsets": [[t, p, o] for (t, p), o in sorted(offsets.items())]})
 
 
@@ -182,32 +185,35 @@ class CheckpointStore:
 
 
 class Checkpointer:
-    """Takes, saves and restores a worker's checkpoints (the feature stage of every stream and the alert
-    policy, with the input offsets they cover).
+    """Takes, saves and restores a worker's checkpoints: each input partition's feature-stage state with the
+    offset it covers.
 
     :meth:`take` reads the monitor, so it runs when nothing else changes it: on the ingest service's loop
     between batches, or in a rebalance callback (which runs inside a consumer poll, when the loop is not
     processing). :meth:`save` and :meth:`restore` block on the broker: call them on the consumer's thread.
-    ``token`` keeps this process's chunk keys apart from any other worker's.
+    ``token`` keeps this process's chunk keys apart from any other worker's; ``streams`` maps each input
+    topic to its stream's name.
     """
 
-    def __init__(self, monitor: Monitor, store: CheckpointStore, *, token: str) -> None:
+    def __init__(self, monitor: Monitor, store: CheckpointStore, *, token: str, streams: dict[str, str]) -> None:
         self.monitor = monitor
         self.store = store
         self.token = token
+        self.streams = streams
         self.generation = 0
-        #: The last checkpoint written or restored, deleted once a newer one is committed: (key, chunk count).
-        self._previous: tuple[str, int] | None = None
-        #: Set when a restore replaced the alert policy's state (the caller re-syncs its table).
-        self.policy_restored = False
+        #: The last checkpoint written, deleted once a newer one is committed for every partition it covered:
+        #: (key, chunk count, the partitions it covered).
+        self._previous: tuple[str, int, frozenset[tuple[str, int]]] | None = None
 
     def take(self, positions: dict[tuple[str, int], int]) -> bytes:
         features = self.monitor.features
-        return document(streams={s.name: features.snapshot(s.name) for s in self.monitor.spec.streams},
-                        policy=self.monitor.policy.to_state(), offsets=positions)
+        return document(partitions=[[t, p, o, self.streams[t], features.partition_state(self.streams[t], p)]
+                                    for (t, p), o in sorted(positions.items())], offsets=positions)
 
     def save(self, consumer: Any, data: bytes, positions: dict[tuple[str, int], int]) -> Pointer:
-        """Write ``data``, then commit ``positions`` pointing to it, then delete the checkpoint before."""
+        """Write ``data``, then commit ``positions`` pointing to it, then delete the checkpoint before (when this
+        one covers every partition it covered: a partition that moved to another worker may still be committed
+        with a pointer to it)."""
         self.generation += 1
         key = f"{self.token}.{self.generation}"
         pointer = self.store.write(key, data)
@@ -218,76 +224,67 @@ class Checkpointer:
             if failed:  # the commits now name two checkpoints: keep the older one, try again next time
                 raise CheckpointError(f"committing {len(failed)} offset(s) with checkpoint {key} failed: "
                                       f"{failed[0].error}")
-        if self._previous is not None:
+        if self._previous is not None and self._previous[2] <= positions.keys():
             try:
-                self.store.delete(*self._previous)
+                self.store.delete(self._previous[0], self._previous[1])
             except CheckpointError as exc:  # compaction keeps it a while longer; nothing depends on it
                 log.warning("old checkpoint %s not deleted: %s", self._previous[0], exc)
-        self._previous = (key, pointer.chunks)
+        self._previous = (key, pointer.chunks, frozenset(positions))
         return pointer
 
-    def reset(self) -> None:
-        """New windows for every stream (nothing of before is kept)."""
-        for s in self.monitor.spec.streams:
-            self.monitor.features.reset(s.name)
+    def restore(self, committed: list[TopicPartition]) -> int:
+        """For partitions just assigned (``committed``: their committed offsets, as ``Consumer.committed``
+        returns them): each takes the state its commit's checkpoint holds for it at exactly that offset, or
+        starts new windows (no commit, no readable checkpoint, another offset, a state that does not fit the
+        spec). Returns how many were restored. The model stage's join state is restored apart from this."""
+        features = self.monitor.features
+        docs: dict[Pointer, dict[tuple[str, int], tuple[int, str, Any]] | None] = {}
+        restored = 0
+        for tp in committed:
+            stream = self.streams.get(tp.topic)
+            if stream is None:
+                continue
+            state = None
+            pointer = Pointer.decode(tp.metadata) if tp.offset is not None and tp.offset >= 0 else None
+            if pointer is not None:
+                if pointer not in docs:
+                    docs[pointer] = self._read(pointer)
+                entries = docs[pointer]
+                entry = entries.get((tp.topic, tp.partition)) if entries is not None else None
+                if entry is None or entry[0] != tp.offset:
+                    log.warning("checkpoint %s holds no state of %s[%d] at offset %d: new windows there",
+                                pointer.key, tp.topic, tp.partition, tp.offset)
+                else:
+                    state = entry[2]
+            elif tp.offset is not None and tp.offset >= 0:
+                log.warning("%s[%d] was committed at %d without a checkpoint (an older version?): new windows "
+                            "there", tp.topic, tp.partition, tp.offset)
+            try:
+                features.load_partition(stream, tp.partition, state)
+                restored += state is not None
+            except StreamdqError as exc:  # a spec or reference change since
+                log.warning("the checkpoint of %s[%d] does not fit this spec (%s): new windows there", tp.topic,
+                            tp.partition, exc)
+                features.load_partition(stream, tp.partition, None)
+        if restored:
+            log.info("restored %d partition(s) from checkpoints", restored)
+        return restored
 
-    def restore(self, committed: list[TopicPartition]) -> dict[tuple[str, int], int] | None:
-        """At a worker's first assignment: load the checkpoint its ``committed`` offsets (those of the partitions
-        it was given, as ``Consumer.committed`` returns them) point to, if they all point to one that covers
-        exactly the partitions with a commit. Returns the offsets it covers (the
-        partitions resume there: they are the committed ones), or ``None`` (fresh windows).
+    def drop(self, partitions: Iterable[tuple[str, int]]) -> None:
+        """Forget the state of partitions this worker no longer holds."""
+        for topic, partition in partitions:
+            stream = self.streams.get(topic)
+            if stream is not None:
+                self.monitor.features.drop_partition(stream, partition)
 
-        The alert policy takes the checkpoint's state, except that an alert open before (read back from the
-        alert-state table: its firing event was sent after the checkpoint) stays open: the windows read again
-        may not raise it again, and receivers must not be left with an alert that never resolves."""
-        with_commit = {(tp.topic, tp.partition): tp for tp in committed if tp.offset is not None and tp.offset >= 0}
-        if not with_commit:
-            return None
-        pointers = {Pointer.decode(tp.metadata) for tp in with_commit.values()}
-        if None in pointers or len(pointers) != 1:
-            log.warning("the input partitions' committed offsets point to %d different checkpoints (a rebalance "
-                        "moved partitions, or they were committed by an older version): starting new windows",
-                        len(pointers - {None}) + (None in pointers))
-            return None
-        [pointer] = pointers
-        assert pointer is not None
+    def _read(self, pointer: Pointer) -> dict[tuple[str, int], tuple[int, str, Any]] | None:
         got = self.store.read(pointer)
         if got is None:
-            log.warning("checkpoint %s could not be read whole: starting new windows", pointer.key)
+            log.warning("checkpoint %s could not be read whole: new windows for its partitions", pointer.key)
             return None
-        data, count = got
-        doc = orjson.loads(data)
-        covered = {(t, p): o for t, p, o in doc.get("offsets", [])}
-        if covered != {k: tp.offset for k, tp in with_commit.items()}:
-            log.warning("checkpoint %s covers other partitions or offsets than this worker was given: starting "
-                        "new windows", pointer.key)
-            return None
+        doc = orjson.loads(got[0])
         if doc.get("format") != FORMAT:
-            log.warning("checkpoint %s has format %r (this worker reads %d): starting new windows", pointer.key,
-                        doc.get("format"), FORMAT)
+            log.warning("checkpoint %s has format %r (this worker reads %d): new windows for its partitions",
+                        pointer.key, doc.get("format"), FORMAT)
             return None
-        features, policy = self.monitor.features, self.monitor.policy
-        before = policy.to_state()["fingerprints"]
-        try:
-            for name, snap in doc["streams"].items():
-                features.restore(name, snap)
-            saved = doc["policy"]["fingerprints"]
-            for fp in before:
-                if fp not in saved:
-                    policy.load(fp, None)
-            for fp, state in saved.items():
-                policy.load(fp, state)
-            for fp, state in before.items():  # receivers were told these fire: open until their windows clear
-                if state.get("alert") is not None and (saved.get(fp) or {}).get("alert") is None:
-                    policy.load(fp, state)
-        except (StreamdqError, KeyError, ValueError, TypeError) as exc:  # a spec or reference change since
-            log.warning("checkpoint %s does not fit this spec (%s): starting new windows", pointer.key, exc)
-            self.reset()
-            for fp in policy.to_state()["fingerprints"]:
-                policy.load(fp, before.get(fp))
-            return None
-        self.policy_restored = True
-        self._previous = (pointer.key, count)
-        log.info("restored checkpoint %s: %d stream(s), %d partition(s), %d open alert(s)", pointer.key,
-                 len(doc["streams"]), len(covered), len(policy.open_alerts()))
-        return covered
+        return {(t, int(p)): (int(o), stream, state) for t, p, o, stream, state in doc["partitions"]}

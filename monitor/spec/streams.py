@@ -142,6 +142,9 @@ class TimeSpec(SpecModel):
     allowed_lateness_seconds: float = Field(
         default=30.0, ge=0, description="A record older than the latest event time seen minus this is late: "
         "counted (late_ratio) and kept out of time windows.")
+    idle_timeout_seconds: float = Field(
+        default=30.0, gt=0, description="A partition without records for this long (wall clock) stops holding "
+        "the stream's windows back; when every partition is idle, time windows close on the wall clock.")
 
 
 class DriftSpec(SpecModel):

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import math
 import operator
-from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from itertools import repeat
 from typing import Any
@@ -17,16 +16,15 @@ from monitor.checks import FeatureState
 from monitor.checks.duplicates import DuplicateFilter
 from monitor.checks.record import RecordFlags, RecordState
 from monitor.columns import Column, NumericBlock
-from monitor.detectors import ChangeDetectors
 from monitor.errors import StateError
 from monitor.reference import ReferenceProfile
 from monitor.spec import StreamSpec, WindowSpec
 from monitor.windows import CountTrack, TimeTrack
 
-__all__ = ["STREAM_STATE_VERSION", "Pane", "StreamState", "covering_slices"]
+__all__ = ["STREAM_STATE_VERSION", "Pane", "StreamState", "count_pane_size", "covering_slices"]
 
 #: Version of :meth:`StreamState.to_state` and :meth:`Pane.to_state` output.
-STREAM_STATE_VERSION = 1
+STREAM_STATE_VERSION = 2
 
 
 class Pane:
@@ -100,8 +98,18 @@ class Pane:
         return pane
 
 
-def _track(window: WindowSpec, new_pane: Callable[[], Pane]) -> CountTrack[Pane] | TimeTrack[Pane]:
-    return CountTrack(window, new_pane=new_pane) if window.kind == "count" else TimeTrack(window, new_pane=new_pane)
+def count_pane_size(window: WindowSpec, partitions: int) -> int:
+    """Records per pane of a count window in each of a stream's ``partitions`` partitions:
+    ``ceil(pane / partitions)`` (``pane`` is the slide, or the size of a tumbling window)."""
+    return max(1, math.ceil(int(window.pane) / max(partitions, 1)))
+
+
+def _track(window: WindowSpec, new_pane: Callable[[], Pane], partitions: int) -> CountTrack[Pane] | TimeTrack[Pane]:
+    """A partition's track of ``window``: its panes, closed one by one (the merge stage makes windows)."""
+    if window.kind == "count":
+        pane = WindowSpec(name=window.name, kind="count", size=count_pane_size(window, partitions))
+        return CountTrack(pane, new_pane=new_pane)
+    return TimeTrack(WindowSpec(name=window.name, kind="time", seconds=window.pane), new_pane=new_pane)
 
 
 def covering_slices(memo: dict[Any, list[Any]], n: int) -> list[Pane] | None:
@@ -118,30 +126,33 @@ def covering_slices(memo: dict[Any, list[Any]], n: int) -> list[Pane] | None:
 
 
 class StreamState:
-    """Per-stream runtime: window tracks, duplicate filter, watermark, pending records.
+    """One partition of a stream: its pane tracks, duplicate filter, watermark, pending records.
+
+    Each window spec has a track of its panes here (tumbling: one pane per window; sliding: one per
+    slide); closed panes go to the stream's merge stage (:class:`monitor.stream.merge.StreamWindows`),
+    which makes windows of every partition's panes and evaluates them.
 
     :meth:`to_state` / :meth:`load_state` checkpoint what the windowing stage accumulates as records
     arrive: every window track (open panes, the closed panes sliding windows still need, pane
     indices, fills, start clocks), the duplicate filter and the watermark. Not in it:
 
-    * the change detectors (``detectors``: River objects, never pickled) and the rolling-reference
-      history (``history``): both belong to the evaluation stage, which checkpoints them separately;
-      :meth:`load_state` leaves them as they are;
+    * the merge stage's state (merged panes, change detectors, rolling-reference history);
     * the pending records: :meth:`to_state` refuses to run while any is buffered (flush first);
     * what the spec and reference determine (known fields, rate, reference version): rebuilt from them.
       The reference version is saved, and a state saved under another reference is refused (its
       histograms have the other reference's bins).
     """
 
-    def __init__(self, spec: StreamSpec, ref: ReferenceProfile | None) -> None:
+    def __init__(self, spec: StreamSpec, ref: ReferenceProfile | None, *, partitions: int = 1) -> None:
         self.spec = spec
         self.ref = ref
+        self.partitions = partitions
 
         def new_pane() -> Pane:
             return Pane(spec, ref)
 
         self.new_pane = new_pane
-        self.tracks: list[CountTrack[Pane] | TimeTrack[Pane]] = [_track(w, new_pane) for w in spec.windows]
+        self.tracks: list[CountTrack[Pane] | TimeTrack[Pane]] = [_track(w, new_pane, partitions) for w in spec.windows]
         self.dedup = DuplicateFilter(capacity=spec.duplicates.capacity) if spec.duplicates.enabled else None
         self.watermark = -math.inf
         self.pending: list[dict[str, Any]] = []
@@ -151,12 +162,7 @@ class StreamState:
         self._optional = sorted(self.known - required)
         self._time_optional = spec.time_field in self._optional
         self.ref_version = ref.profile_version if ref is not None else None  # a hash: compute once
-        self.rate = spec.volume.expected_per_second or (ref.rate_per_second if ref is not None else None)
         self.event_mode = spec.time.mode == "event"
-        self.detectors = ChangeDetectors(list(spec.detectors))
-        # Rolling reference: the last N closed windows' feature states, per window spec.
-        self.history: dict[str, deque[dict[str, FeatureState]]] = {
-            w.name: deque(maxlen=spec.rolling_reference) for w in spec.windows} if spec.rolling_reference else {}
 
     def to_state(self) -> dict[str, Any]:
         """JSON-able state (``schema_version`` 1): tracks (in spec order), duplicate filter and
@@ -219,7 +225,7 @@ class StreamState:
         tracks: list[CountTrack[Pane] | TimeTrack[Pane]] = []
         try:
             for w, track_state in zip(spec.windows, saved, strict=True):
-                track = _track(w, self.new_pane)
+                track = _track(w, self.new_pane, self.partitions)
                 track.load_state(track_state, decode)
                 tracks.append(track)
             dedup = DuplicateFilter.from_state(dup) if dup is not None else None

@@ -96,32 +96,36 @@ def test_a_restore_around_a_long_gap_skips_the_same_empty_windows(k: int) -> Non
 
 def _drop_duplicate_ids(s: dict[str, Any]) -> None:
     for gen in ("previous", "current"):
-        s["state"]["duplicates"][gen] = {"strings": [], "integers": []}
+        s["partitions"]["0"]["duplicates"][gen] = {"strings": [], "integers": []}
 
 
 def _drop_closed_panes(s: dict[str, Any]) -> None:
-    for t in s["state"]["tracks"]:
+    for t in s["merge"]["windows"]:  # the panes sliding windows still need, merged over the partitions
         t["closed"] = []
 
 
 def _forget_watermark(s: dict[str, Any]) -> None:
-    s["state"]["watermark"] = None
+    s["partitions"]["0"]["watermark"] = None
 
 
 def _empty_open_panes(s: dict[str, Any]) -> None:
-    for t in s["state"]["tracks"]:
+    for t in s["partitions"]["0"]["tracks"]:
         if t["kind"] == "time":
             t["open"] = []
 
 
 def _forget_first_time(s: dict[str, Any]) -> None:
-    for t in s["state"]["tracks"]:
+    for t in s["partitions"]["0"]["tracks"]:
         if t["kind"] == "time":
             t["first_time"] = None
+    for t in s["merge"]["windows"]:  # what the merge stage was told of it
+        t["first_time"] = None
+    for p in s["merge"]["partitions"].values():
+        p["first_times"] = {}
 
 
 def _renumber_count_panes(s: dict[str, Any]) -> None:
-    for t in s["state"]["tracks"]:
+    for t in s["partitions"]["0"]["tracks"]:
         if t["kind"] == "count":
             t["pane_index"] += 1
 
@@ -140,11 +144,11 @@ def test_the_comparison_notices_a_lost_part_of_the_state(tamper: Callable[[dict[
 def test_a_snapshot_before_any_event_time_keeps_the_watermark_unset() -> None:
     spec = monitor_spec(*VARIANTS["all_windows"])
     engine = make_engine(spec, None)
-    assert engine.snapshot("s")["state"]["watermark"] is None  # -inf, which JSON cannot hold
+    assert engine.snapshot("s")["partitions"] == {}  # no partition read yet
     no_time = [{k: v for k, v in r.items() if k != "event_time"} for r in stream_records(1, 50)]
     engine.process("s", no_time)
     state = through_json(engine.snapshot("s"))
-    assert state["state"]["watermark"] is None and state["records_processed"] == 50
+    assert state["partitions"]["0"]["watermark"] is None and state["records_processed"] == 50
     again = make_engine(spec, None)
     again.restore("s", state)
     assert again.watermark("s") == -math.inf
@@ -169,7 +173,7 @@ def test_every_state_round_trips(seed: int, n: int, variant: str) -> None:
     """``from_state(to_state(x)).to_state() == to_state(x)`` through JSON, for panes, both kinds of
     track, the duplicate filter, the stream state and the engine's snapshot."""
     engine = engine_after(seed, n, variant)
-    rt: StreamState = engine._streams["s"]
+    rt: StreamState = engine._streams["s"].part(0)
     spec, ref = rt.spec, rt.ref
 
     def encode(pane: Pane) -> dict[str, Any]:
@@ -203,7 +207,9 @@ def test_every_state_round_trips(seed: int, n: int, variant: str) -> None:
     again = make_engine(engine.spec, None)
     again.restore("s", snap)
     assert again.snapshot("s") == snap
-    assert n == 0 or any(p["records"]["count"] for p in panes)  # not only empty panes
+    merged = [p for w in snap["merge"]["windows"] for _, parts in w["open"] for p in parts.values()]
+    merged += [p for w in snap["merge"]["windows"] for _, p, _ in w["closed"] if p is not None]
+    assert n == 0 or any(p["records"]["count"] for p in panes + merged)  # not only empty panes
 
 
 @given(ids=st.lists(st.lists(st.one_of(record_ids, st.integers(2**64, 2**70), st.integers(-(2**70), -(2**63) - 1)),
@@ -265,18 +271,18 @@ def test_duplicate_filter_refuses_ids_it_cannot_save() -> None:
 def test_unknown_versions_are_refused_and_change_nothing() -> None:
     engine = engine_after(5, 300)
     snap = through_json(engine.snapshot("s"))
-    assert snap["schema_version"] == SNAPSHOT_VERSION == 1
+    assert snap["schema_version"] == SNAPSHOT_VERSION == 2
     target = engine_after(6, 200)
     before = target.snapshot("s")
     bad_versions: list[Callable[[dict[str, Any]], None]] = [
-        lambda s: s.update(schema_version=2),
+        lambda s: s.update(schema_version=1),
         lambda s: s.pop("schema_version"),
-        lambda s: s["state"].update(schema_version=99),
-        lambda s: s["state"]["tracks"][2].update(schema_version=0),
-        lambda s: s["state"]["tracks"][0]["pane"].update(schema_version="1"),
-        lambda s: s["state"]["duplicates"].update(schema_version=2),
-        lambda s: s["state"]["tracks"][0]["pane"]["records"].update(schema_version=2),
-        lambda s: s["state"]["tracks"][0]["pane"]["features"]["score"].update(schema_version=3),
+        lambda s: s["partitions"]["0"].update(schema_version=99),
+        lambda s: s["partitions"]["0"]["tracks"][2].update(schema_version=0),
+        lambda s: s["partitions"]["0"]["tracks"][0]["pane"].update(schema_version="1"),
+        lambda s: s["partitions"]["0"]["duplicates"].update(schema_version=2),
+        lambda s: s["partitions"]["0"]["tracks"][0]["pane"]["records"].update(schema_version=2),
+        lambda s: s["partitions"]["0"]["tracks"][0]["pane"]["features"]["score"].update(schema_version=3),
     ]
     for change in bad_versions:
         bad = copy.deepcopy(snap)
@@ -286,8 +292,8 @@ def test_unknown_versions_are_refused_and_change_nothing() -> None:
         assert isinstance(info.value, ValueError)
         assert "version" in str(info.value)
         assert target.snapshot("s") == before  # nothing half-restored
-    with pytest.raises(StateError, match=r"unsupported feature-stage snapshot version 2 \(reads 1\)"):
-        target.restore("s", {**snap, "schema_version": 2})
+    with pytest.raises(StateError, match=r"unsupported feature-stage snapshot version 1 \(reads 2\)"):
+        target.restore("s", {**snap, "schema_version": 1})
 
 
 def test_pending_records_are_refused() -> None:
@@ -379,6 +385,6 @@ def test_snapshot_size_is_bounded_by_the_windows_not_the_records() -> None:
         snap = engine.snapshot("s")
         sizes[target] = len(orjson.dumps(snap))
         assert snap["records_processed"] == target
-        assert snap["state"]["tracks"][0]["filled"] == 500
+        assert snap["partitions"]["0"]["tracks"][0]["filled"] == 500
     print(f"snapshot bytes after 10,500 records: {sizes[10_500]:,}; after 100,500: {sizes[100_500]:,}")
     assert sizes[100_500] <= 1.25 * sizes[10_500]

@@ -1,7 +1,8 @@
 """The worker's Faust app built in-process and its ingest service handed consumer batches: decode, one monitor
-call per stream per batch, reports published, bad records dead-lettered, metrics counted, offsets stored only
-after every output was acknowledged. The output topics record what is sent; the messages are confluent-kafka
-look-alikes. tests/integration runs the same app against a real broker."""
+call per stream partition per batch, panes to the merge stage and its reports published, bad records
+dead-lettered, metrics counted, offsets stored only after every output was acknowledged. The output topics
+record what is sent; the messages are confluent-kafka look-alikes. tests/integration runs the same app against
+a real broker."""
 
 from __future__ import annotations
 
@@ -55,7 +56,7 @@ def test_the_ingest_service_processes_dead_letters_and_alerts_in_process(monkeyp
     monkeypatch.setenv("KAFKA_BOOTSTRAP", "127.0.0.1:9")  # never contacted: no producer or consumer starts
     registry = CollectorRegistry()
     _app, ctx = create_app(parse_spec(SPEC), Settings.from_env(), references={}, registry=registry)
-    sent: dict[str, list[tuple[bytes, bytes]]] = {"alerts": [], "deadletter": [], "profiles": []}
+    sent: dict[str, list[tuple[bytes, bytes]]] = {"alerts": [], "deadletter": [], "profiles": [], "panes": []}
 
     class Recorder:
         """An output topic that records what is sent and acknowledges it at once."""
@@ -72,8 +73,8 @@ def test_the_ingest_service_processes_dead_letters_and_alerts_in_process(monkeyp
         def get_topic_name(self) -> str:
             return self.name
 
-    ctx.alerts_topic, ctx.deadletter_topic, ctx.profiles_topic = (  # type: ignore[assignment]
-        Recorder("alerts"), Recorder("deadletter"), Recorder("profiles"))
+    ctx.alerts_topic, ctx.deadletter_topic, ctx.profiles_topic, ctx.panes_topic = (  # type: ignore[assignment]
+        Recorder("alerts"), Recorder("deadletter"), Recorder("profiles"), Recorder("panes"))
     values = (b'{"record_id": 1, "x": 1.0}', b'{"record_id": 2}', b"not json", b'{"record_id": 3, "x": 2.0}',
               b'[{"record_id": 4, "x": 1.0}, {"x": 5}]')
 
@@ -83,6 +84,10 @@ def test_the_ingest_service_processes_dead_letters_and_alerts_in_process(monkeyp
         assert ctx.ingest is ingest
         await ingest.handle([Message(i + 10, v) for i, v in enumerate(values)])  # type: ignore[misc]
         assert ingest.positions == {("f", 0): 15}  # the next offset to read: what a checkpoint would cover
+        # The partition's closed pane went to the merge stage (the panes topic), which the merge agent reads.
+        assert [key for key, _ in sent["panes"]] == [b"f"] and not sent["profiles"]
+        assert ctx.merge is not None
+        await ctx.merge.handle([value for _, value in sent["panes"]])
 
     asyncio.run(run())
     assert ctx.monitor.records_processed == {"f": 4}
@@ -139,20 +144,20 @@ def test_consecutive_columnar_messages_are_one_engine_call_and_order_is_kept(mon
     monkeypatch.setenv("KAFKA_BOOTSTRAP", "127.0.0.1:9")
     _app, ctx = create_app(parse_spec(SPEC), Settings.from_env(), references={}, registry=CollectorRegistry())
     calls: list[tuple[str, int]] = []
-    process = ctx.monitor.process
+    update = ctx.monitor.update
 
     def spy(stream: str, records: Any, **kw: Any) -> Any:
         calls.append((type(records).__name__, len(records)))
-        return process(stream, records, **kw)
+        return update(stream, records, **kw)
 
-    monkeypatch.setattr(ctx.monitor, "process", spy)
+    monkeypatch.setattr(ctx.monitor, "update", spy)
 
     async def send(**_: Any) -> Any:
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         done.set_result(None)
         return done
 
-    for name in ("alerts_topic", "deadletter_topic", "profiles_topic"):
+    for name in ("alerts_topic", "deadletter_topic", "profiles_topic", "panes_topic"):
         monkeypatch.setattr(getattr(ctx, name), "send", send)
     values = [b'{"columns": {"record_id": [1, 2], "x": [1.0, 2.0]}}', b'{"columns": {"x": [3.0], "record_id": [3]}}',
               b'{"record_id": 4, "x": 4.0}', b'{"columns": {"record_id": [5], "x": [5.0]}}',

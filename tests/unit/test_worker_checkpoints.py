@@ -1,6 +1,7 @@
-"""The worker checkpoint's restore decision: restored only when every committed offset points to one readable
-checkpoint covering exactly the partitions with a commit; otherwise new windows, with the engine untouched.
-(tests/integration/test_exactness.py runs the real thing: a SIGKILL on the real broker.)"""
+"""The worker checkpoint's restore decision, per input partition: a partition continues from the state its
+commit's checkpoint holds for it at exactly the committed offset; otherwise it starts new windows, and the
+other partitions are untouched. (tests/integration/test_exactness.py runs the real thing: a SIGKILL on the
+real broker, and a rebalance between workers.)"""
 
 from __future__ import annotations
 
@@ -16,8 +17,6 @@ from monitor.spec import parse_spec
 SPEC = {"version": 1, "name": "cp", "streams": [{
     "name": "f", "windows": [{"name": "w3", "kind": "count", "size": 3}], "detectors": [],
     "features": [{"name": "x", "type": "numeric"}]}]}
-
-
 class Store:
     """Checkpoints in a dict, by manifest offset (the broker's part is in the integration test)."""
 
@@ -54,64 +53,78 @@ def _monitor() -> Monitor:
     return Monitor(parse_spec(SPEC), clock=lambda: 0.0)
 
 
-def _saved(positions: dict[tuple[str, int], int]) -> tuple[Store, Consumer]:
-    store, consumer = Store(), Consumer()
+def _checkpointer(monitor: Monitor, store: Store, token: str) -> Checkpointer:
+    return Checkpointer(monitor, store, token=token, streams={"f": "f"})  # type: ignore[arg-type]
+
+
+def _saved(positions: dict[tuple[str, int], int], store: Store | None = None,
+           consumer: Consumer | None = None) -> tuple[Store, Consumer]:
+    """Two records on each partition of ``positions``, checkpointed with those offsets."""
+    store, consumer = store or Store(), consumer or Consumer()
     monitor = _monitor()
-    monitor.process("f", [{"record_id": 1, "x": 1.0}, {"record_id": 2, "x": 2.0}])
-    cp = Checkpointer(monitor, store, token="t")  # type: ignore[arg-type]
+    for _, p in positions:
+        monitor.process("f", [{"record_id": 1, "x": 1.0}, {"record_id": 2, "x": 2.0}], partition=p)
+    cp = _checkpointer(monitor, store, f"t{len(store.docs)}")
     cp.save(consumer, cp.take(positions), positions)
     return store, consumer
 
 
-def _restore(store: Store, consumer: Any, partitions: list[int]) -> tuple[Monitor, Any]:
+def _restore(store: Store, consumer: Any, partitions: list[int]) -> tuple[Monitor, int]:
     monitor = _monitor()
-    got = Checkpointer(monitor, store, token="u").restore(  # type: ignore[arg-type]
+    got = _checkpointer(monitor, store, "u").restore(
         consumer.committed([TopicPartition("f", p) for p in partitions], timeout=1.0))
     return monitor, got
 
 
-def test_a_checkpoint_covering_exactly_the_committed_partitions_is_restored() -> None:
-    store, consumer = _saved({("f", 0): 5, ("f", 1): 7})
-    monitor, got = _restore(store, consumer, [0, 1])
-    assert got == {("f", 0): 5, ("f", 1): 7}
-    assert monitor.records_processed == {"f": 2}
-    [report] = monitor.process("f", [{"record_id": 3, "x": 3.0}])  # the window continues: 2 + 1 records
-    assert report.count == 3
+def _fill(monitor: Monitor, partition: int) -> int:
+    """Records in the window a third record on ``partition`` closes (3: the restored two and this one)."""
+    reports = monitor.process("f", [{"record_id": 3, "x": 3.0}], partition=partition)
+    return reports[0].count if reports else 1
 
 
-def test_partitions_from_elsewhere_mean_new_windows() -> None:
+def test_each_partition_continues_from_its_checkpoint() -> None:
     store, consumer = _saved({("f", 0): 5, ("f", 1): 7})
-    monitor, got = _restore(store, consumer, [0])  # half of what the checkpoint covers
-    assert got is None and monitor.records_processed == {"f": 0}
-    other_store, other = _saved({("f", 2): 9})
-    consumer.commits.update(other.commits)  # two checkpoints named by the commits: a rebalance mixed them
-    store.docs.update({k + 1000: v for k, v in other_store.docs.items()})
+    monitor, got = _restore(store, consumer, [0])  # a rebalance gave this worker partition 0 only
+    assert got == 1 and monitor.features.partitions_of("f") == [0]
+    saved = orjson.loads(store.docs[0][0])
+    assert monitor.features.partition_state("f", 0) == saved["partitions"][0][4]
+    assert _fill(monitor, 0) == 3  # the window continues: the checkpoint's 2 records + 1
+
+
+def test_partitions_named_by_different_checkpoints_each_take_their_own() -> None:
+    store, consumer = _saved({("f", 0): 5, ("f", 1): 7})
+    _saved({("f", 2): 9}, store, consumer)  # a rebalance: partition 2 was checkpointed by another worker
     monitor, got = _restore(store, consumer, [0, 1, 2])
-    assert got is None and monitor.records_processed == {"f": 0}
+    assert got == 3 and monitor.features.partitions_of("f") == [0, 1, 2]
+    assert [monitor.features.partition_state("f", p)["tracks"][0]["filled"] for p in (0, 1, 2)] == [2, 2, 2]
 
 
-def test_a_missing_or_foreign_checkpoint_means_new_windows() -> None:
-    store, consumer = _saved({("f", 0): 5})
+def test_a_missing_foreign_or_other_offset_checkpoint_means_new_windows_there() -> None:
+    store, consumer = _saved({("f", 0): 5, ("f", 1): 7})
+    consumer.commits[("f", 1)] = TopicPartition("f", 1, 8, metadata=consumer.commits[("f", 1)].metadata)
+    monitor, got = _restore(store, consumer, [0, 1])  # partition 1 was committed past its checkpoint
+    assert got == 1 and _fill(monitor, 0) == 3 and _fill(monitor, 1) == 1  # 1: new windows on partition 1
     store.docs.clear()  # compacted away
-    assert _restore(store, consumer, [0])[1] is None
-    assert _restore(Store(), Consumer(), [0])[1] is None  # nothing committed: a first start
+    assert _restore(store, consumer, [0])[1] == 0
+    assert _restore(Store(), Consumer(), [0])[1] == 0  # nothing committed: a first start
     store, consumer = _saved({("f", 0): 5})
     data, n = store.docs[0]
     doc = orjson.loads(data)
-    doc["streams"]["f"]["state"]["reference_version"] = "another"  # a snapshot of another reference
+    doc["partitions"][0][4]["reference_version"] = "another"  # a state of another reference
     store.docs[0] = (orjson.dumps(doc), n)
     monitor, got = _restore(store, consumer, [0])
-    assert got is None and monitor.records_processed == {"f": 0}
+    assert got == 0 and _fill(monitor, 0) == 1
 
 
-def test_an_alert_fired_after_the_checkpoint_stays_open_through_the_restore() -> None:
-    store, consumer = _saved({("f", 0): 5})  # no alert in the checkpoint
+def test_an_old_checkpoint_is_deleted_only_once_every_partition_it_covered_moved_on() -> None:
+    deleted: list[str] = []
+    store, consumer = Store(), Consumer()
+    store.delete = lambda key, count: deleted.append(key)  # type: ignore[method-assign]
     monitor = _monitor()
-    [report] = monitor.process("f", [{"record_id": 1}, {"record_id": 2}, {"record_id": 3}])  # x missing: fires
-    assert [e.status for e in report.events] == ["firing"] and monitor.policy.open_alerts()
-    open_before = monitor.policy.open_alerts()
-    got = Checkpointer(monitor, store, token="u").restore(  # type: ignore[arg-type]
-        consumer.committed([TopicPartition("f", 0)], timeout=1.0))
-    assert got == {("f", 0): 5}
-    assert monitor.records_processed == {"f": 2}  # the windows are the checkpoint's
-    assert monitor.policy.open_alerts() == open_before  # the alert receivers were told about is still open
+    cp = _checkpointer(monitor, store, "w")
+    both = {("f", 0): 5, ("f", 1): 7}
+    cp.save(consumer, cp.take(both), both)
+    cp.save(consumer, cp.take({("f", 0): 6}), {("f", 0): 6})  # partition 1 moved away: its commit names w.1
+    assert deleted == []
+    cp.save(consumer, cp.take({("f", 0): 7}), {("f", 0): 7})
+    assert deleted == ["w.2"]
