@@ -35,7 +35,7 @@ from typing import Any
 import yaml
 
 from monitor.names import DISTANCE_METHODS, FEATURE_CHECKS, DriftMethod, FeatureCheck, ModelCheck, RecordCheck
-from monitor.spec import MonitorSpec, Threshold
+from monitor.spec import FeatureSpec, MonitorSpec, StreamSpec, Threshold
 
 __all__ = ["RULE_GROUPS", "render_rules", "rules_document"]
 
@@ -150,6 +150,19 @@ def _feature_annotations(check: str, severity: str, levels: str) -> dict[str, st
                            f"in {where} for 5 minutes ({severity} level {levels})."}
 
 
+def _drift_methods(stream: StreamSpec, feature: FeatureSpec) -> set[DriftMethod]:
+    """The drift methods that may run on ``feature`` (``auto``: PSI, and by window size KS or normed
+    Wasserstein for numeric features, chi-square or Jensen-Shannon for the others)."""
+    if feature.type == "string":
+        return set()
+    methods = feature.drift_methods if feature.drift_methods is not None else stream.drift.methods
+    if methods == "auto":
+        if feature.type == "numeric":
+            return {DriftMethod.PSI, DriftMethod.KS, DriftMethod.WASSERSTEIN}
+        return {DriftMethod.PSI, DriftMethod.CHI_SQUARE, DriftMethod.JENSEN_SHANNON}
+    return set(methods)
+
+
 def _feature_rules(spec: MonitorSpec) -> list[dict[str, Any]]:
     rules: list[dict[str, Any]] = []
     for check in FEATURE_CHECKS:
@@ -184,7 +197,7 @@ def _feature_rules(spec: MonitorSpec) -> list[dict[str, Any]]:
         if method not in DISTANCE_METHODS:
             continue
         items = [(s.name, f.name, spec.threshold_for(s, f, method)) for s in spec.streams
-                 if s.drift.methods != [] for f in s.features if f.type != "string"]
+                 for f in s.features if method in _drift_methods(s, f)]
         by_level = _by_level(items, "critical")
         if not by_level:
             continue
