@@ -382,6 +382,46 @@ def schema() -> None:
 
 
 @cli.command()
+@click.argument("spec", type=click.Path(dir_okay=False))
+@click.option("-o", "--output", type=click.Path(dir_okay=False), default=None,
+              help="File to write (default: standard output).")
+@click.option("--job", default="streamdq", show_default=True, help="Prometheus scrape job of the workers.")
+@click.option("--for", "hold", default=None, metavar="DURATION",
+              help="Replace every alert's `for:` (e.g. 0s for a demo or a test; default: each rule's own).")
+@friendly
+def rules(spec: str, output: str | None, job: str, hold: str | None) -> None:
+    """Write Prometheus recording and alerting rules for a monitor spec (its streams, features and levels)."""
+    from agents.ops.rules import render_rules
+    from monitor.spec import load_spec
+
+    _write(render_rules(load_spec(spec), source=spec, job=job, hold=hold), output)
+
+
+@cli.command()
+@click.argument("spec", type=click.Path(dir_okay=False))
+@click.option("-o", "--output", type=click.Path(dir_okay=False), default=None,
+              help="File to write (default: standard output).")
+@friendly
+def dashboard(spec: str, output: str | None) -> None:
+    """Write the Grafana dashboard JSON for a monitor spec (provision it from deploy/grafana/)."""
+    from agents.ops.dashboard import render_dashboard
+    from monitor.spec import load_spec
+
+    _write(render_dashboard(load_spec(spec)), output)
+
+
+def _write(text: str, output: str | None) -> None:
+    if output is None:
+        click.echo(text, nl=False)
+        return
+    try:
+        Path(output).write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot write {output}: {exc.strerror or exc}") from None
+    click.secho(f"wrote {output}", fg="green", err=True)
+
+
+@cli.command()
 @click.option("--duration", type=float, default=None, help="Stop after this many seconds (default: run until Ctrl-C).")
 @click.option("--spec", "spec_path", type=click.Path(dir_okay=False), default=None,
               help="Monitor spec (default: deploy/monitor.yaml).")

@@ -101,6 +101,10 @@ class Metrics:
         for s in spec.streams:
             for outcome in ("processed", "deadlettered"):
                 self.records.labels(s.name, outcome)
+            for w in s.windows:  # a window that never closed is then visible (increase(...) == 0)
+                self.windows.labels(s.name, w.name)
+            if s.model is not None:
+                self.model_errors.labels(s.name)
 
     def observe(self, report: Report) -> None:
         """Set the gauges to a closed window's values (feature or model window). A value the window
