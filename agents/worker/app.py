@@ -257,6 +257,7 @@ def create_app(spec: MonitorSpec, settings: Settings, *, references: dict[str, R
     ctx = WorkerContext(spec=spec, monitor=Monitor(spec, references=references), metrics=metrics, app=app,
                         notifier=notifier)
     holder.append(ctx)
+    metrics.watch(ctx.monitor)
     app.ingest_first = ctx
     registry.register(IngestCollector(lambda: ctx.ingest))
     # Written only when a window changes the alert state (never per record); use_partitioner lets the
