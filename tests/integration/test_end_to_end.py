@@ -219,6 +219,10 @@ def test_promtool_accepts_the_metrics_page(scenario_run: dict[str, Any]) -> None
     promtool = shutil.which("promtool")
     assert promtool, "promtool is required (Debian package prometheus; the README test command installs it)"
     page = scenario_run["worker"].metrics()
+    for name in ("streamdq_feature_drift_p_value", "streamdq_feature_drift_p_value_adjusted",
+                 "streamdq_feature_drift_threshold", "streamdq_feature_drift_sample_size", "streamdq_check_threshold",
+                 "streamdq_window_fill_ratio", "streamdq_alert_active", "streamdq_consumer_lag_records"):
+        assert f"\n{name}{{" in page, f"{name} is not on the page promtool checks"
     res = subprocess.run([promtool, "check", "metrics"], input=page.encode(), capture_output=True, timeout=60)
     assert res.returncode == 0, res.stdout.decode() + res.stderr.decode()
 
