@@ -139,6 +139,11 @@ class Monitor:
         """The latest event time seen on ``stream`` (``-inf`` before any)."""
         return self.features.watermark(stream)
 
+    def window_fill(self, stream: str) -> dict[str, float | None]:
+        """How full each window of ``stream`` that closes next is, 0..1, by window name (count
+        windows: records / size; time windows: time passed / length; ``None`` before any record)."""
+        return self.features.window_fill(stream)
+
     def model_for(self, stream: str) -> ModelMonitor | None:
         """The model stage that reads ``stream`` (a predictions or labels stream), if any."""
         return self._model_of.get(stream)

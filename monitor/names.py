@@ -29,6 +29,7 @@ __all__ = [
     "THRESHOLD_CHECKS",
     "ChangeCheck",
     "ChangeSeries",
+    "Direction",
     "DriftMethod",
     "FeatureCheck",
     "ModelCheck",
@@ -57,6 +58,17 @@ SEVERITIES: tuple[Severity, ...] = tuple(Severity)
 #: 0 for info, 1 for warning, 2 for critical (looked up by the member or its plain string).
 SEVERITY_RANK: dict[str, int] = {s: i for i, s in enumerate(SEVERITIES)}
 
+
+
+class Direction(_Name):
+    """Which side of its threshold an alert's value is bad on.
+
+    ``above``: the check raises when ``value >= threshold`` (ratios, distances, drops); ``below``: when
+    ``value <= threshold`` (a drift test's p-value against alpha).
+    """
+
+    ABOVE = "above"
+    BELOW = "below"
 
 
 class Status(_Name):

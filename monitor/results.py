@@ -65,7 +65,8 @@ class Results:
         """One flat row per feature and window (feature windows), or per model window and version.
 
         Feature rows: the window's identity, ``count``, the feature's quality ratios and, per drift
-        method, its statistic (``drift_<method>``) and p-value (``drift_<method>_p``, tests only).
+        method, its statistic (``drift_<method>``) and p-value (``drift_<method>_p``, tests only, and
+        ``drift_<method>_p_adjusted`` after the window's multiple-testing correction).
         Stream-level rows (``feature`` ``None``) carry the record ratios. Model rows carry the
         realised and estimated metrics (``realised_<metric>``, ``estimated_<metric>``).
         """
@@ -84,6 +85,7 @@ class Results:
                         row[f"drift_{method}"] = d.statistic
                         if d.p_value is not None:
                             row[f"drift_{method}_p"] = d.p_value
+                            row[f"drift_{method}_p_adjusted"] = d.p_value_adjusted
                     row["alerts"] = sum(a.feature == name for a in report.alerts)
                     out.append(row)
             elif isinstance(report, ModelWindowReport):

@@ -45,6 +45,13 @@ def format_event(event: dict[str, Any]) -> str:
     ...     "feature": "age", "check": "psi", "value": 0.3, "threshold": 0.25, "last_seen": "t",
     ...     "window": {"name": "w", "index": 4}, "summary": "[x] drifted"})).plain
     't  FIRING    CRITICAL  s.age  psi  value=0.3 threshold=0.25  w#4  [x] drifted'
+
+    A value that is bad below its threshold (a drift test's p-value against alpha) says so:
+
+    >>> Text.from_markup(format_event({"status": "firing", "severity": "warning", "stream": "s",
+    ...     "feature": "age", "check": "ks", "value": 0.0003, "threshold": 0.01, "direction": "below",
+    ...     "last_seen": "t", "window": {"name": "w", "index": 4}, "summary": "drifted"})).plain
+    't  FIRING    WARNING   s.age  ks  value=0.0003 threshold=0.01 (below)  w#4  drifted'
     """
     from rich.markup import escape
 
@@ -58,7 +65,8 @@ def format_event(event: dict[str, Any]) -> str:
     return (f"[dim]{escape(str(event.get('last_seen', '')))}[/]  "
             f"[{status_style}]{escape(status.upper()):<8}[/]  [{sev_style}]{escape(severity.upper()):<8}[/]  "
             f"[bold]{escape(where)}[/]  {escape(str(event.get('check', '?')))}  "
-            f"value={_fmt(event.get('value'))} threshold={_fmt(event.get('threshold'))}  "
+            f"value={_fmt(event.get('value'))} threshold={_fmt(event.get('threshold'))}"
+            f"{' (below)' if event.get('direction') == 'below' else ''}  "
             f"{escape(win)}  {escape(str(event.get('summary', '')))}")
 
 

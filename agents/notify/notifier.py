@@ -202,7 +202,10 @@ def alertmanager_payload(event: Mapping[str, Any], resolve_timeout_seconds: floa
     """The Alertmanager v2 ``POST /api/v2/alerts`` body for one alert event.
 
     Labels identify the alert in Alertmanager (``alertname`` = ``streamdq_<check>``, stream,
-    check, severity, fingerprint, and feature/model when set). A firing alert ends at
+    check, severity, fingerprint, and feature/model when set). Annotations: summary, value,
+    threshold and direction (``above``/``below``: which side of the threshold is bad; a drift
+    test's value is its corrected p-value against alpha), window, alert_id, reference_version,
+    and for drift checks the statistic, p_value (tests) and effect_size from the details. A firing alert ends at
     ``last_seen + resolve_timeout_seconds`` unless it is sent again; a resolved one ends at
     its ``last_seen``. Raises ``ValueError`` when the event's times are not ISO-8601.
     """
@@ -218,8 +221,12 @@ def alertmanager_payload(event: Mapping[str, Any], resolve_timeout_seconds: floa
     else:
         where = str(window.get("start", ""))
     annotations = {"summary": str(event.get("summary", "")), "value": _num(event.get("value")),
-                   "threshold": _num(event.get("threshold")), "window": where,
-                   "alert_id": str(event.get("alert_id", ""))}
+                   "threshold": _num(event.get("threshold")), "direction": str(event.get("direction", "above")),
+                   "window": where, "alert_id": str(event.get("alert_id", ""))}
+    details = event.get("details") or {}
+    for key in ("statistic", "p_value", "effect_size"):  # drift checks: the numbers behind the value
+        if details.get(key) is not None:
+            annotations[key] = _num(details[key])
     if event.get("reference_version") is not None:
         annotations["reference_version"] = str(event["reference_version"])
     first, last = _parse_time(str(event["first_seen"])), _parse_time(str(event["last_seen"]))
@@ -231,7 +238,6 @@ def alertmanager_payload(event: Mapping[str, Any], resolve_timeout_seconds: floa
         ends = max(last, datetime.now(UTC)) + timedelta(seconds=resolve_timeout_seconds)
     out = [{"labels": labels, "annotations": annotations, "startsAt": rfc3339(min(first, ends)),
             "endsAt": rfc3339(ends)}]
-    details = event.get("details") or {}
     if event.get("status") != "resolved" and details.get("notification_reason") == "escalated":
         # severity is a label (routing uses it), so the escalated alert is a new Alertmanager alert:
         # end the lower-severity copies now instead of letting them linger until their endsAt.

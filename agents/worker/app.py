@@ -288,6 +288,7 @@ def create_app(spec: MonitorSpec, settings: Settings, *, references: dict[str, R
                                                    partitions={s.name: s.partitions for s in spec.streams}),
                         metrics=metrics, app=app, notifier=notifier)
     holder.append(ctx)
+    metrics.watch(ctx.monitor)
     app.ingest_first = ctx
     registry.register(IngestCollector(lambda: ctx.ingest))
     # Written only when a window changes the alert state (never per record); use_partitioner lets the

@@ -2,8 +2,14 @@
 
 Names follow the project conventions: ``streamdq_`` prefix, base units,
 ``_total`` counters, ``_ratio`` for 0..1; labels only take configured names
-(stream, feature, window, check) or fixed code sets (outcome, reason,
-severity), so cardinality is bounded by the spec.
+(stream, feature, window, check, method) or fixed code sets (outcome, reason,
+severity), so cardinality is bounded by the spec (topic/partition by the input
+topics, model/version by ``max_versions``).
+
+Two sources: :meth:`Metrics.observe` turns each closed window's report into the
+gauges of that window (the one place reports become metrics); the state that
+changes between windows (the fill of each open window, the alerts open now) is
+read from the :class:`~monitor.Monitor` at scrape time (:meth:`Metrics.watch`).
 """
 
 from __future__ import annotations
@@ -16,9 +22,10 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from monitor.columns import compiled
+from monitor.engine import Monitor
 from monitor.model import ModelMonitor
 from monitor.report import ModelWindowReport, Report, WindowReport
-from monitor.spec import FEATURE_CHECKS, MonitorSpec
+from monitor.spec import FEATURE_CHECKS, MonitorSpec, Threshold
 
 if TYPE_CHECKING:
     import faust
@@ -70,6 +77,23 @@ class Metrics:
         self.drifted = Gauge("streamdq_feature_drifted", "1 if the method's drift decision for the last closed "
                              "window was positive, 0 if not (absent: insufficient data).",
                              ["stream", "feature", "window", "method"], registry=registry)
+        drift_labels = ["stream", "feature", "window", "method"]
+        self.drift_p_value = Gauge("streamdq_feature_drift_p_value", "Drift tests (ks, chi_square): the test's "
+                                   "p-value in the last closed window, before the multiple-testing correction.",
+                                   drift_labels, registry=registry)
+        self.drift_p_value_adjusted = Gauge(
+            "streamdq_feature_drift_p_value_adjusted", "Drift tests: the p-value after the window's multiple-testing "
+            "correction; drifted when <= streamdq_feature_drift_threshold (alpha).", drift_labels, registry=registry)
+        self.drift_threshold = Gauge("streamdq_feature_drift_threshold", "The method's raise level in the last "
+                                     "closed window: a distance drifts when its score >= it, a test when its "
+                                     "adjusted p-value <= it (alpha).", drift_labels, registry=registry)
+        self.drift_sample_size = Gauge("streamdq_feature_drift_sample_size", "Valid values the method compared "
+                                       "with the reference in the last closed window (below the stream's "
+                                       "min_samples: insufficient data, no score).", drift_labels, registry=registry)
+        self.check_threshold = Gauge("streamdq_check_threshold", "The configured level of a check per severity: "
+                                     "feature quality checks, drift distances (check = method) and stream-level "
+                                     "checks (feature=\"\"); the check raises when its value is >= it.",
+                                     ["stream", "feature", "check", "severity"], registry=registry)
         self.record_ratios = {
             check: Gauge(f"streamdq_{check}", f"Share of records in the last closed window "
                          f"({check.removesuffix('_ratio').replace('_', ' ')}).", ["stream", "window"],
@@ -97,6 +121,14 @@ class Metrics:
                                     ["stream"], registry=registry)
         self._join = _JoinCollector()
         registry.register(self._join)
+        self._state = _StateCollector()
+        registry.register(self._state)
+        self._spec = spec
+        self._thresholds_set: set[tuple[str, str, str]] = set()
+        #: (stream, window) -> the (feature, method) pairs of its last window: bounded by the spec.
+        self._drift_ran: dict[tuple[str, str], set[tuple[str, str]]] = {}
+        self._drift_gauges = (self.drift, self.drifted, self.drift_p_value, self.drift_p_value_adjusted,
+                              self.drift_threshold, self.drift_sample_size)
         # Pre-create the zero series so dashboards and rate() see them from the start.
         for s in spec.streams:
             for outcome in ("processed", "deadlettered"):
@@ -122,17 +154,59 @@ class Metrics:
         self.window_records.labels(stream, window).set(report.count)
         for name, fr in report.features.items():
             for check, gauge in self.ratios.items():
-                _set(gauge, (stream, name, window), fr.ratios.get(check))
+                value = fr.ratios.get(check)
+                _set(gauge, (stream, name, window), value)
+                if value is not None:
+                    self._threshold(stream, name, check)
             _set(self.cardinality, (stream, name, window), fr.cardinality)
+        # Methods chosen by sample size (drift.methods: auto) change from window to window: the series of a
+        # method this window did not run go, so no stale score or p-value lingers beside the current one.
+        ran = {(name, method) for name, methods in report.drift.items() for method in methods}
+        for name, method in self._drift_ran.get((stream, window), set()) - ran:
+            for gauge in self._drift_gauges:
+                _set(gauge, (stream, name, window, method), None)
+        self._drift_ran[(stream, window)] = ran
         for name, methods in report.drift.items():
             for method, d in methods.items():
-                _set(self.drift, (stream, name, window, method), d.statistic)
-                _set(self.drifted, (stream, name, window, method), None if d.drifted is None else float(d.drifted))
+                labels = (stream, name, window, method)
+                _set(self.drift, labels, d.statistic)
+                _set(self.drifted, labels, None if d.drifted is None else float(d.drifted))
+                _set(self.drift_p_value, labels, d.p_value)
+                _set(self.drift_p_value_adjusted, labels, d.p_value_adjusted)
+                self.drift_threshold.labels(*labels).set(d.threshold)
+                self.drift_sample_size.labels(*labels).set(d.sample_size)
+                if d.p_value is None and d.statistic is not None:  # a distance: its warning and critical levels
+                    self._threshold(stream, name, method, levels_of=d.method)
         rec = report.records
         for record_check, gauge in self.record_ratios.items():
             _set(gauge, (stream, window), rec.get(record_check))
         _set(self.freshness, (stream, window), rec.get("freshness_p95_seconds"))
         _set(self.volume, (stream, window), rec.get("volume_deviation"))
+        for record_check in (*self.record_ratios, "freshness_p95_seconds", "volume_deviation"):
+            if rec.get(record_check) is not None:
+                self._threshold(stream, None, record_check)
+
+    def _threshold(self, stream: str, feature: str | None, check: str, *, levels_of: str | None = None) -> None:
+        """Export a check's configured levels once, when the check first has a value (so a level shows
+        beside every series it applies to, and none for a check that never runs on a feature).
+        ``levels_of``: the check whose levels apply (``psi`` for ``psi@rolling``)."""
+        key = (stream, feature or "", check)
+        if key in self._thresholds_set:
+            return
+        self._thresholds_set.add(key)
+        st = self._spec.stream(stream)
+        fs = next((f for f in st.features if f.name == feature), None) if feature is not None else None
+        thr: Threshold | None = self._spec.threshold_for(st, fs, levels_of or check)
+        if thr is None:
+            return
+        for severity in ("warning", "critical"):
+            level = getattr(thr, severity)
+            if level is not None:
+                self.check_threshold.labels(stream, feature or "", check, severity).set(level)
+
+    def watch(self, monitor: Monitor) -> None:
+        """Export ``monitor``'s open-window fill and open alerts at scrape time."""
+        self._state.monitor = monitor
 
 
     def watch_model(self, monitor: ModelMonitor) -> None:
@@ -215,6 +289,43 @@ class _JoinCollector(Collector):
             unusable.add_metric([name, "predictions"], m.counters["unusable_predictions"])
             unusable.add_metric([name, "labels"], m.counters["unusable_labels"])
         yield from (events, pending, orphans, coverage, latency, unusable)
+
+
+class _StateCollector(Collector):
+    """What changes between windows, read from the monitor at scrape time (nothing on the hot path):
+    the fill of each stream's open windows and one series per open alert."""
+
+    def __init__(self) -> None:
+        self.monitor: Monitor | None = None
+
+    def describe(self) -> Iterator[Any]:
+        return iter(())
+
+    def collect(self) -> Iterator[Any]:
+        monitor = self.monitor
+        if monitor is None:
+            return
+        fill = GaugeMetricFamily("streamdq_window_fill_ratio", "How full the window that closes next is: count "
+                                 "windows records / size, time windows time passed / length (event time: against "
+                                 "the watermark minus the allowed lateness).", labels=["stream", "window"])
+        for s in monitor.spec.streams:
+            for window, value in monitor.window_fill(s.name).items():
+                if value is not None:
+                    fill.add_metric([s.name, window], value)
+        yield fill
+        active = GaugeMetricFamily("streamdq_alert_active", "Alerts firing now (after the alert policy), one series "
+                                   "per stream, feature (\"\" for stream and model checks), check and notified "
+                                   "severity; 1 while open (more only for a model check open on several model "
+                                   "versions), gone when resolved.", labels=["stream", "feature", "check", "severity"])
+        counts: dict[tuple[str, str, str, str], int] = {}
+        for a in monitor.policy.firing():
+            if a.stream is None or a.check is None:
+                continue  # restored from an older state without its identity: shown after its next window
+            key = (a.stream, a.feature or "", a.check, str(a.severity))
+            counts[key] = counts.get(key, 0) + 1
+        for key, n in sorted(counts.items()):
+            active.add_metric(list(key), n)
+        yield active
 
 
 def _set(gauge: Gauge, labels: tuple[str, ...], value: float | None) -> None:

@@ -2,7 +2,7 @@
 re-notification, dedup). The rules that raise them per window are in :mod:`monitor.evaluation`."""
 
 from monitor.alerts.alert import ALERT_SCHEMA_VERSION, SEVERITIES, Alert, fingerprint
-from monitor.alerts.policy import AlertPolicy, Observation
+from monitor.alerts.policy import AlertPolicy, Observation, OpenAlert
 
 __all__ = [
     "ALERT_SCHEMA_VERSION",
@@ -10,5 +10,6 @@ __all__ = [
     "Alert",
     "AlertPolicy",
     "Observation",
+    "OpenAlert",
     "fingerprint",
 ]

@@ -6,11 +6,13 @@ import hashlib
 from dataclasses import dataclass, field
 from typing import Any
 
-from monitor.names import SEVERITIES, Severity, Status
+from monitor.names import SEVERITIES, Direction, Severity, Status
 
 __all__ = ["ALERT_SCHEMA_VERSION", "SEVERITIES", "Alert", "fingerprint"]
 
-ALERT_SCHEMA_VERSION = 1
+#: 2: ``direction`` added; a drift test's ``value`` is its (corrected) p-value against alpha, no longer its
+#: statistic (now ``details.statistic``).
+ALERT_SCHEMA_VERSION = 2
 
 
 def fingerprint(stream: str, feature: str | None, check: str, model: str | None = None) -> str:
@@ -34,6 +36,11 @@ class Alert:
     window evaluated twice (a replay, a redelivery) yields the same id and
     receivers can drop duplicates.
 
+    ``value`` and ``threshold`` are on one scale and ``direction`` says which side is bad:
+    ``above`` (``value >= threshold`` raises: ratios, distances, drops) or ``below`` (a drift
+    test: ``value`` is its p-value after the window's multiple-testing correction, ``threshold``
+    alpha; the test's statistic and effect size are in ``details``).
+
     Examples
     --------
     >>> a = Alert(stream="s", feature="x", check="psi", severity=Severity.CRITICAL, value=0.4,
@@ -42,6 +49,8 @@ class Alert:
     ...           reference_version="abc", created_at="t1")
     >>> a.to_event()["status"], a.alert_id == a.alert_id, a.fingerprint == fingerprint("s", "x", "psi")
     ('firing', True, True)
+    >>> a.to_event()["direction"], a.value >= a.threshold
+    ('above', True)
     """
 
     stream: str
@@ -58,6 +67,7 @@ class Alert:
     status: Status = Status.FIRING
     model: str | None = None
     details: dict[str, Any] = field(default_factory=dict)
+    direction: Direction = Direction.ABOVE
     #: Set by the alert policy: the notification's id (idempotency key) and the alert's lifetime.
     event_id: str | None = None
     first_seen: str | None = None
@@ -88,6 +98,7 @@ class Alert:
             "model": self.model,
             "value": self.value,
             "threshold": self.threshold,
+            "direction": str(self.direction),
             "sample_size": self.sample_size,
             "window": self.window,
             "reference_version": self.reference_version,

@@ -49,11 +49,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from monitor.alerts.alert import Alert, fingerprint
-from monitor.names import SEVERITIES, SEVERITY_RANK, Severity, Status
+from monitor.names import SEVERITIES, SEVERITY_RANK, Direction, Severity, Status
 from monitor.spec import AlertingSpec
 from monitor.times import iso
 
-__all__ = ["POLICY_STATE_VERSION", "AlertPolicy", "Observation", "event_id"]
+__all__ = ["POLICY_STATE_VERSION", "AlertPolicy", "Observation", "OpenAlert", "event_id"]
 
 #: Version of the JSON written by :meth:`AlertPolicy.to_state` and :meth:`AlertPolicy.state_of`.
 POLICY_STATE_VERSION = 1
@@ -86,7 +86,8 @@ class Observation:
     ``severity`` is the level reached in this window (``None``: not raised); ``clear`` is true
     when the value is below the clear level and so counts toward resolving. A value between
     the clear level and the raise level has neither (the hysteresis band). ``threshold`` is
-    the level of ``severity``, or the lowest raise level when ``severity`` is ``None``.
+    the level of ``severity``, or the lowest raise level when ``severity`` is ``None``;
+    ``direction`` says on which side of it ``value`` is bad (``below``: a drift test's p-value).
     """
 
     stream: str
@@ -102,6 +103,7 @@ class Observation:
     summary: str
     details: dict[str, Any] = field(default_factory=dict)
     model: str | None = None
+    direction: Direction = Direction.ABOVE
 
     @property
     def fingerprint(self) -> str:
@@ -113,7 +115,7 @@ class Observation:
         return Alert(stream=self.stream, feature=self.feature, check=self.check, severity=self.severity,
                      value=self.value, threshold=self.threshold, sample_size=self.sample_size, summary=self.summary,
                      window=self.window, reference_version=self.reference_version, created_at=self.window["end"],
-                     model=self.model, details=self.details)
+                     model=self.model, details=self.details, direction=self.direction)
 
 
 @dataclass(slots=True)
@@ -133,14 +135,31 @@ class _Condition:
         return not self.active and self.raised == 0
 
 
+@dataclass(frozen=True, slots=True)
+class OpenAlert:
+    """An alert that is firing now (:meth:`AlertPolicy.firing`): its identity and notified severity.
+
+    The identity is ``None`` only for an alert restored from a state written before it was kept,
+    until its next observation."""
+
+    fingerprint: str
+    stream: str | None
+    feature: str | None
+    check: str | None
+    model: str | None
+    severity: Severity
+
+
 @dataclass(slots=True)
 class _Open:
-    """An alert that is firing: when it started and what was last notified."""
+    """An alert that is firing: when it started, what was last notified, and what it is about
+    (stream, feature, check, model: the fingerprint's preimage, for metrics)."""
 
     first_seen: float
     next_seq: int
     notified_at: float
     notified_severity: Severity
+    ident: tuple[str, str | None, str, str | None] | None = None
 
 
 @dataclass(slots=True)
@@ -154,7 +173,7 @@ class _Entry:
 
 
 def _evidence(o: Observation, now: float) -> dict[str, Any]:
-    return {"at": now, "severity": o.severity, "value": o.value, "threshold": o.threshold,
+    return {"at": now, "severity": o.severity, "value": o.value, "threshold": o.threshold, "direction": o.direction,
             "sample_size": o.sample_size, "window": copy.deepcopy(o.window), "reference_version": o.reference_version,
             "summary": o.summary, "details": copy.deepcopy(o.details)}
 
@@ -169,6 +188,8 @@ def _entry_to_json(entry: _Entry) -> dict[str, Any]:
         o = entry.open
         alert = {"first_seen": o.first_seen, "next_seq": o.next_seq, "notified_at": o.notified_at,
                  "notified_severity": o.notified_severity}
+        if o.ident is not None:
+            alert["stream"], alert["feature"], alert["check"], alert["model"] = o.ident
     return {"schema_version": POLICY_STATE_VERSION, "conditions": conditions, "alert": alert}
 
 
@@ -182,16 +203,38 @@ def _entry_from_json(state: dict[str, Any]) -> _Entry:
             if c["active"] and (not isinstance(evidence, dict) or evidence.get("severity") not in SEVERITY_RANK):
                 raise ValueError(f"active condition {name!r} without evidence")
             entry.conditions[str(name)] = _Condition(active=bool(c["active"]), raised=int(c["raised"]),
-                                                     clear=int(c["clear"]), evidence=copy.deepcopy(evidence))
+                                                     clear=int(c["clear"]), evidence=_upgrade(evidence))
         a = state["alert"]
         if a is not None:
             if a["notified_severity"] not in SEVERITY_RANK:
                 raise ValueError(f"unknown severity {a['notified_severity']!r}")
+            ident = None
+            if isinstance(a.get("stream"), str) and isinstance(a.get("check"), str):
+                ident = (a["stream"], a.get("feature"), a["check"], a.get("model"))
             entry.open = _Open(first_seen=float(a["first_seen"]), next_seq=int(a["next_seq"]),
-                               notified_at=float(a["notified_at"]), notified_severity=Severity(a["notified_severity"]))
+                               notified_at=float(a["notified_at"]), notified_severity=Severity(a["notified_severity"]),
+                               ident=ident)
     except (KeyError, TypeError, AttributeError) as exc:
         raise ValueError(f"malformed alert policy state: {exc!r}") from exc
     return entry
+
+
+def _upgrade(evidence: dict[str, Any] | None) -> dict[str, Any] | None:
+    """Evidence saved before alert values were put on one scale: a drift test's evidence had its
+    statistic as ``value`` (against alpha); it gets its p-value (uncorrected: the corrected one was
+    not kept), ``direction: below`` and the statistic in ``details``. The next raised window replaces it."""
+    if not isinstance(evidence, dict):
+        return evidence
+    ev = copy.deepcopy(evidence)
+    if "direction" not in ev:
+        raw = ev.get("details")
+        details: dict[str, Any] = raw if isinstance(raw, dict) else {}
+        if details.get("p_value") is not None:
+            ev["details"] = {**details, "statistic": ev.get("value")}
+            ev["value"], ev["direction"] = details["p_value"], Direction.BELOW
+        else:
+            ev["direction"] = Direction.ABOVE
+    return ev
 
 
 class AlertPolicy:
@@ -274,15 +317,19 @@ class AlertPolicy:
         # the evidence of the alert's severity: highest severity, then the most recent, then the window name
         _, evidence = max(active, key=lambda ne: (SEVERITY_RANK[ne[1]["severity"]], ne[1]["at"], ne[0]))
         severity = Severity(evidence["severity"])
+        who = (ident.stream, ident.feature, ident.check, ident.model)
         if entry.open is None:
-            entry.open = _Open(first_seen=now, next_seq=0, notified_at=now, notified_severity=severity)
+            entry.open = _Open(first_seen=now, next_seq=0, notified_at=now, notified_severity=severity, ident=who)
             reason = "started"
-        elif SEVERITY_RANK[severity] > SEVERITY_RANK[entry.open.notified_severity]:
-            reason = "escalated"
-        elif self.spec.renotify_seconds > 0 and now - entry.open.notified_at >= self.spec.renotify_seconds:
-            reason = "renotify"
         else:
-            return None
+            if entry.open.ident is None:  # restored from a state that did not keep it
+                entry.open.ident = who
+            if SEVERITY_RANK[severity] > SEVERITY_RANK[entry.open.notified_severity]:
+                reason = "escalated"
+            elif self.spec.renotify_seconds > 0 and now - entry.open.notified_at >= self.spec.renotify_seconds:
+                reason = "renotify"
+            else:
+                return None
         entry.open.notified_at, entry.open.notified_severity = now, severity
         return self._event(ident, fp, entry.open, Status.FIRING, severity, now, reason=reason, evidence=evidence)
 
@@ -297,6 +344,7 @@ class AlertPolicy:
         details["notification_reason"] = reason
         return Alert(stream=ident.stream, feature=ident.feature, check=ident.check, model=ident.model,
                      severity=severity, value=evidence["value"], threshold=evidence["threshold"],
+                     direction=Direction(evidence.get("direction", Direction.ABOVE)),
                      sample_size=evidence["sample_size"], summary=evidence["summary"],
                      window=copy.deepcopy(evidence["window"]), reference_version=evidence["reference_version"],
                      created_at=_iso(now), status=status, details=details,
@@ -307,6 +355,18 @@ class AlertPolicy:
     def open_alerts(self) -> list[str]:
         """Fingerprints currently firing, sorted."""
         return sorted(fp for fp, e in self._entries.items() if e.open is not None)
+
+    def firing(self) -> list[OpenAlert]:
+        """The alerts currently firing with what they are about and their last notified severity,
+        sorted by fingerprint (read by the metrics exporter at scrape time)."""
+        out = []
+        for fp, e in sorted(list(self._entries.items())):
+            o = e.open
+            if o is not None:
+                stream, feature, check, model = o.ident if o.ident is not None else (None, None, None, None)
+                out.append(OpenAlert(fingerprint=fp, stream=stream, feature=feature, check=check, model=model,
+                                     severity=o.notified_severity))
+        return out
 
     # -- state --------------------------------------------------------------------------------
 

@@ -6,7 +6,7 @@ from monitor.drift.jensen_shannon import js_distance
 from monitor.drift.ks import ks_test
 from monitor.drift.linf import linf
 from monitor.drift.methods import METHODS, MethodInfo, default_methods
-from monitor.drift.multitest import adjust, benjamini_hochberg, bonferroni
+from monitor.drift.multitest import adjust, adjusted_p_values, benjamini_hochberg, bonferroni
 from monitor.drift.psi import PSI_EPSILON, psi
 from monitor.drift.result import DriftResult
 from monitor.drift.wasserstein import wasserstein, wasserstein_normed
@@ -18,6 +18,7 @@ __all__ = [
     "DriftResult",
     "MethodInfo",
     "adjust",
+    "adjusted_p_values",
     "benjamini_hochberg",
     "bonferroni",
     "chi_square",

@@ -8,7 +8,7 @@ from typing import Literal
 
 import numpy as np
 
-__all__ = ["adjust", "benjamini_hochberg", "bonferroni"]
+__all__ = ["adjust", "adjusted_p_values", "benjamini_hochberg", "bonferroni"]
 
 
 def _valid(p_values: Sequence[float | None], alpha: float) -> tuple[list[int], list[float]]:
@@ -78,6 +78,46 @@ def bonferroni(p_values: Sequence[float | None], alpha: float) -> list[bool]:
     m = len(ps)
     for i, p in zip(idx, ps, strict=True):
         out[i] = p * m <= alpha
+    return out
+
+
+def adjusted_p_values(p_values: Sequence[float | None],
+                      method: Literal["bh", "bonferroni", "none"]) -> list[float | None]:
+    """The p-values on the scale of the decision: a test is rejected by :func:`adjust` at ``alpha``
+    exactly when its adjusted p-value is ``<= alpha`` (the same arithmetic as the decisions).
+
+    ``"bh"``: Benjamini-Hochberg adjusted p-values ``min(1, min_{j >= i} p_(j) m / j)`` (as
+    ``scipy.stats.false_discovery_control``); ``"bonferroni"``: ``min(1, p m)``; ``"none"``: ``p``.
+    ``None`` entries stay ``None`` and do not count toward ``m``. An alert compares this value with
+    alpha (a raw p-value below alpha may still not be rejected after the correction).
+
+    Examples
+    --------
+    >>> adjusted_p_values([0.01, 0.04, None, 0.03, 0.5], "bh")
+    [0.04, 0.05333333333333333, None, 0.05333333333333333, 0.5]
+    >>> adjusted_p_values([0.01, None, 0.4], "bonferroni"), adjusted_p_values([0.2], "none")
+    ([0.02, None, 0.8], [0.2])
+    """
+    idx, ps = _valid(p_values, 0.5)
+    out: list[float | None] = [None] * len(p_values)
+    if not ps:
+        return out
+    m = len(ps)
+    if method == "bh":
+        arr = np.asarray(ps, dtype=float)
+        order = np.argsort(arr)
+        adj = arr[order] * (m / np.arange(1, m + 1, dtype=float))
+        adj = np.minimum.accumulate(adj[::-1])[::-1]
+        for pos, a in zip(order.tolist(), adj.tolist(), strict=True):
+            out[idx[pos]] = min(a, 1.0)
+    elif method == "bonferroni":
+        for i, p in zip(idx, ps, strict=True):
+            out[i] = min(p * m, 1.0)
+    elif method == "none":
+        for i, p in zip(idx, ps, strict=True):
+            out[i] = p
+    else:
+        raise ValueError(f"unknown multiple-testing method {method!r}; expected 'bh', 'bonferroni' or 'none'")
     return out
 
 

@@ -11,6 +11,7 @@ from monitor.checks import FeatureState
 from monitor.drift import (
     DriftResult,
     adjust,
+    adjusted_p_values,
     chi_square,
     default_methods,
     hellinger,
@@ -87,11 +88,13 @@ def evaluate_drift(spec: MonitorSpec, stream: StreamSpec, states: Mapping[str, F
         out[f.name] = results
 
     if tests:
-        decisions = adjust([r.p_value for _, _, r in tests], stream.drift.alpha, stream.drift.correction)
-        for (fname, method, r), drifted in zip(tests, decisions, strict=True):
+        ps = [r.p_value for _, _, r in tests]
+        decisions = adjust(ps, stream.drift.alpha, stream.drift.correction)
+        adjusted = adjusted_p_values(ps, stream.drift.correction)
+        for (fname, method, r), drifted, p_adj in zip(tests, decisions, adjusted, strict=True):
             out[fname][method] = DriftResult(method=r.method, statistic=r.statistic, threshold=r.threshold,
                                              sample_size=r.sample_size, drifted=drifted, p_value=r.p_value,
-                                             effect_size=r.effect_size)
+                                             effect_size=r.effect_size, p_value_adjusted=p_adj)
     if rolling:
         out = {f: {drift_key(m, rolling=True): r for m, r in ms.items()} for f, ms in out.items()}
     return out

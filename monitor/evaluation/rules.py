@@ -8,7 +8,7 @@ from typing import Any
 from monitor.alerts import Alert, Observation
 from monitor.detectors import SENSITIVITY
 from monitor.drift import DriftResult
-from monitor.names import FEATURE_CHECKS, RECORD_CHECKS, ChangeSeries, Severity
+from monitor.names import FEATURE_CHECKS, RECORD_CHECKS, ChangeSeries, Direction, Severity
 from monitor.report import Change, WindowSummary
 from monitor.spec import MonitorSpec, StreamSpec
 
@@ -50,7 +50,9 @@ def observe_window(spec: MonitorSpec, stream: StreamSpec, measured: WindowSummar
 
     Drift distances raise at the method's warning/critical levels; drift tests
     (KS, chi-square) raise as warnings when rejected after the multiple-testing
-    correction; change detectors raise as warnings when they flag a change.
+    correction, with the corrected p-value as the value, alpha as the threshold and
+    direction ``below`` (statistic, raw p-value and effect size in ``details``);
+    change detectors raise as warnings when they flag a change.
     "Insufficient data" gives no observation at all (it neither raises nor clears).
     """
     out: list[Observation] = []
@@ -59,11 +61,12 @@ def observe_window(spec: MonitorSpec, stream: StreamSpec, measured: WindowSummar
     ratio = spec.alerting.clear_ratio
 
     def add(feature: str | None, check: str, value: float, severity: Severity | None, clear: bool, threshold: float,
-            n: int, summary: str, details: dict[str, Any] | None = None) -> None:
+            n: int, summary: str, details: dict[str, Any] | None = None,
+            direction: Direction = Direction.ABOVE) -> None:
         out.append(Observation(stream=stream.name, feature=feature, check=check, value=value, severity=severity,
                                clear=clear, threshold=threshold, sample_size=n, window=win,
                                reference_version=measured.reference_version, summary=summary,
-                               details=details or {}))
+                               details=details or {}, direction=direction))
 
     for check in RECORD_CHECKS:
         thr = spec.threshold_for(stream, None, check)
@@ -112,11 +115,14 @@ def observe_window(spec: MonitorSpec, stream: StreamSpec, measured: WindowSummar
                 continue  # insufficient data: neither raises nor clears
             if d.p_value is not None:  # a test, decided after the multiple-testing correction
                 verdict = "distribution drifted from reference" if d.drifted else "no drift"
-                add(feature.name, method, d.statistic, Severity.WARNING if d.drifted else None, not d.drifted,
+                p_adj = d.p_value if d.p_value_adjusted is None else d.p_value_adjusted
+                corrected = "" if stream.drift.correction == "none" else f" ({stream.drift.correction} corrected)"
+                add(feature.name, method, p_adj, Severity.WARNING if d.drifted else None, not d.drifted,
                     d.threshold, d.sample_size,
-                    f"{stream.name}.{feature.name}: {verdict}, {method} statistic {d.statistic:.3f}, "
-                    f"p={d.p_value:.2g} in {where} (alpha {d.threshold}, {stream.drift.correction} corrected)",
-                    {"p_value": d.p_value, "effect_size": d.effect_size})
+                    f"{stream.name}.{feature.name}: {verdict}, {method} p={p_adj:.2g}{corrected} vs alpha "
+                    f"{d.threshold:g} in {where} (statistic {d.statistic:.3f})",
+                    {"statistic": d.statistic, "p_value": d.p_value, "correction": stream.drift.correction,
+                     "effect_size": d.effect_size}, Direction.BELOW)
                 continue
             thr = spec.threshold_for(stream, feature, d.method)  # psi@rolling: psi's levels
             if thr is None:
@@ -127,5 +133,5 @@ def observe_window(spec: MonitorSpec, stream: StreamSpec, measured: WindowSummar
             add(feature.name, method, d.statistic, severity, clear, level, d.sample_size,
                 f"{stream.name}.{feature.name}: {'distribution drifted from reference' if severity else 'no drift'}"
                 f", {label} {d.statistic:.3f} in {where} (level {level}, {severity or 'ok'})",
-                {"effect_size": d.effect_size})
+                {"statistic": d.statistic, "effect_size": d.effect_size})
     return out

@@ -181,6 +181,20 @@ class FeatureEngine:
         ps = rt.parts.get(partition)
         return ps.watermark if ps is not None else -math.inf
 
+    def window_fill(self, stream: str) -> dict[str, float | None]:
+        """Read-only: for each window of ``stream`` (by name), how full the window that closes next
+        is, 0..1: count windows by records (``CountTrack.fill``), time windows by time passed
+        against the horizon they close on (``TimeTrack.fill``; ``None`` before any record)."""
+        rt = self._streams[stream]
+        out: dict[str, float | None] = {}
+        for track in rt.tracks:
+            if isinstance(track, CountTrack):
+                out[track.spec.name] = track.fill()
+            else:
+                horizon = rt.watermark - rt.spec.time.allowed_lateness_seconds if rt.event_mode else self.clock()
+                out[track.spec.name] = track.fill(horizon)
+        return out
+
     # -- input -------------------------------------------------------------------------------
 
     def process(self, stream: str, records: Iterable[dict[str, Any]], *, partition: int = 0) -> list[WindowReport]:

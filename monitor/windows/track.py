@@ -127,6 +127,18 @@ class CountTrack(Generic[P]):
         self.pane, self.pane_index, self.filled = self.new_pane(), self.pane_index + 1, 0
         return out
 
+    def fill(self) -> float:
+        """How full the window that closes next is: its records so far / ``size`` (in ``[0, 1)``;
+        read-only). A sliding window holds the closed panes it still needs plus the open pane.
+
+        >>> from monitor.spec import WindowSpec
+        >>> t = CountTrack(WindowSpec(name="w", kind="count", size=4, slide=2), new_pane=list)
+        >>> _ = t.add(3, lambda pane, rows, clock: None, clock=0.0)
+        >>> t.fill()  # one closed pane of 2 and 1 record in the open pane
+        0.75
+        """
+        return (len(self.closed) * self.pane_size + self.filled) / self.spec.span
+
     def flush(self, clock: float) -> list[ClosedWindow[P]]:
         """Emit the open window as partial (end of a replay), if it holds records."""
         if self.filled == 0:
@@ -262,6 +274,25 @@ class TimeTrack(Generic[P]):
             k += 1
         self.next_to_close = k
         return out
+
+    def fill(self, horizon: float) -> float | None:
+        """How far the window that closes next has come: ``(horizon - its start) / its length``,
+        clipped to ``[0, 1]``, where ``horizon`` is the time windows close against (the watermark
+        minus the allowed lateness, or the processing-time clock). ``None`` before any record or
+        without a finite horizon. Read-only.
+
+        >>> from monitor.spec import WindowSpec
+        >>> t = TimeTrack(WindowSpec(name="t", kind="time", seconds=10), new_pane=list)
+        >>> t.fill(5.0) is None
+        True
+        >>> _ = t.add(np.array([12.0]), lambda pane, rows: None)
+        >>> t.fill(14.5), t.fill(30.0)
+        (0.45, 1.0)
+        """
+        if self.next_to_close is None or not math.isfinite(horizon):
+            return None
+        end = (self.next_to_close + 1) * self.pane_len
+        return min(max((horizon - (end - self.spec.span)) / self.spec.span, 0.0), 1.0)
 
     def _emit(self, k: int, pane: P | None) -> list[ClosedWindow[P]]:
         out = []

@@ -127,7 +127,14 @@ def test_drift_alerts_arrive_on_the_alerts_topic(scenario_run: dict[str, Any]) -
     others = [e for e in events if e["feature"] not in DRIFTED]
     assert not others, others
     for e in events:
-        assert e["status"] == "firing" and e["value"] >= e["threshold"] and e["sample_size"] >= 200
+        assert e["status"] == "firing" and e["sample_size"] >= 200
+        # one scale: a test's corrected p-value is below alpha, a distance at or above its level
+        if e["check"] in ("ks", "chi_square"):
+            assert e["direction"] == "below" and e["value"] <= e["threshold"] == 0.01, e
+            assert e["details"]["statistic"] > 0 and e["details"]["p_value"] <= e["value"], e
+        else:
+            assert e["direction"] == "above" and e["value"] >= e["threshold"], e
+    assert any(e["check"] == "ks" and e["feature"] == "age" for e in events), events
 
 
 def test_deadletter_topic_holds_exactly_the_bad_records(scenario_run: dict[str, Any]) -> None:
@@ -175,10 +182,47 @@ def test_metrics_page_carries_the_expected_series(scenario_run: dict[str, Any]) 
     assert s[("streamdq_ingest_messages_total", frozenset())] >= scenario_run["good"] // 4
 
 
+def test_metrics_page_carries_what_a_drift_panel_needs(scenario_run: dict[str, Any]) -> None:
+    """Score, p-values, thresholds and sample size per method; quality levels; the open window's fill;
+    one series per open alert; consumer lag per input partition; the checkpoint's time."""
+    s = _samples(scenario_run["worker"].metrics())
+    age = {"stream": "features", "feature": "age", "window": "w1000"}
+    # windows of 1,000 values: KS (a test) and PSI (a distance)
+    assert _value(s, "streamdq_feature_drift_sample_size", **age, method="ks") == 1000
+    p_adj = _value(s, "streamdq_feature_drift_p_value_adjusted", **age, method="ks")
+    p_raw = _value(s, "streamdq_feature_drift_p_value", **age, method="ks")
+    alpha = _value(s, "streamdq_feature_drift_threshold", **age, method="ks")
+    assert p_adj is not None and p_raw is not None and alpha == 0.01 and p_raw <= p_adj <= 1.0
+    assert _value(s, "streamdq_feature_drifted", **age, method="ks") == float(p_adj <= alpha)
+    assert _value(s, "streamdq_feature_drift_threshold", **age, method="psi") == 0.1
+    assert _value(s, "streamdq_feature_drift_p_value", **age, method="psi") is None
+    assert _value(s, "streamdq_check_threshold", stream="features", feature="age", check="psi",
+                  severity="critical") == 0.25
+    assert _value(s, "streamdq_check_threshold", stream="features", feature="income", check="missing_ratio",
+                  severity="warning") == 0.05
+    # 6,007 good records: 7 in the open 1,000-record window
+    assert _value(s, "streamdq_window_fill_ratio", stream="features", window="w1000") == \
+        (scenario_run["good"] % 1000) / 1000
+    active = {(dict(labels)["feature"], dict(labels)["check"]): v for (name, labels), v in s.items()
+              if name == "streamdq_alert_active"}
+    assert {("age", "psi"), ("country", "psi")} <= active.keys(), active  # the stream ends drifted
+    assert set(active.values()) == {1.0}
+    assert sum(active.values()) == s[("streamdq_open_alerts", frozenset())]
+    topic = scenario_run["spec"]["streams"][0]["topic"]
+    lags = {dict(labels)["partition"]: v for (name, labels), v in s.items()
+            if name == "streamdq_consumer_lag_records" and dict(labels)["topic"] == topic}
+    assert sorted(lags) == ["0", "1", "2"] and all(v >= 0 for v in lags.values())
+    assert ("streamdq_checkpoint_timestamp_seconds", frozenset()) in s  # age: time() - it (0 before the first)
+
+
 def test_promtool_accepts_the_metrics_page(scenario_run: dict[str, Any]) -> None:
     promtool = shutil.which("promtool")
     assert promtool, "promtool is required (Debian package prometheus; the README test command installs it)"
     page = scenario_run["worker"].metrics()
+    for name in ("streamdq_feature_drift_p_value", "streamdq_feature_drift_p_value_adjusted",
+                 "streamdq_feature_drift_threshold", "streamdq_feature_drift_sample_size", "streamdq_check_threshold",
+                 "streamdq_window_fill_ratio", "streamdq_alert_active", "streamdq_consumer_lag_records"):
+        assert f"\n{name}{{" in page, f"{name} is not on the page promtool checks"
     res = subprocess.run([promtool, "check", "metrics"], input=page.encode(), capture_output=True, timeout=60)
     assert res.returncode == 0, res.stdout.decode() + res.stderr.decode()
 

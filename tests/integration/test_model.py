@@ -130,6 +130,13 @@ def test_worker_joins_labels_and_reports_performance(kafka_bootstrap: str, tmp_p
     assert first["estimation_error"]["accuracy"] < 0.06
     fired = [a for a in alerts if a["check"] == "accuracy_drop" and a["status"] == "firing"]
     assert fired and fired[0]["model"] == "churn:v1", alerts
+    # one series per open alert (model checks have feature ""), as the events left it (no window closed since)
+    last = {}
+    for a in alerts:
+        last[a["fingerprint"]] = a
+    still = [a for a in last.values() if a["status"] == "firing" and a["check"] == "accuracy_drop"]
+    assert metric(text, "streamdq_alert_active", check="accuracy_drop", feature="",
+                  severity=still[0]["severity"] if still else "warning") == (1.0 if still else None)
     predictions_windows = [w for w in windows if w["basis"] == "predictions"]
     assert predictions_windows and all(w["estimated"] is not None for w in predictions_windows)
 

@@ -412,8 +412,8 @@ def test_alertmanager_fires_and_resolves(alertmanager: AlertmanagerProc) -> None
             assert alert["labels"] == {"alertname": "streamdq_psi", "stream": "shop", "check": "psi",
                                        "severity": "critical", "fingerprint": fp, "feature": "age"}
             assert alert["annotations"] == {"summary": "shop.age: test event 1", "value": "0.31",
-                                            "threshold": "0.25", "window": "w1k#1", "alert_id": firing["alert_id"],
-                                            "reference_version": "0123456789ab"}
+                                            "threshold": "0.25", "direction": "above", "window": "w1k#1",
+                                            "alert_id": firing["alert_id"], "reference_version": "0123456789ab"}
             starts = datetime.fromisoformat(alert["startsAt"])
             ends = datetime.fromisoformat(alert["endsAt"])
             assert starts == datetime.fromisoformat(firing["first_seen"])

@@ -16,6 +16,7 @@ from monitor.drift import (
     CHI_SQUARE_FLOOR,
     METHODS,
     adjust,
+    adjusted_p_values,
     benjamini_hochberg,
     bonferroni,
     chi_square,
@@ -367,6 +368,21 @@ def test_bh_rejects_a_superset_of_bonferroni(ps: list[float | None], alpha: floa
     assert adjust(ps, alpha, "bh") == bh
     assert adjust(ps, alpha, "bonferroni") == bonf
     assert adjust(ps, alpha, "none") == [p is not None and p <= alpha for p in ps]
+
+
+@given(p_lists, alphas)
+@settings(max_examples=300, deadline=None)
+def test_adjusted_p_values_are_the_scale_of_the_decision(ps: list[float | None], alpha: float) -> None:
+    """An alert compares the adjusted p-value with alpha: that comparison is exactly the decision."""
+    for method in ("bh", "bonferroni", "none"):
+        adj = adjusted_p_values(ps, method)
+        assert [a is not None for a in adj] == [p is not None for p in ps]
+        assert [a is not None and a <= alpha for a in adj] == adjust(ps, alpha, method), method
+        assert all(a is None or p is None or p <= a <= 1.0 for a, p in zip(adj, ps, strict=True))
+    ran = [p for p in ps if p is not None]
+    if ran:
+        got = [a for a in adjusted_p_values(ps, "bh") if a is not None]
+        np.testing.assert_allclose(got, stats.false_discovery_control(ran), rtol=1e-12, atol=0)
 
 
 def test_multitest_none_does_not_count_toward_m() -> None:

@@ -709,14 +709,23 @@ def test_auto_methods_for_small_windows_are_tests_corrected_across_features(
         assert report.drift["coupon_code"]["chi_square"].p_value is None  # did not run: not in the family
         # Benjamini-Hochberg over the window's tests, as scipy computes it
         ps = np.array([d.p_value for d in tests], dtype=float)
-        assert [d.drifted for d in tests] == (stats.false_discovery_control(ps) <= 0.01).tolist()
+        adjusted = stats.false_discovery_control(ps)
+        assert [d.drifted for d in tests] == (adjusted <= 0.01).tolist()
+        np.testing.assert_allclose([d.p_value_adjusted for d in tests], adjusted, rtol=1e-12)
         alerted = {a.feature for a in report.alerts if a.check in ("ks", "chi_square")}
         assert alerted == {name for name, d in zip(NUMERIC + CATEGORICAL, tests, strict=True) if d.drifted}
         if scenario.drift:
             assert {"age", "country"} <= alerted
             for a in report.alerts:
                 if a.check in ("ks", "chi_square"):
-                    assert a.severity == "warning" and a.details["p_value"] <= 0.01
+                    # one scale: the corrected p-value against alpha, bad below; the statistic in the details
+                    d = report.drift[a.feature][a.check]
+                    assert a.severity == "warning" and a.direction == "below"
+                    assert (a.value, a.threshold) == (d.p_value_adjusted, 0.01) and a.value <= a.threshold
+                    assert (a.details["statistic"], a.details["p_value"]) == (d.statistic, d.p_value)
+                    assert a.details["effect_size"] == d.effect_size and a.details["correction"] == "bh"
+                elif a.check == "psi":
+                    assert a.direction == "above" and a.value >= a.threshold
         else:
             assert alerted == set()
 
@@ -744,6 +753,13 @@ def test_multiple_testing_correction_changes_the_rejections() -> None:
         decided[correction] = {n: r.drift[n]["ks"].drifted for n in "abcd"}
         p_values[correction] = {n: r.drift[n]["ks"].p_value for n in "abcd"}
         assert {a.feature for a in r.alerts if a.check == "ks"} == {n for n, d in decided[correction].items() if d}
+        # every ks verdict, raised or not, compares the corrected p-value with alpha: value <= 0.01 iff drifted
+        verdicts = {o.feature: o for o in r.observations if o.check == "ks"}
+        assert verdicts.keys() == set("abcd")
+        for n, o in verdicts.items():
+            d = r.drift[n]["ks"]
+            assert (o.value, o.threshold, o.direction) == (d.p_value_adjusted, 0.01, "below"), (correction, n)
+            assert (o.value <= o.threshold) is d.drifted is (o.severity is not None), (correction, n)
     assert p_values["none"] == p_values["bonferroni"] == p_values["bh"]
     ps = p_values["none"]
     assert all(p is not None for p in ps.values())

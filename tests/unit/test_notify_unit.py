@@ -130,13 +130,26 @@ def test_webhook_request_headers() -> None:
 # ------------------------------------------------------------------------------------------------ Alertmanager
 
 
+def test_alertmanager_payload_of_a_drift_test_compares_the_p_value_with_alpha() -> None:
+    ev = Alert(stream="shop", feature="age", check="ks", severity="warning", value=0.0004, threshold=0.01,
+               direction="below", sample_size=800, summary="shop.age: drifted", reference_version=None,
+               window={"name": "w1k", "kind": "count", "index": 3, "start": "2024-05-01T09:59:00.000Z",
+                       "end": "2024-05-01T10:00:00.000Z"}, created_at="2024-05-01T10:00:00.000Z",
+               details={"statistic": 0.0912, "p_value": 0.0001, "correction": "bh", "effect_size": 0.4}).to_event()
+    [alert] = alertmanager_payload(ev, resolve_timeout_seconds=3600)
+    ann = alert["annotations"]
+    assert (ann["value"], ann["threshold"], ann["direction"]) == ("0.0004", "0.01", "below")
+    assert (ann["statistic"], ann["p_value"], ann["effect_size"]) == ("0.0912", "0.0001", "0.4")
+    assert float(ann["value"]) <= float(ann["threshold"])  # firing: on the bad side of alpha
+
+
 def test_alertmanager_payload_firing() -> None:
     ev = event(severity="critical")
     [alert] = alertmanager_payload(ev, resolve_timeout_seconds=3600)
     assert alert["labels"] == {"alertname": "streamdq_psi", "stream": "shop", "check": "psi", "severity": "critical",
                                "fingerprint": ev["fingerprint"], "feature": "age"}
     assert alert["annotations"] == {"summary": "shop.age: drifted", "value": "0.31", "threshold": "0.25",
-                                    "window": "w1k#7", "alert_id": ev["alert_id"],
+                                    "direction": "above", "window": "w1k#7", "alert_id": ev["alert_id"],
                                     "reference_version": "0123456789ab"}
     assert alert["startsAt"] == "2024-05-01T10:00:00.000Z"
     # last_seen (2024) is long past: the alert must not arrive already expired, so it ends at now + timeout

@@ -378,3 +378,51 @@ def test_event_id_depends_on_first_seen_status_and_seq() -> None:
     # the same alert starting at another time has another id
     [later] = AlertPolicy(AlertingSpec()).observe([obs(WARN)], now=120.0)
     assert later.alert_id != fired.alert_id
+
+
+def test_firing_lists_open_alerts_with_their_identity_and_severity() -> None:
+    policy = AlertPolicy(AlertingSpec())
+    assert policy.firing() == []
+    policy.observe([obs(WARN, index=0), obs(CRIT, index=0, feature="y")], now=STEP)
+    got = {(a.stream, a.feature, a.check, a.model, a.severity) for a in policy.firing()}
+    assert got == {("s", "x", "psi", None, "warning"), ("s", "y", "psi", None, "critical")}
+    assert [a.fingerprint for a in policy.firing()] == policy.open_alerts()
+    # the identity survives a state round trip (the metrics of a restarted worker show the open alerts)
+    restored = AlertPolicy.from_state(AlertingSpec(), json.loads(json.dumps(policy.to_state())))
+    assert restored.firing() == policy.firing()
+    policy.observe([obs(CLEAR, index=1)], now=2 * STEP)  # x resolves, y still open
+    assert [(a.feature, a.severity) for a in policy.firing()] == [("y", "critical")]
+
+
+def test_state_of_an_earlier_release_is_read_on_one_scale() -> None:
+    """A state saved before alert values were put on one scale: no identity, and a drift test's
+    evidence with its statistic as value. The restored alert re-notifies with the p-value below alpha
+    and learns its identity from its next observation."""
+    policy = AlertPolicy(AlertingSpec(renotify_seconds=60))
+    test_obs = Observation(stream="s", feature="x", check="ks", value=0.0001, severity="warning", clear=False,
+                           threshold=0.01, direction="below", sample_size=500,
+                           window={"name": "w", "kind": "count", "index": 0, "start": iso(0), "end": iso(STEP)},
+                           reference_version=None, summary="s.x: ks",
+                           details={"statistic": 0.2, "p_value": 0.0001, "correction": "bh", "effect_size": 0.5})
+    policy.observe([test_obs], now=STEP)
+    fp = fingerprint("s", "x", "ks")
+    old = policy.state_of(fp)
+    assert old is not None
+    for k in ("stream", "feature", "check", "model"):
+        del old["alert"][k]
+    ev = old["conditions"]["w"]["evidence"]
+    del ev["direction"]
+    ev["value"] = 0.2  # release 1 kept the statistic as the value
+    ev["details"] = {"p_value": 0.0001, "effect_size": 0.5}
+    restored = AlertPolicy(AlertingSpec(renotify_seconds=60))
+    restored.load(fp, json.loads(json.dumps(old)))
+    assert [(a.stream, a.check) for a in restored.firing()] == [(None, None)]
+    upgraded = restored.state_of(fp)
+    assert upgraded is not None
+    ev2 = upgraded["conditions"]["w"]["evidence"]
+    assert (ev2["value"], ev2["direction"], ev2["details"]["statistic"]) == (0.0001, "below", 0.2)
+    # a still-raised window in the hysteresis-free test: the renotification is on the p-value scale
+    [event] = restored.observe([test_obs], now=3 * STEP)
+    VALIDATOR.validate(event.to_event())
+    assert (event.value, event.threshold, event.direction) == (0.0001, 0.01, "below")
+    assert [(a.stream, a.feature, a.check) for a in restored.firing()] == [("s", "x", "ks")]

@@ -265,6 +265,16 @@ def test_engine_produces_the_expected_alerts(alert_events) -> None:
     assert ("age", "psi") in kinds
     assert ("country", "psi") in kinds
     assert ("income", "missing_ratio") in kinds
+    # one scale: a test's corrected p-value below alpha, a distance or ratio at or above its level
+    tests = [e for e in alert_events if e["check"] in ("ks", "chi_square")]
+    assert ("age", "ks") in kinds and tests
+    for e in alert_events:
+        if e["check"] in ("ks", "chi_square"):
+            assert e["direction"] == "below" and e["value"] <= e["threshold"] == 0.01
+            d = e["details"]
+            assert d["p_value"] <= e["value"] and d["statistic"] > 0 and d["correction"] == "bh", e
+        else:
+            assert e["direction"] == "above" and e["value"] >= e["threshold"], e
 
 
 def test_real_alerts_validate(alert_events) -> None:
@@ -296,6 +306,11 @@ def test_alert_schema_requires_every_field_of_the_event(alert_events) -> None:
     (("reference_version",), "not-a-hash"),
     (("first_seen",), "2026-01-01"),
     (("details",), []),
+    (("direction",), "sideways"),
+    (("direction",), None),
+    (("details", "correction"), "holm"),
+    (("details", "p_value"), 1.5),
+    (("schema_version",), 1),
     (("unexpected",), 1),
 ], ids=lambda v: "/".join(v) if isinstance(v, tuple) else repr(v))
 def test_tampered_alert_is_rejected(alert_events, path, value) -> None:
@@ -308,7 +323,7 @@ def test_tampered_alert_is_rejected(alert_events, path, value) -> None:
     assert not validator.is_valid(event)
 
 
-@pytest.mark.parametrize("key", ["window", "summary", "reference_version"])
+@pytest.mark.parametrize("key", ["window", "summary", "reference_version", "direction"])
 def test_alert_without_a_required_field_is_rejected(alert_events, key) -> None:
     event = copy.deepcopy(alert_events[0])
     del event[key]
