@@ -182,17 +182,19 @@ class FeatureEngine:
         return ps.watermark if ps is not None else -math.inf
 
     def window_fill(self, stream: str) -> dict[str, float | None]:
-        """Read-only: for each window of ``stream`` (by name), how full the window that closes next
-        is, 0..1: count windows by records (``CountTrack.fill``), time windows by time passed
-        against the horizon they close on (``TimeTrack.fill``; ``None`` before any record)."""
+        """Read-only: for each window of ``stream`` (by name), how full the window that closes next is,
+        0..1, as the merge stage sees it (:meth:`StreamWindows.fill <monitor.stream.merge.StreamWindows.fill>`;
+        ``None`` before any record, and on a worker that does not run the merge stage). Count windows add
+        the records in this engine's partitions' open panes (all of them offline; a worker's own)."""
         rt = self._streams[stream]
-        out: dict[str, float | None] = {}
-        for track in rt.tracks:
-            if isinstance(track, CountTrack):
-                out[track.spec.name] = track.fill()
-            else:
-                horizon = rt.watermark - rt.spec.time.allowed_lateness_seconds if rt.event_mode else self.clock()
-                out[track.spec.name] = track.fill(horizon)
+        out = rt.merge.fill()
+        for w in rt.spec.windows:
+            if w.kind != "count":
+                continue
+            filled = sum(t.filled for ps in rt.parts.values() for t in ps.tracks
+                         if isinstance(t, CountTrack) and t.spec.name == w.name)
+            if filled:
+                out[w.name] = min((out.get(w.name) or 0.0) + filled / w.span, 1.0)
         return out
 
     # -- input -------------------------------------------------------------------------------

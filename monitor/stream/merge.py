@@ -432,6 +432,26 @@ class StreamWindows:
         """End of input: every open pane closed into windows (the last of each window spec partial)."""
         return self._advance(None, final=True)
 
+    def fill(self) -> dict[str, float | None]:
+        """Read-only: how full the window that closes next is, by window name, 0..1: count windows by the
+        records of the panes the merge stage holds for it (each partition's pane counts once it is full),
+        time windows by ``(horizon - start) / length``. ``None`` before any pane or progress."""
+        out: dict[str, float | None] = {}
+        horizon = self.horizon()
+        for a in self.assemblies:
+            k = a.next_to_close
+            if a.time:
+                if k is None or not math.isfinite(horizon):
+                    out[a.spec.name] = None
+                    continue
+                end = (k + 1) * a.pane_len
+                out[a.spec.name] = min(max((horizon - (end - a.spec.span)) / a.spec.span, 0.0), 1.0)
+                continue
+            held = sum(p.records.count for j, p, _ in a.closed if p is not None and j > (k or 0) - a.n_panes)
+            held += sum(p.records.count for p in a.parts.get(k or 0, {}).values())
+            out[a.spec.name] = min(held / a.spec.span, 1.0) if (held or a.closed_any) else None
+        return out
+
     # -- the horizons -----------------------------------------------------------------------------
 
     def _live(self) -> list[_Progress]:
