@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-import pytest
 from jsonschema import Draft202012Validator
 
 from monitor.testing.synthetic import Scenario, SyntheticFeatures
@@ -123,18 +122,3 @@ def test_status_of_a_running_worker(kafka_bootstrap: str, tmp_path: Path, uid: s
     assert gone.stdout == ""
     [line] = gone.stderr.strip().splitlines()
     assert line.startswith(f"error: cannot reach the worker at {worker.url} ("), line
-
-
-def test_status_of_nothing_listening() -> None:
-    from agents.cli.localkafka import free_port
-
-    got = _cli("--url", f"http://127.0.0.1:{free_port()}", "--json")
-    assert got.returncode == 1 and got.stdout == ""
-    assert len(got.stderr.strip().splitlines()) == 1 and "cannot reach the worker" in got.stderr
-    assert "Traceback" not in got.stderr
-
-
-@pytest.mark.parametrize("watch", ["0", "-1"])
-def test_status_watch_must_be_positive(watch: str) -> None:
-    got = _cli("--watch", watch)
-    assert got.returncode == 1 and "--watch takes a positive number" in got.stderr
