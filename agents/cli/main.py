@@ -109,6 +109,7 @@ def reference_build(spec: str, input_path: str | None, topic: str | None, from_:
                     st, lambda: audit.check(topic_records(boot, st, topic, start=start,  # type: ignore[arg-type]
                                                           end=end, security=security)),
                     source=source, sample_size=sample_size, progress=progress, audit=audit)
+            progress.finish(audit.read)
     except ProfileError:
         if audit.features:  # the build failed after reading everything: show what it found first
             for line in audit.summary_lines():
@@ -256,6 +257,7 @@ def replay(spec: str, input_path: str | None, topic: str | None, from_: str | No
             inputs[st.model.labels] = label_records
         summary = run_replay(s, inputs, out, references=references, progress=progress,
                              close_partial=close_partial)
+        progress.finish(summary.records + sum(summary.rejected.values()))
     folder = Path(out)  # "bt2/" must not print as "bt2//alerts.jsonl"
     written = [folder / "alerts.jsonl", folder / "windows.jsonl", folder / "deadletters.jsonl"]
     if as_json:

@@ -139,9 +139,15 @@ class RecordProgress:
         if self._bar is not None:
             self._bar.update(self._task, completed=n, total=self.total, rate=f"{self._rate(now):,.0f} records/s")
             return
-        if now - self._last_line >= self.interval:
+        if now - self._last_line >= self.interval and (self.total is None or n < self.total):  # else: the last line
             self._last_line = now
             self._emit(now, final=False)
+
+    def finish(self, n: int) -> None:
+        """The final count (the work calls back only every so many records): shown by the last line."""
+        self.done = n
+        if self.total is not None and n > self.total:
+            self.total = None
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
