@@ -411,12 +411,18 @@ def schema() -> None:
 @click.option("--rate", type=float, default=2000.0, show_default=True, help="Records per second sent by the producer.")
 @click.option("--web-port", type=int, default=None, help="Worker metrics port (default: a free port).")
 @click.option("--seed", type=int, default=7, show_default=True)
+@click.option("--producer-only", is_flag=True, help="Only the producer (and the alert printing), against the cluster "
+              "KAFKA_BOOTSTRAP names, for workers run elsewhere (docker-compose.yml).")
+@click.option("--write-references", type=click.Path(file_okay=False), default=None, metavar="DIR",
+              help="Only write the demo's reference profiles into DIR (for workers run elsewhere), then stop.")
 @friendly
-def demo(duration: float | None, spec_path: str | None, rate: float, web_port: int | None, seed: int) -> None:
+def demo(duration: float | None, spec_path: str | None, rate: float, web_port: int | None, seed: int,
+         producer_only: bool, write_references: str | None) -> None:
     """Run everything locally: Kafka, a worker, and a producer with injected drift and bad records."""
     from agents.cli.demo import run_demo
 
-    sys.exit(run_demo(duration=duration, spec_path=spec_path, rate=rate, web_port=web_port, seed=seed))
+    sys.exit(run_demo(duration=duration, spec_path=spec_path, rate=rate, web_port=web_port, seed=seed,
+                      producer_only=producer_only, write_references=write_references))
 
 
 @cli.group()
