@@ -119,7 +119,7 @@ def render(doc: dict[str, Any], *, url: str = DEFAULT_URL) -> RenderableType:
     parts.append(head)
 
     streams = Table(title="streams and windows", title_justify="left", expand=False)
-    for col in ("stream", "kind", "records", "watermark", "window", "size", "last closed", "count", "closed"):
+    for col in ("stream", "kind", "records", "watermark", "window", "size", "open", "last closed", "count", "closed"):
         streams.add_column(col, no_wrap=col != "stream", justify="right" if col in ("records", "count") else "left")
     for s in doc["streams"]:
         windows = s.get("windows") or [{"name": "-", "size": "-", "last_closed": None}]
@@ -130,7 +130,8 @@ def render(doc: dict[str, Any], *, url: str = DEFAULT_URL) -> RenderableType:
             streams.add_row(s["name"] if i == 0 else "", s["kind"] if i == 0 else "",
                             f"{s['records_processed']:,}" if i == 0 else "",
                             _iso(s.get("watermark")) if i == 0 else "", w["name"], str(w.get("size", "-")),
-                            closed, "-" if last is None else f"{last['count']:,}",
+                            "-" if w.get("open_fill") is None else f"{w['open_fill']:.0%}", closed,
+                            "-" if last is None else f"{last['count']:,}",
                             "never" if last is None else _ago(last.get("closed_at"), now))
     parts.append(streams)
 

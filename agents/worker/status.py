@@ -101,10 +101,14 @@ class StatusBoard:
             if a.get("stream") is not None:
                 alerting.setdefault((a["stream"], a.get("feature")), []).append(a["check"])
         processed = monitor.records_processed
+        # How full each open window is: Monitor.window_fill comes with issue 15's metrics work (item 4); until a
+        # monitor has it, open_fill is null.
+        window_fill = getattr(monitor, "window_fill", None)
         streams = []
         for s in monitor.spec.streams:
             wm = monitor.watermark(s.name)
-            windows = [{"name": w.name, "kind": w.kind, "size": _window_size(w),
+            fills = window_fill(s.name) if callable(window_fill) else {}
+            windows = [{"name": w.name, "kind": w.kind, "size": _window_size(w), "open_fill": _num(fills.get(w.name)),
                         "last_closed": self._windows.get((s.name, w.name))} for w in s.windows]
             features = []
             for f in s.features:

@@ -235,3 +235,22 @@ def test_cli_piped_table_and_json(server: dict[str, Any]) -> None:
 def test_cli_watch_must_be_positive(watch: str) -> None:
     got = _cli("--watch", watch)
     assert got.returncode == 1 and "--watch takes a positive number" in got.stderr
+
+
+def test_open_window_fill_when_the_monitor_tells_it() -> None:
+    """A monitor with ``window_fill`` (issue 15's metrics work) fills ``open_fill``; without it the field is null."""
+
+    class FillingMonitor(Monitor):
+        def window_fill(self, stream: str) -> dict[str, float | None]:
+            return {"w4": 0.25, "w8": None}
+
+    clock = Clock()
+    plain = StatusBoard(clock=clock).status(Monitor(SPEC, clock=clock), spec="t", status="ok", app="a",
+                                            assigned_partitions=[], table_partitions=[])
+    assert [w["open_fill"] for w in plain["streams"][0]["windows"]] == [None, None]
+    doc = StatusBoard(clock=clock).status(FillingMonitor(SPEC, clock=clock), spec="t", status="ok", app="a",
+                                          assigned_partitions=[], table_partitions=[])
+    VALIDATOR.validate(doc)
+    assert [w["open_fill"] for w in doc["streams"][0]["windows"]] == [0.25, None]
+    [w4] = [line for line in _render(doc).splitlines() if " w4 " in line]
+    assert " 25% " in w4
