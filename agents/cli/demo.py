@@ -14,6 +14,11 @@ towards 0.5); in the last phase the labels stop coming. The model windows
 
 Alerts and dead letters are printed as they arrive. Everything stops on
 Ctrl-C or after ``--duration`` seconds of traffic.
+
+Two parts run alone for a deployment of their own (``docker-compose.yml``): ``write_references`` writes
+the demo's reference profiles (what the demo's clean records look like) into a folder and stops;
+``producer_only`` runs only the producer (and the printing of alerts) against ``KAFKA_BOOTSTRAP``, for
+workers started elsewhere with those profiles.
 """
 
 from __future__ import annotations
@@ -135,9 +140,16 @@ def _phase(elapsed: float, duration: float) -> tuple[str, Scenario]:
 
 
 def run_demo(*, duration: float | None, spec_path: str | None, rate: float, web_port: int | None,
-             seed: int, console: Console | None = None) -> int:
-    """Run the demo; return the process exit code (0 on a clean stop)."""
-    console = console or Console()
+             seed: int, console: Console | None = None, producer_only: bool = False,
+             write_references: str | None = None) -> int:
+    """Run the demo; return the process exit code (0 on a clean stop).
+
+    ``write_references``: only write the reference profiles into that folder (named as the spec's
+    ``reference:`` keys name them), then return. ``producer_only``: no broker, worker or profiles of
+    its own; produce to ``KAFKA_BOOTSTRAP`` and print what the workers there publish."""
+    from agents.cli.progress import out_console
+
+    console = console or out_console()
     work = Path(tempfile.mkdtemp(prefix="streamdq-demo-"))
     kafka: LocalKafka | None = None
     worker: subprocess.Popen[bytes] | None = None
@@ -145,6 +157,12 @@ def run_demo(*, duration: float | None, spec_path: str | None, rate: float, web_
     try:
         settings = Settings.from_env()
         security, worker_env = settings.kafka, dict(os.environ)
+        if write_references is not None:
+            _write_references(load_spec(Path(spec_path) if spec_path else DEFAULT_SPEC), Path(write_references),
+                              seed=seed, console=console)
+            return 0
+        if producer_only and not settings.bootstrap:
+            raise StreamdqError("--producer-only needs a cluster: set KAFKA_BOOTSTRAP")
         if settings.bootstrap:
             bootstrap = settings.bootstrap
             console.print(f"[bold]Kafka[/]: using KAFKA_BOOTSTRAP={bootstrap} ({security.describe()})")
@@ -157,6 +175,14 @@ def run_demo(*, duration: float | None, spec_path: str | None, rate: float, web_
         spec = load_spec(spec_file)
         stream = next(s for s in spec.streams if s.kind == "features")
         model_streams = _model_streams(spec)
+        if producer_only:
+            ensure_topics(bootstrap, spec_topics(spec), log=lambda m: console.print(f"[dim]{m}[/]"), security=security)
+            console.print("[bold]Producer only[/]: the workers are elsewhere")
+            summary = _produce_and_watch(console, bootstrap, spec, stream.topic or stream.name, duration=duration,
+                                         rate=rate, seed=seed, worker=None, metrics_url=None,
+                                         model_streams=model_streams, security=security)
+            _print_summary(console, summary, None)
+            return 0
 
         console.print("[bold]Reference[/]: profiling 20,000 generated clean records ...")
         clean = SyntheticFeatures(seed=seed + 1000).records(20_000, now=time.time())
@@ -249,7 +275,7 @@ def _stop_process(proc: subprocess.Popen[bytes], timeout: float = 30.0) -> None:
 
 
 def _produce_and_watch(console: Console, bootstrap: str, spec: Any, topic: str, *, duration: float | None,
-                       rate: float, seed: int, worker: subprocess.Popen[bytes], metrics_url: str,
+                       rate: float, seed: int, worker: subprocess.Popen[bytes] | None, metrics_url: str | None,
                        model_streams: tuple[StreamSpec, StreamSpec] | None = None,
                        security: KafkaSecurity = PLAINTEXT) -> dict[str, Any]:
     from confluent_kafka import Consumer, Producer
@@ -280,7 +306,7 @@ def _produce_and_watch(console: Console, bootstrap: str, spec: Any, topic: str, 
             elapsed = time.monotonic() - start
             if duration is not None and elapsed >= duration:
                 break
-            if worker.poll() is not None:
+            if worker is not None and worker.poll() is not None:
                 break
             name, scenario = _phase(elapsed % total if duration is None else elapsed, total)
             if name != phase_name:
@@ -401,7 +427,23 @@ def _fmt(x: float | None) -> str:
     return "-" if x is None else f"{x:.3f}"
 
 
-def _print_summary(console: Console, stats: dict[str, Any], metrics_url: str) -> None:
+def _write_references(spec: MonitorSpec, folder: Path, *, seed: int, console: Console) -> None:
+    """The profiles the demo builds (same seeds), saved under the names of the spec's ``reference:`` keys."""
+    folder.mkdir(parents=True, exist_ok=True)
+    stream = next(s for s in spec.streams if s.kind == "features")
+    clean = SyntheticFeatures(seed=seed + 1000).records(20_000, now=time.time())
+    profiles = [(stream, build_profile(stream, lambda: clean, source={"kind": "synthetic", "seed": seed + 1000}))]
+    model_streams = _model_streams(spec)
+    if model_streams is not None:
+        rows = DemoModel(seed=seed + 2000).reference_rows(20_000, now=time.time())
+        profiles.append((model_streams[0], build_profile(model_streams[0], lambda: rows,
+                                                         source={"kind": "synthetic", "seed": seed + 2000})))
+    for s, profile in profiles:
+        path = profile.save(folder / Path(s.reference or f"{s.name}.profile.json").name)
+        console.print(f"[bold]Reference[/] of {s.name}: profile_version {profile.profile_version} -> {path}")
+
+
+def _print_summary(console: Console, stats: dict[str, Any], metrics_url: str | None) -> None:
     console.rule("[bold]summary[/]")
     console.print(f"records sent: {stats['produced']:,} "
                   f"({', '.join(f'{k} {v:,}' for k, v in stats['phases'].items())}); "
@@ -435,4 +477,5 @@ def _print_summary(console: Console, stats: dict[str, Any], metrics_url: str) ->
             console.print(f"share of predictions whose label never came (last predictions window): {expired[-1]:.0%}")
     dlq = ", ".join(f"{k} {v}" for k, v in sorted(stats["deadletters"].items())) or "none"
     console.print(f"dead letters received: {sum(stats['deadletters'].values())} ({dlq})")
-    console.print(f"metrics were served at {metrics_url}")
+    if metrics_url is not None:
+        console.print(f"metrics were served at {metrics_url}")

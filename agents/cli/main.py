@@ -72,16 +72,18 @@ def reference() -> None:
 @click.option("--strict", is_flag=True, help="Exit 1 (and write no profile) when a feature's reference data "
               "breaks the spec: values outside its range, categories or pattern, of the wrong type, or "
               "mostly missing.")
+@click.option("--json", "as_json", is_flag=True, help="Progress and the result as JSON lines on stdout (for scripts); "
+              "the human summary goes to stderr.")
 @friendly
 def reference_build(spec: str, input_path: str | None, topic: str | None, from_: str | None, to: str | None,
-                    bootstrap: str | None, out: str, stream: str | None, sample_size: int, strict: bool) -> None:
+                    bootstrap: str | None, out: str, stream: str | None, sample_size: int, strict: bool,
+                    as_json: bool) -> None:
     """Build a versioned reference profile from clean records (a file or a topic range).
 
     Records are decoded and checked as the worker does: what it would dead-letter (no id, a bad event
     time, a line that is not JSON, ...) is left out and counted. A summary follows: records read,
     profiled and excluded (per reason), and each feature whose reference data breaks the spec."""
-    from rich.console import Console
-
+    from agents.cli.progress import RecordProgress, count_records
     from monitor.reference import ReferenceAudit, build_profile, build_profile_from_file
     from monitor.spec import load_spec
 
@@ -89,13 +91,11 @@ def reference_build(spec: str, input_path: str | None, topic: str | None, from_:
     st = _pick_stream(s, stream)
     if (input_path is None) == (topic is None):
         raise ConfigError("give exactly one of --input FILE or --topic TOPIC")
-    console = Console(stderr=True)
     audit = ReferenceAudit(st)
-    with console.status("profiling ...") as status:
-        def progress(n: int) -> None:
-            status.update(f"profiling: {n:,} records ...")
-
-        try:
+    say = _sayer(as_json)
+    total = count_records(input_path) if input_path is not None else None
+    try:
+        with RecordProgress("profiling", total=total, json_lines=as_json) as progress:
             if input_path is not None:
                 profile = build_profile_from_file(st, input_path, sample_size=sample_size, progress=progress,
                                                   audit=audit)
@@ -109,33 +109,51 @@ def reference_build(spec: str, input_path: str | None, topic: str | None, from_:
                     st, lambda: audit.check(topic_records(boot, st, topic, start=start,  # type: ignore[arg-type]
                                                           end=end, security=security)),
                     source=source, sample_size=sample_size, progress=progress, audit=audit)
-        except ProfileError:
-            if audit.features:  # the build failed after reading everything: show what it found first
-                status.stop()
-                for line in audit.summary_lines():
-                    click.echo(line)
-            raise
+            progress.finish(audit.read)
+    except ProfileError:
+        if audit.features:  # the build failed after reading everything: show what it found first
+            for line in audit.summary_lines():
+                say(line)
+        raise
     for line in audit.summary_lines():
-        click.echo(line)
+        say(line)
     if strict and audit.findings:
         click.secho(f"error: --strict: the reference data of {len(audit.findings)} feature(s) breaks the spec "
                     f"({', '.join(f.name for f in audit.findings)}); {out} not written", fg="red", err=True)
         sys.exit(1)
     profile.save(out)
-    click.secho(f"wrote {out}: stream {st.name!r}, {profile.rows:,} records, "
-                f"{len(profile.features)} features, profile_version {profile.profile_version}", fg="green")
+    say(f"wrote {out}: stream {st.name!r}, {profile.rows:,} records, "
+        f"{len(profile.features)} features, profile_version {profile.profile_version}", fg="green")
+    metrics = None
     if st.model is not None:
         from monitor.performance import reference_metrics
 
         metrics = reference_metrics(profile.model)
         if metrics is None:
-            click.secho(f"note: no row carried both a prediction and a {st.model.label_field!r} label, so the profile "
+            say(f"note: no row carried both a prediction and a {st.model.label_field!r} label, so the profile "
                         "has no reference performance (performance drops and CBPE calibration need one)", fg="yellow")
         else:
             shown = ", ".join(f"{k} {v:.4g}" for k, v in metrics.items()
                               if k in ("accuracy", "roc_auc", "f1", "macro_f1", "mae", "rmse") and v is not None)
             examples = (profile.model or {}).get("examples", 0)
-            click.echo(f"model reference performance over {examples:,} labelled rows: {shown}")
+            say(f"model reference performance over {examples:,} labelled rows: {shown}")
+    if as_json:
+        _json_line({"event": "result", "command": "reference build", "out": out, "stream": st.name,
+                    "records": profile.rows, "read": audit.read, "excluded": audit.excluded,
+                    "features": len(profile.features), "profile_version": profile.profile_version,
+                    "findings": [f.name for f in audit.findings], "model_performance": metrics})
+
+
+def _sayer(as_json: bool) -> Any:
+    """``click.secho`` for a command's human lines: to stdout, or to stderr when stdout carries JSON lines."""
+    def say(text: str, **style: Any) -> None:
+        click.secho(text, err=as_json, **style)
+    return say
+
+
+def _json_line(doc: dict[str, Any]) -> None:
+    sys.stdout.write(orjson.dumps(doc, option=orjson.OPT_SERIALIZE_NUMPY).decode() + "\n")
+    sys.stdout.flush()
 
 
 @reference.command("merge")
@@ -181,15 +199,16 @@ def _kafka(bootstrap: str | None) -> tuple[str, KafkaSecurity]:
 @click.option("--close-partial", is_flag=True, default=False,
               help="Let the windows still open at the end of the input raise alerts (default: they are written to "
               "windows.jsonl, marked partial, without alerts, as a worker would not have closed them yet).")
+@click.option("--json", "as_json", is_flag=True, help="Progress and the summary as JSON lines on stdout (for scripts).")
 @friendly
 def replay(spec: str, input_path: str | None, topic: str | None, from_: str | None, to: str | None,
            bootstrap: str | None, out: str, stream: str | None, labels_input: str | None,
-           close_partial: bool) -> None:
+           close_partial: bool, as_json: bool) -> None:
     """Run the engine offline over recorded data (event time drives the windows); with --labels, a model's
     predictions and labels together (joins, performance windows, model alerts)."""
-    from rich.console import Console
     from rich.table import Table
 
+    from agents.cli.progress import RecordProgress, count_records, out_console
     from monitor.reference import load_references, read_records
     from monitor.replay import replay as run_replay
     from monitor.spec import load_spec
@@ -228,16 +247,22 @@ def replay(spec: str, input_path: str | None, topic: str | None, from_: str | No
             boot, security = _kafka(bootstrap)
             label_records = topic_records(boot, lst, labels_input, start=parse_position(from_),
                                           end=parse_position(to), security=security)
-    console = Console(stderr=True)
-    with console.status("replaying ...") as status:
-        def progress(n: int) -> None:
-            status.update(f"replaying: {n:,} records ...")
-
+    total = None
+    if input_path is not None:
+        counts = [count_records(input_path), *([count_records(labels_input)] if labels_input is not None else [])]
+        total = None if None in counts else sum(c for c in counts if c is not None)
+    with RecordProgress("replaying", total=total, json_lines=as_json) as progress:
         inputs = {st.name: records}
         if label_records is not None and st.model is not None:
             inputs[st.model.labels] = label_records
         summary = run_replay(s, inputs, out, references=references, progress=progress,
                              close_partial=close_partial)
+        progress.finish(summary.records + sum(summary.rejected.values()))
+    folder = Path(out)  # "bt2/" must not print as "bt2//alerts.jsonl"
+    written = [folder / "alerts.jsonl", folder / "windows.jsonl", folder / "deadletters.jsonl"]
+    if as_json:
+        _json_line({"event": "result", "command": "replay", **summary.to_dict(), "out": [str(p) for p in written]})
+        return
     if label_records is not None and st.model is not None:
         title = (f"replay of {input_path or topic} with labels {labels_input}: "
                  f"{summary.by_stream[st.name]:,} predictions, {summary.by_stream[st.model.labels]:,} labels, "
@@ -249,12 +274,10 @@ def replay(spec: str, input_path: str | None, topic: str | None, from_: str | No
         table.add_column(col)
     for (feature, check, severity, alert_status), n in sorted(summary.alerts.items(), key=lambda kv: str(kv[0])):
         table.add_row(feature or "(record)", check, severity, alert_status, str(n))  # model alerts: name:version
-    Console().print(table)
+    out_console().print(table)
     if summary.rejected:
         click.echo("rejected records: " + ", ".join(f"{k} {v}" for k, v in sorted(summary.rejected.items())))
-    folder = Path(out)  # "bt2/" must not print as "bt2//alerts.jsonl"
-    click.secho(f"wrote {folder / 'alerts.jsonl'}, {folder / 'windows.jsonl'}, {folder / 'deadletters.jsonl'}",
-                fg="green")
+    click.secho("wrote " + ", ".join(map(str, written)), fg="green")
 
 
 def _pick_stream(spec: Any, name: str | None) -> Any:
@@ -428,12 +451,18 @@ def _write(text: str, output: str | None) -> None:
 @click.option("--rate", type=float, default=2000.0, show_default=True, help="Records per second sent by the producer.")
 @click.option("--web-port", type=int, default=None, help="Worker metrics port (default: a free port).")
 @click.option("--seed", type=int, default=7, show_default=True)
+@click.option("--producer-only", is_flag=True, help="Only the producer (and the alert printing), against the cluster "
+              "KAFKA_BOOTSTRAP names, for workers run elsewhere (docker-compose.yml).")
+@click.option("--write-references", type=click.Path(file_okay=False), default=None, metavar="DIR",
+              help="Only write the demo's reference profiles into DIR (for workers run elsewhere), then stop.")
 @friendly
-def demo(duration: float | None, spec_path: str | None, rate: float, web_port: int | None, seed: int) -> None:
+def demo(duration: float | None, spec_path: str | None, rate: float, web_port: int | None, seed: int,
+         producer_only: bool, write_references: str | None) -> None:
     """Run everything locally: Kafka, a worker, and a producer with injected drift and bad records."""
     from agents.cli.demo import run_demo
 
-    sys.exit(run_demo(duration=duration, spec_path=spec_path, rate=rate, web_port=web_port, seed=seed))
+    sys.exit(run_demo(duration=duration, spec_path=spec_path, rate=rate, web_port=web_port, seed=seed,
+                      producer_only=producer_only, write_references=write_references))
 
 
 @cli.group()
@@ -449,6 +478,15 @@ def _attach_alert_commands() -> None:
 
 
 _attach_alert_commands()
+
+
+def _attach_status_command() -> None:
+    from agents.cli.status import status
+
+    cli.add_command(status)  # streamdq status
+
+
+_attach_status_command()
 
 
 def main() -> None:

@@ -42,6 +42,7 @@ from agents.worker.ingest import SESSION_TIMEOUT_MS, Ingest
 from agents.worker.merge import MergeStage
 from agents.worker.metrics import FaustCollector, IngestCollector, Metrics
 from agents.worker.models import ModelRuntime, runtime_table
+from agents.worker.status import StatusBoard
 from monitor.engine import Monitor
 from monitor.records import Rejection
 from monitor.reference import ReferenceProfile
@@ -82,6 +83,8 @@ class WorkerContext:
     ingest: Ingest | None = None
     #: The merge agent's work (set by :func:`create_app`).
     merge: MergeStage | None = None
+    #: The latest closed windows and open alerts, for ``/status``.
+    status: StatusBoard = field(default_factory=StatusBoard)
 
     def __post_init__(self) -> None:
         out = self.spec.outputs
@@ -137,6 +140,7 @@ class WorkerContext:
         events: list[dict[str, Any]] = []
         for report in reports:
             self.metrics.observe(report)
+            self.status.observe(report)
             sends.append((self.profiles_topic, report.stream.encode(),
                           orjson.dumps(report.to_dict(), option=orjson.OPT_SERIALIZE_NUMPY)))
             for alert in report.events:

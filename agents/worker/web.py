@@ -1,4 +1,5 @@
-"""The worker's web pages: ``/metrics`` (Prometheus text format) and ``/health``."""
+"""The worker's web pages: ``/metrics`` (Prometheus text format), ``/health`` and ``/status`` (JSON: streams,
+last closed windows, features' latest quality and drift, open alerts; what ``streamdq status`` shows)."""
 
 from __future__ import annotations
 
@@ -20,17 +21,27 @@ def register(app: faust.App, ctx: WorkerContext, registry: CollectorRegistry) ->
     async def metrics(self: faust.web.View, request: faust.web.Request) -> Any:
         return Response(body=generate_latest(registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
-    @app.page("/health", name="streamdq_health")
-    async def health(self: faust.web.View, request: faust.web.Request) -> Any:
+    def worker_state() -> tuple[bool, dict[str, Any]]:
         assignment = sorted(ctx.ingest.assignment) if ctx.ingest is not None else []
         tables = sorted((tp.topic, tp.partition) for tp in app.consumer.assignment()) if app.consumer else []
         ready = ctx.started and bool(assignment)
-        body = {
+        return ready, {
             "status": "ok" if ready else "starting",
             "app": app.conf.id,
             "assigned_partitions": [f"{t}:{p}" for t, p in assignment],  # input topics (the ingest service)
             "table_partitions": [f"{t}:{p}" for t, p in tables],  # the tables' changelogs (Faust's consumer)
             "records_processed": ctx.monitor.records_processed,
         }
+
+    @app.page("/health", name="streamdq_health")
+    async def health(self: faust.web.View, request: faust.web.Request) -> Any:
+        ready, body = worker_state()
         return Response(body=orjson.dumps(body), status=200 if ready else 503,
                         headers={"Content-Type": "application/json"})
+
+    @app.page("/status", name="streamdq_status")
+    async def status(self: faust.web.View, request: faust.web.Request) -> Any:
+        _, state = worker_state()
+        del state["records_processed"]  # per stream in the document
+        body = ctx.status.status(ctx.monitor, spec=ctx.spec.name, **state)
+        return Response(body=orjson.dumps(body), status=200, headers={"Content-Type": "application/json"})

@@ -37,6 +37,7 @@ EXPECTED_FILES = {
     "feature_record.schema.json",
     "monitor_spec.schema.json",
     "reference_profile.schema.json",
+    "status.schema.json",
 }
 
 # jsonschema checks "date-time" only when rfc3339-validator is installed (the test
