@@ -31,7 +31,7 @@ from monitor.testing.synthetic import Scenario, SyntheticFeatures
 REPO = Path(__file__).resolve().parents[2]
 START = datetime(2024, 3, 1, tzinfo=UTC).timestamp()
 RATE = 100.0  # records per second of event time
-PHASE = 4000  # records per phase: clean, drift, missing-value spike
+PHASE = 3000  # records per phase: clean, drift, missing-value spike
 MODEL = "buy-propensity"
 
 # Every plot is a plotly div with its SVG and as many trace groups as the figure has traces.
@@ -83,8 +83,8 @@ def _scenario(tmp: Path) -> tuple[Path, dict[str, Any]]:
     phases = (Scenario(), Scenario(drift=True), Scenario(missing_spike=True))
     live = [gen.record(now=START + (k * PHASE + i) / RATE, scenario=sc)
             for k, sc in enumerate(phases) for i in range(PHASE)]
-    preds, labels = generate(ModelScenario(n=6000, start=START, rate=RATE / 2, model=MODEL, score_shift_at=2000,
-                                           concept_drift_at=4000, drift_flip=0.35), seed=32)
+    preds, labels = generate(ModelScenario(n=4000, start=START, rate=RATE / 2, model=MODEL, score_shift_at=1500,
+                                           concept_drift_at=2500, drift_flip=0.35), seed=32)
     _cli("replay", str(spec_path), "--input", str(_jsonl(tmp / "features.jsonl", live)), "--out", str(tmp / "bt"))
     _cli("replay", str(spec_path), "--stream", "predictions", "--input", str(_jsonl(tmp / "preds.jsonl", preds)),
          "--labels", str(_jsonl(tmp / "labels.jsonl", labels)), "--out", str(tmp / "bt-model"))
