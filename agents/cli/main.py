@@ -489,6 +489,15 @@ def _attach_status_command() -> None:
 _attach_status_command()
 
 
+def _attach_report_command() -> None:
+    from agents.cli.report import report
+
+    cli.add_command(report)  # streamdq report DIR... (plotly is imported only when it runs)
+
+
+_attach_report_command()
+
+
 def main() -> None:
     cli(prog_name="streamdq")
 
