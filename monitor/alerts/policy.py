@@ -25,7 +25,9 @@ Every closed window gives one :class:`Observation` per evaluated check (raised o
   once). A condition raised again meanwhile continues the same incident (same
   ``first_seen``, no new ``firing`` unless it escalates). Which window specs a stream has
   is learned from the observations (each spec's latest window end, :meth:`AlertPolicy.to_state`
-  keeps it); a pending alert keeps the specs it waits for in its own state.
+  keeps it); a pending alert keeps the specs it waits for in its own state. In processing-time
+  mode nothing waits (time windows close on the worker's clock, without lateness, and their ends
+  do not compare with count windows' event-time ends).
 * an observation marked ``insufficient`` (fewer samples than the check's ``min_samples``)
   changes no condition; it only counts as its window spec having judged its window.
 
@@ -121,7 +123,9 @@ class Observation:
     the clear level and the raise level has neither (the hysteresis band). ``threshold`` is
     the level of ``severity``, or the lowest raise level when ``severity`` is ``None``.
     ``insufficient`` marks a check the window had too few samples for (``sample_size`` below
-    ``details["min_samples"]``): no verdict, so it never raises nor clears.
+    ``details["min_samples"]``): no verdict, so it never raises nor clears. ``time_mode`` is the
+    stream's (``event`` or ``processing``): only event-time window ends are compared across window
+    specs (in processing time, count windows end at event times and time windows on the worker's clock).
     """
 
     stream: str
@@ -138,6 +142,7 @@ class Observation:
     details: dict[str, Any] = field(default_factory=dict)
     model: str | None = None
     insufficient: bool = False
+    time_mode: str = "event"
 
     @property
     def fingerprint(self) -> str:
@@ -365,7 +370,7 @@ class AlertPolicy:
             o = entry.open
             if o.pending is None:  # every condition has just cleared: wait for the specs still behind
                 clearing = [x for x in obs if not x.insufficient and x.severity is None] or [ident]
-                seen = self._progress.get(_scope(ident.stream, ident.model), {})
+                seen = self._progress.get(_scope(ident.stream, ident.model), {}) if ident.time_mode == "event" else {}
                 o.pending = _pending(clearing[-1], now, [w for w, end in seen.items() if end < o.last_raised])
             return self._try_resolve(fp, entry, now)
         # the evidence of the alert's severity: highest severity, then the most recent, then the window name

@@ -65,7 +65,7 @@ def observe_window(spec: MonitorSpec, stream: StreamSpec, measured: WindowSummar
         out.append(Observation(stream=stream.name, feature=feature, check=check, value=value, severity=severity,
                                clear=clear, threshold=threshold, sample_size=n, window=win,
                                reference_version=measured.reference_version, summary=summary,
-                               details=details or {}))
+                               details=details or {}, time_mode=stream.time.mode))
 
     def too_few(feature: str | None, check: str, value: float, threshold: float, n: int, least: int) -> bool:
         if n >= least:
@@ -73,6 +73,7 @@ def observe_window(spec: MonitorSpec, stream: StreamSpec, measured: WindowSummar
         out.append(Observation(stream=stream.name, feature=feature, check=check, value=value, severity=None,
                                clear=False, threshold=threshold, sample_size=n, window=win,
                                reference_version=measured.reference_version, insufficient=True,
+                               time_mode=stream.time.mode,
                                summary=f"{stream.name}{'.' + feature if feature else ''}: insufficient data for "
                                f"{check} in {where} ({n} < min_samples {least})",
                                details={"min_samples": least}))

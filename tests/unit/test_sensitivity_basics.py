@@ -221,3 +221,22 @@ def test_out_of_order_default_levels(stream: dict[str, Any], share: float, expec
     spec = spec_of(windows=[{"name": "c500", "kind": "count", "size": 500}], stream=stream)
     fired = [e.severity for e in events(run(spec, shuffled(share))) if e.check == "out_of_order_ratio"]
     assert fired[:1] == ([expected] if expected else [])
+
+
+def test_in_processing_time_nothing_waits() -> None:
+    """Processing-time windows close on the worker's clock, count windows end at event times: their ends
+    do not compare, so a cleared alert resolves at once (as before incidents)."""
+    from monitor.alerts import AlertPolicy, Observation
+    from monitor.spec import AlertingSpec
+
+    def seen(value: float, severity: str | None, name: str, end: float, mode: str) -> Observation:
+        return Observation(stream="s", feature="x", check="missing_ratio", value=value, severity=severity,  # type: ignore[arg-type]
+                           clear=severity is None, threshold=0.05, sample_size=500, reference_version=None,
+                           summary="x", window={"name": name, "kind": "count", "index": 0, "start": "a", "end": "b"},
+                           time_mode=mode)
+
+    for mode, expected in (("event", []), ("processing", ["resolved"])):
+        policy = AlertPolicy(AlertingSpec())
+        policy.observe([seen(0.0, None, "t", 60.0, mode)], now=60.0)
+        assert [a.status for a in policy.observe([seen(0.3, "critical", "w", 105.0, mode)], now=105.0)] == ["firing"]
+        assert [a.status for a in policy.observe([seen(0.0, None, "w", 130.0, mode)], now=130.0)] == expected
