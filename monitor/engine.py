@@ -68,7 +68,7 @@ class Monitor:
     Examples
     --------
     >>> spec = MonitorSpec.model_validate({"version": 1, "name": "t", "streams": [{
-    ...     "name": "f", "windows": [{"name": "w3", "kind": "count", "size": 3}],
+    ...     "name": "f", "windows": [{"name": "w3", "kind": "count", "size": 3}], "min_samples": 3,
     ...     "features": [{"name": "x", "type": "numeric"}]}]})
     >>> monitor = Monitor(spec, clock=lambda: 0.0)
     >>> monitor.process("f", [{"record_id": 1, "x": 1.0}, {"record_id": 2}])

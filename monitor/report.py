@@ -15,7 +15,7 @@ policy's events are added by :func:`dataclasses.replace` (:meth:`with_events`).
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol, runtime_checkable
 
 from monitor.alerts import Alert, Observation
@@ -95,6 +95,22 @@ class Change:
                 "detectors": list(self.detectors)}
 
 
+def _verdict_rows(alerts: Sequence[Alert], incidents: Mapping[str, str]) -> list[dict[str, Any]]:
+    """A window's raw verdicts as written in ``windows.jsonl`` and the profiles topic: the check, its
+    severity, value and level, the fingerprint, and ``alert_id``: the incident it belongs to (the
+    ``alert_id`` of the firing event in ``alerts.jsonl`` that opened it; ``None`` when it opened no alert,
+    e.g. before ``for_windows`` windows or in a partial window that is not notified)."""
+    return [{"check": a.check, "severity": str(a.severity), "value": a.value, "threshold": a.threshold,
+             "sample_size": a.sample_size, "fingerprint": a.fingerprint, "alert_id": incidents.get(a.fingerprint)}
+            for a in alerts]
+
+
+def _insufficient_rows(observations: Sequence[Observation]) -> list[dict[str, Any]]:
+    """The checks a window had too few samples for: no verdict ("insufficient data"), never an alert."""
+    return [{"check": o.check, "sample_size": o.sample_size, "min_samples": o.details.get("min_samples")}
+            for o in observations if o.insufficient]
+
+
 @dataclass(frozen=True, slots=True)
 class WindowSummary:
     """What one stream's closed window measured, before any verdict: what drift, the change detectors
@@ -126,6 +142,8 @@ class WindowReport:
     events: tuple[Alert, ...] = ()
     #: Every evaluated check's verdict (the policy's input); not serialised.
     observations: tuple[Observation, ...] = ()
+    #: fingerprint -> the incident (alert_id of its opening firing event) open after this window, for its verdicts.
+    incidents: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def stream(self) -> str:
@@ -155,24 +173,34 @@ class WindowReport:
     def end_time(self) -> float:
         return self.summary.end_time
 
-    def with_events(self, events: Sequence[Alert]) -> WindowReport:
-        """This report with the alert policy's events for it."""
-        return replace(self, events=tuple(events))
+    def with_events(self, events: Sequence[Alert], *, incidents: Mapping[str, str] | None = None) -> WindowReport:
+        """This report with the alert policy's events for it (and the incidents its verdicts belong to)."""
+        return replace(self, events=tuple(events), incidents=dict(incidents or {}))
 
     def rows(self) -> list[dict[str, Any]]:
-        """One row per feature plus one stream-level row (``feature`` null): the replay's windows.jsonl."""
+        """One row per feature plus one stream-level row (``feature`` null): the replay's windows.jsonl.
+
+        Each row's ``alerts`` are its raw verdicts (the check and the ``alert_id`` of
+        the incident in ``alerts.jsonl``), ``insufficient_data`` the checks it had too few samples for."""
         base = {"schema_version": 1, "stream": self.stream, "window": self.window, "count": self.count,
                 "reference_version": self.reference_version}
-        alerts_by: dict[str | None, list[str]] = {}
+        alerts_by: dict[str | None, list[Alert]] = {}
         for a in self.alerts:
-            alerts_by.setdefault(a.feature, []).append(a.alert_id)
-        out = [{**base, "feature": None, "records": self.records, "alerts": alerts_by.get(None, []),
+            alerts_by.setdefault(a.feature, []).append(a)
+        short_by: dict[str | None, list[Observation]] = {}
+        for o in self.observations:
+            if o.insufficient:
+                short_by.setdefault(o.feature, []).append(o)
+        out = [{**base, "feature": None, "records": self.records,
+                "alerts": _verdict_rows(alerts_by.get(None, []), self.incidents),
+                "insufficient_data": _insufficient_rows(short_by.get(None, [])),
                 "events": [e.to_event() for e in self.events]}]
         for name, fr in self.features.items():
             out.append({**base, "feature": name, "quality": fr.to_dict(),
                         "drift": {m: d.to_dict() for m, d in self.drift.get(name, {}).items()},
                         "changes": [c.to_dict() for c in self.changes if c.feature == name],
-                        "alerts": alerts_by.get(name, [])})
+                        "alerts": _verdict_rows(alerts_by.get(name, []), self.incidents),
+                        "insufficient_data": _insufficient_rows(short_by.get(name, []))})
         return out
 
     def to_dict(self) -> dict[str, Any]:
@@ -187,7 +215,10 @@ class WindowReport:
             "features": {n: r.to_dict() for n, r in self.features.items()},
             "drift": {n: {m: d.to_dict() for m, d in ms.items()} for n, ms in self.drift.items()},
             "changes": [c.to_dict() for c in self.changes],
-            "alerts": [a.alert_id for a in self.alerts],
+            "alerts": [{"feature": a.feature, **v} for a, v in
+                       zip(self.alerts, _verdict_rows(self.alerts, self.incidents), strict=True)],
+            "insufficient_data": [{"feature": o.feature, **_insufficient_rows([o])[0]}
+                                  for o in self.observations if o.insufficient],
             "events": [e.alert_id for e in self.events],
         }
 
@@ -217,15 +248,18 @@ class ModelWindowReport:
     events: tuple[Alert, ...] = ()
     observations: tuple[Observation, ...] = ()
     end_time: float = 0.0
+    #: fingerprint -> the incident (alert_id of its opening firing event) open after this window, for its verdicts.
+    incidents: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def model_key(self) -> str:
         """``name:version``: the alerts' ``model`` field."""
         return f"{self.model}:{self.version}"
 
-    def with_events(self, events: Sequence[Alert]) -> ModelWindowReport:
-        """This report with the alert policy's events for it."""
-        return replace(self, events=tuple(events))
+    def with_events(self, events: Sequence[Alert], *,
+                    incidents: Mapping[str, str] | None = None) -> ModelWindowReport:
+        """This report with the alert policy's events for it (and the incidents its verdicts belong to)."""
+        return replace(self, events=tuple(events), incidents=dict(incidents or {}))
 
     def estimation_error(self) -> dict[str, float]:
         """``|estimated - realised|`` per metric both carry (labels windows of binary models)."""
@@ -259,6 +293,6 @@ class ModelWindowReport:
             "reference_version": self.reference_version,
             "join": self.join,
             "changes": [c.to_dict() for c in self.changes],
-            "alerts": [a.alert_id for a in self.alerts],
+            "alerts": _verdict_rows(self.alerts, self.incidents),
             "events": [e.alert_id for e in self.events],
         }

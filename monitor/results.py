@@ -33,7 +33,7 @@ class Results:
     --------
     >>> from monitor import Monitor
     >>> monitor = Monitor.from_spec({"version": 1, "name": "t", "streams": [{
-    ...     "name": "f", "windows": [{"name": "w2", "kind": "count", "size": 2}],
+    ...     "name": "f", "windows": [{"name": "w2", "kind": "count", "size": 2}], "min_samples": 2,
     ...     "features": [{"name": "x", "type": "numeric"}]}]})
     >>> results = monitor.process_records([{"record_id": 1, "x": 1.0}, {"record_id": 2}, {"x": 3.0}])
     >>> [(row["feature"], row["count"], row.get("missing_ratio")) for row in results.rows()]

@@ -78,6 +78,15 @@ class Alert:
         return fingerprint(self.stream, self.feature, self.check, self.model)
 
     @property
+    def incident_id(self) -> str | None:
+        """The ``alert_id`` of the ``firing`` event that opened this alert's incident (so every event of
+        one incident, and the window lines that saw it, share it); ``None`` for a raw verdict."""
+        if self.first_seen is None:
+            return None
+        key = f"{self.fingerprint}|{self.first_seen}|{Status.FIRING}|0"
+        return hashlib.sha256(key.encode()).hexdigest()[:32]
+
+    @property
     def alert_id(self) -> str:
         if self.event_id is not None:
             return self.event_id
@@ -89,6 +98,7 @@ class Alert:
         return {
             "schema_version": ALERT_SCHEMA_VERSION,
             "alert_id": self.alert_id,
+            "incident_id": self.incident_id,
             "fingerprint": self.fingerprint,
             "status": str(self.status),
             "severity": str(self.severity),

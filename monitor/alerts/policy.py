@@ -13,8 +13,23 @@ Every closed window gives one :class:`Observation` per evaluated check (raised o
   highest severity among its active conditions' latest raised windows;
 * events: ``firing`` when the alert starts, when its severity rises above the last
   notified one (at once) and, while it keeps firing, every ``renotify_seconds`` (0:
-  never); ``resolved`` when its last active condition clears. Nothing else: a condition
-  that stays raised window after window is notified once.
+  never); ``resolved`` when the incident ends (below). Nothing else: a condition
+  that stays raised window after window is notified once;
+* one alert per incident: the window specs of a stream (a count window and a time window,
+  say) see the same incident at different times (a time window closes only after its
+  allowed lateness). When the last active condition clears, the alert stays open while a
+  window spec of the same stream (and model) has not yet closed a window ending at or
+  after the incident's last raised window (``last_raised``): that spec has not judged the
+  incident's period yet. It resolves once every such spec has (whether it cleared or never
+  raised there), or once ``incident_wait_seconds`` passed since ``last_raised`` (0: at
+  once). A condition raised again meanwhile continues the same incident (same
+  ``first_seen``, no new ``firing`` unless it escalates). Which window specs a stream has
+  is learned from the observations (each spec's latest window end, :meth:`AlertPolicy.to_state`
+  keeps it); a pending alert keeps the specs it waits for in its own state. In processing-time
+  mode nothing waits (time windows close on the worker's clock, without lateness, and their ends
+  do not compare with count windows' event-time ends).
+* an observation marked ``insufficient`` (fewer samples than the check's ``min_samples``)
+  changes no condition; it only counts as its window spec having judged its window.
 
 The policy is pure: time is the window end passed to :meth:`AlertPolicy.observe`, never
 a clock. Its state is JSON, as a whole (:meth:`~AlertPolicy.to_state`) or per fingerprint
@@ -38,12 +53,32 @@ Examples
 []
 >>> [a.status for a in policy.observe([obs(0.01, None, True, 3)], now=240.0)]
 ['resolved']
+
+One incident seen by a count window ``w`` and a later-closing time window ``t``: the count
+window clears first, but the alert waits for ``t`` to judge the incident's period.
+
+>>> policy = AlertPolicy(AlertingSpec())
+>>> def seen(value, severity, clear, name, end):
+...     return Observation(stream="s", feature="x", check="missing_ratio", value=value, severity=severity,
+...                        clear=clear, threshold=0.05, sample_size=500, reference_version=None, summary="x",
+...                        window={"name": name, "kind": "count", "index": 0, "start": "t0", "end": "t1"})
+>>> policy.observe([seen(0.0, None, True, "t", 60.0)], now=60.0)  # t has closed [0, 60)
+[]
+>>> [a.status for a in policy.observe([seen(0.3, "critical", False, "w", 105.0)], now=105.0)]
+['firing']
+>>> policy.observe([seen(0.0, None, True, "w", 130.0)], now=130.0)  # w clears; t has not judged 60-120 yet
+[]
+>>> policy.observe([seen(0.25, "critical", False, "t", 120.0)], now=120.0)  # t sees it: the same incident
+[]
+>>> [a.status for a in policy.observe([seen(0.0, None, True, "t", 180.0)], now=180.0)]
+['resolved']
 """
 
 from __future__ import annotations
 
 import copy
 import hashlib
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -88,6 +123,10 @@ class Observation:
     the clear level and the raise level has neither (the hysteresis band). ``threshold`` is
     the level of ``severity``, or the lowest raise level when ``severity`` is ``None``;
     ``direction`` says on which side of it ``value`` is bad (``below``: a drift test's p-value).
+    ``insufficient`` marks a check the window had too few samples for (``sample_size`` below
+    ``details["min_samples"]``): no verdict, so it never raises nor clears. ``time_mode`` is the
+    stream's (``event`` or ``processing``): only event-time window ends are compared across window
+    specs (in processing time, count windows end at event times and time windows on the worker's clock).
     """
 
     stream: str
@@ -104,6 +143,8 @@ class Observation:
     details: dict[str, Any] = field(default_factory=dict)
     model: str | None = None
     direction: Direction = Direction.ABOVE
+    insufficient: bool = False
+    time_mode: str = "event"
 
     @property
     def fingerprint(self) -> str:
@@ -152,13 +193,18 @@ class OpenAlert:
 
 @dataclass(slots=True)
 class _Open:
-    """An alert that is firing: when it started, what was last notified, and what it is about
-    (stream, feature, check, model: the fingerprint's preimage, for metrics)."""
+    """An alert that is firing: when it started, what was last notified, the end of its latest raised
+    window, once every condition has cleared the resolution waiting for lagging window specs, and what
+    it is about (stream, feature, check, model: the fingerprint's preimage, for metrics)."""
 
     first_seen: float
     next_seq: int
     notified_at: float
     notified_severity: Severity
+    last_raised: float
+    #: Set while every condition is clear but window specs (``waiting``) have not judged ``last_raised`` yet:
+    #: the clearing observation's identity and evidence (what the resolved event reports).
+    pending: dict[str, Any] | None = None
     ident: tuple[str, str | None, str, str | None] | None = None
 
 
@@ -170,6 +216,19 @@ class _Entry:
     @property
     def empty(self) -> bool:
         return self.open is None and not self.conditions
+
+
+#: Scopes (stream, model) whose window specs' progress is remembered at most; the least recently seen goes first.
+MAX_SCOPES = 1024
+
+
+def _scope(stream: str, model: str | None) -> str:
+    return f"{stream}\x1f{model or ''}"
+
+
+def _pending(o: Observation, now: float, waiting: list[str]) -> dict[str, Any]:
+    return {"stream": o.stream, "feature": o.feature, "check": o.check, "model": o.model,
+            "evidence": _evidence(o, now), "waiting": sorted(waiting)}
 
 
 def _evidence(o: Observation, now: float) -> dict[str, Any]:
@@ -187,7 +246,8 @@ def _entry_to_json(entry: _Entry) -> dict[str, Any]:
     if entry.open is not None:
         o = entry.open
         alert = {"first_seen": o.first_seen, "next_seq": o.next_seq, "notified_at": o.notified_at,
-                 "notified_severity": o.notified_severity}
+                 "notified_severity": o.notified_severity, "last_raised": o.last_raised,
+                 "pending": copy.deepcopy(o.pending)}
         if o.ident is not None:
             alert["stream"], alert["feature"], alert["check"], alert["model"] = o.ident
     return {"schema_version": POLICY_STATE_VERSION, "conditions": conditions, "alert": alert}
@@ -208,12 +268,18 @@ def _entry_from_json(state: dict[str, Any]) -> _Entry:
         if a is not None:
             if a["notified_severity"] not in SEVERITY_RANK:
                 raise ValueError(f"unknown severity {a['notified_severity']!r}")
+            pending = a.get("pending")
+            if pending is not None and (not isinstance(pending, dict) or not isinstance(pending.get("waiting"), list)
+                                        or not isinstance(pending.get("evidence"), dict)):
+                raise ValueError("malformed pending resolution")
             ident = None
             if isinstance(a.get("stream"), str) and isinstance(a.get("check"), str):
                 ident = (a["stream"], a.get("feature"), a["check"], a.get("model"))
             entry.open = _Open(first_seen=float(a["first_seen"]), next_seq=int(a["next_seq"]),
                                notified_at=float(a["notified_at"]), notified_severity=Severity(a["notified_severity"]),
-                               ident=ident)
+                               # states written before incidents: the latest notification stands for it
+                               last_raised=float(a.get("last_raised", a["notified_at"])),
+                               pending=copy.deepcopy(pending), ident=ident)
     except (KeyError, TypeError, AttributeError) as exc:
         raise ValueError(f"malformed alert policy state: {exc!r}") from exc
     return entry
@@ -247,16 +313,20 @@ class AlertPolicy:
         self._entries: dict[str, _Entry] = {}
         #: fingerprint -> its state at the last drain_changes()/load(), for every fingerprint touched since.
         self._baseline: dict[str, dict[str, Any] | None] = {}
+        #: scope (stream, model) -> window spec name -> the latest window end observed (at most MAX_SCOPES scopes).
+        self._progress: dict[str, dict[str, float]] = {}
 
     # -- evaluation -------------------------------------------------------------------------
 
     def observe(self, observations: Sequence[Observation], *, now: float) -> list[Alert]:
         """Apply one batch of observations (typically one closed window's) at time ``now`` (the
         window end, epoch seconds) and return the events to send, in order of the fingerprints'
-        first appearance in the batch. Observations of one fingerprint in several window names
-        in one batch are decided together (one event at most per fingerprint and batch)."""
+        first appearance in the batch, then the pending resolutions this batch completed.
+        Observations of one fingerprint in several window names in one batch are decided together
+        (one event at most per fingerprint and batch)."""
         now = float(now)
         batch: dict[str, list[Observation]] = {}
+        touched: set[str] = set()
         for o in observations:
             if o.severity is not None and o.severity not in SEVERITY_RANK:
                 raise ValueError(f"unknown severity {o.severity!r} (one of {', '.join(SEVERITIES)})")
@@ -266,6 +336,9 @@ class AlertPolicy:
                 if fp not in self._baseline:
                     self._baseline[fp] = self.state_of(fp)
             batch[fp].append(o)
+            scope = _scope(o.stream, o.model)
+            touched.add(scope)
+            self._advance(scope, str(o.window["name"]), now)
         events: list[Alert] = []
         for fp, obs in batch.items():
             entry = self._entries.get(fp) or _Entry()
@@ -274,13 +347,39 @@ class AlertPolicy:
             event = self._decide(fp, entry, obs, now)
             if event is not None:
                 events.append(event)
-            if entry.empty:
-                self._entries.pop(fp, None)
-            else:
-                self._entries[fp] = entry
+            self._store(fp, entry)
+        for fp, entry in list(self._entries.items()):  # resolutions that waited for this batch's window specs
+            alert = entry.open
+            if fp in batch or alert is None or alert.pending is None \
+                    or _scope(alert.pending["stream"], alert.pending["model"]) not in touched:
+                continue
+            if fp not in self._baseline:
+                self._baseline[fp] = self.state_of(fp)
+            event = self._try_resolve(fp, entry, now)
+            if event is not None:
+                events.append(event)
+            self._store(fp, entry)
         return events
 
+    def _store(self, fp: str, entry: _Entry) -> None:
+        if entry.empty:
+            self._entries.pop(fp, None)
+        else:
+            self._entries[fp] = entry
+
+    def _advance(self, scope: str, window: str, end: float) -> None:
+        seen = self._progress.pop(scope, None)  # re-inserted last: the most recently seen scope
+        if seen is None:
+            seen = {}
+            if len(self._progress) >= MAX_SCOPES:
+                self._progress.pop(next(iter(self._progress)))
+        self._progress[scope] = seen
+        if end > seen.get(window, -math.inf):
+            seen[window] = end
+
     def _update(self, entry: _Entry, o: Observation, now: float) -> None:
+        if o.insufficient:  # no verdict: changes nothing
+            return
         name = str(o.window["name"])
         c = entry.conditions.get(name) or _Condition()
         if o.severity is not None:  # raised (wins over an inconsistent clear=True)
@@ -311,19 +410,26 @@ class AlertPolicy:
             if entry.open is None:
                 return None
             o = entry.open
-            entry.open = None
-            return self._event(ident, fp, o, Status.RESOLVED, o.notified_severity, now, reason="resolved",
-                               evidence=_evidence(ident, now))
+            if o.pending is None:  # every condition has just cleared: wait for the specs still behind
+                clearing = [x for x in obs if not x.insufficient and x.severity is None] or [ident]
+                seen = self._progress.get(_scope(ident.stream, ident.model), {}) if ident.time_mode == "event" else {}
+                o.pending = _pending(clearing[-1], now, [w for w, end in seen.items() if end < o.last_raised])
+            return self._try_resolve(fp, entry, now)
         # the evidence of the alert's severity: highest severity, then the most recent, then the window name
         _, evidence = max(active, key=lambda ne: (SEVERITY_RANK[ne[1]["severity"]], ne[1]["at"], ne[0]))
         severity = Severity(evidence["severity"])
         who = (ident.stream, ident.feature, ident.check, ident.model)
+        raised = any(x.severity is not None and not x.insufficient for x in obs)
         if entry.open is None:
-            entry.open = _Open(first_seen=now, next_seq=0, notified_at=now, notified_severity=severity, ident=who)
+            entry.open = _Open(first_seen=now, next_seq=0, notified_at=now, notified_severity=severity,
+                               last_raised=now, ident=who)
             reason = "started"
         else:
             if entry.open.ident is None:  # restored from a state that did not keep it
                 entry.open.ident = who
+            entry.open.pending = None  # raised again before it resolved: the same incident goes on
+            if raised:
+                entry.open.last_raised = max(entry.open.last_raised, now)
             if SEVERITY_RANK[severity] > SEVERITY_RANK[entry.open.notified_severity]:
                 reason = "escalated"
             elif self.spec.renotify_seconds > 0 and now - entry.open.notified_at >= self.spec.renotify_seconds:
@@ -331,18 +437,34 @@ class AlertPolicy:
             else:
                 return None
         entry.open.notified_at, entry.open.notified_severity = now, severity
-        return self._event(ident, fp, entry.open, Status.FIRING, severity, now, reason=reason, evidence=evidence)
+        return self._event(ident.stream, ident.feature, ident.check, ident.model, fp, entry.open, Status.FIRING,
+                           severity, now, reason=reason, evidence=evidence)
+
+    def _try_resolve(self, fp: str, entry: _Entry, now: float) -> Alert | None:
+        """Resolve the pending alert of ``fp`` unless a window spec it waits for has still not judged its
+        last raised window (and ``incident_wait_seconds`` has not run out)."""
+        o = entry.open
+        assert o is not None and o.pending is not None  # callers pass pending alerts only
+        p = o.pending
+        seen = self._progress.get(_scope(p["stream"], p["model"]), {})
+        p["waiting"] = [w for w in p["waiting"] if seen.get(w, -math.inf) < o.last_raised]
+        wait = self.spec.incident_wait_seconds
+        if p["waiting"] and wait > 0 and now - o.last_raised < wait:
+            return None
+        entry.open = None
+        return self._event(p["stream"], p["feature"], p["check"], p["model"], fp, o, Status.RESOLVED,
+                           o.notified_severity, now, reason="resolved", evidence=p["evidence"])
 
     @staticmethod
-    def _event(ident: Observation, fp: str, o: _Open, status: Status, severity: Severity, now: float, *, reason: str,
-               evidence: dict[str, Any]) -> Alert:
+    def _event(stream: str, feature: str | None, check: str, model: str | None, fp: str, o: _Open, status: Status,
+               severity: Severity, now: float, *, reason: str, evidence: dict[str, Any]) -> Alert:
         seq = o.next_seq
         o.next_seq += 1
         first_seen = _iso(o.first_seen)
         details = copy.deepcopy(evidence["details"])
         details["notification_seq"] = seq
         details["notification_reason"] = reason
-        return Alert(stream=ident.stream, feature=ident.feature, check=ident.check, model=ident.model,
+        return Alert(stream=stream, feature=feature, check=check, model=model,
                      severity=severity, value=evidence["value"], threshold=evidence["threshold"],
                      direction=Direction(evidence.get("direction", Direction.ABOVE)),
                      sample_size=evidence["sample_size"], summary=evidence["summary"],
@@ -367,6 +489,26 @@ class AlertPolicy:
                 out.append(OpenAlert(fingerprint=fp, stream=stream, feature=feature, check=check, model=model,
                                      severity=o.notified_severity))
         return out
+
+
+    def incidents(self, observations: Sequence[Observation]) -> dict[str, str]:
+        """:meth:`incident_id` of every fingerprint among ``observations`` that is firing."""
+        out: dict[str, str] = {}
+        for o in observations:
+            fp = o.fingerprint
+            if fp not in out:
+                incident = self.incident_id(fp)
+                if incident is not None:
+                    out[fp] = incident
+        return out
+
+    def incident_id(self, fingerprint: str) -> str | None:
+        """The ``alert_id`` of the ``firing`` event that opened the alert of ``fingerprint`` (its incident's
+        id, also each of its events' ``incident_id``), or ``None`` when it is not firing."""
+        entry = self._entries.get(fingerprint)
+        if entry is None or entry.open is None:
+            return None
+        return event_id(fingerprint, _iso(entry.open.first_seen), Status.FIRING, 0)
 
     # -- state --------------------------------------------------------------------------------
 
@@ -402,8 +544,10 @@ class AlertPolicy:
 
     def to_state(self) -> dict[str, Any]:
         """The whole policy state as JSON (``schema_version`` 1)."""
+        progress = [{"scope": scope, "windows": dict(sorted(seen.items()))} for scope, seen in self._progress.items()]
         return {"schema_version": POLICY_STATE_VERSION,
-                "fingerprints": {fp: _entry_to_json(e) for fp, e in sorted(self._entries.items())}}
+                "fingerprints": {fp: _entry_to_json(e) for fp, e in sorted(self._entries.items())},
+                "progress": progress}
 
     @classmethod
     def from_state(cls, spec: AlertingSpec, state: dict[str, Any]) -> AlertPolicy:
@@ -417,4 +561,10 @@ class AlertPolicy:
             raise ValueError("malformed alert policy state: 'fingerprints' must be an object")
         for fp, entry_state in fingerprints.items():
             policy.load(str(fp), entry_state)
+        progress = state.get("progress", [])  # absent in states written before incidents
+        try:
+            for item in progress:
+                policy._progress[str(item["scope"])] = {str(w): float(end) for w, end in item["windows"].items()}
+        except (KeyError, TypeError, AttributeError, ValueError) as exc:
+            raise ValueError(f"malformed alert policy state: 'progress': {exc!r}") from exc
         return policy

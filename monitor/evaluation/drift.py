@@ -37,7 +37,8 @@ def evaluate_drift(spec: MonitorSpec, stream: StreamSpec, states: Mapping[str, F
 
     Distances drift when ``statistic >= threshold`` (the warning level); tests
     when the corrected decision rejects at ``drift.alpha``. Fewer than
-    ``min_samples`` valid values gives ``drifted=None`` (insufficient data).
+    ``min_samples`` valid values (the method's threshold's, else the stream's) gives
+    ``drifted=None`` and ``statistic=None`` (insufficient data).
     With ``rolling`` (the reference is the recent windows') the results are keyed
     :func:`~monitor.names.drift_key` ``(method, rolling=True)`` (``"psi@rolling"``); each
     result's ``method`` and thresholds are the plain method's.
@@ -62,13 +63,16 @@ def evaluate_drift(spec: MonitorSpec, stream: StreamSpec, states: Mapping[str, F
             if method not in allowed:
                 continue
             info = METHODS[method]
+            thr = None
             if info.kind == "test":
                 threshold = stream.drift.alpha
             else:
                 thr = spec.threshold_for(stream, f, method)  # every distance has a default in the spec
                 assert thr is not None, method
                 threshold = thr.raise_level
-            if n < stream.min_samples:
+            least = thr.min_samples if info.kind != "test" and thr is not None and thr.min_samples is not None \
+                else stream.min_samples
+            if n < least:
                 results[method] = DriftResult(method=method, statistic=None, threshold=threshold, sample_size=n,
                                               drifted=None, effect_size=effect)
                 continue

@@ -44,7 +44,7 @@ def observe_model_window(spec: MonitorSpec, stream: StreamSpec, r: ModelWindowRe
                                severity=severity, clear=clear, threshold=level,
                                sample_size=n, window=r.window, reference_version=r.reference_version,
                                summary=f"{who}: {what} in {where} (level {level:g}, {severity or 'ok'})",
-                               details=details or {}, model=r.model_key))
+                               details=details or {}, model=r.model_key, time_mode=stream.time.mode))
 
     ref = r.reference or {}
     if r.basis == "labels" and r.realised is not None:
@@ -80,7 +80,8 @@ def observe_model_window(spec: MonitorSpec, stream: StreamSpec, r: ModelWindowRe
                     reference_version=r.reference_version,
                     summary=(f"{who}: {', '.join(fired)} detected a change in the error rate in {where}"
                              if fired else f"{who}: no change in the error rate in {where}"),
-                    details={"detectors": fired, "changes": [c.to_dict() for c in r.changes]}, model=r.model_key))
+                    details={"detectors": fired, "changes": [c.to_dict() for c in r.changes]}, model=r.model_key,
+                    time_mode=stream.time.mode))
     if r.basis == "predictions":
         est = r.estimated
         if est is not None:

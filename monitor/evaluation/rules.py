@@ -10,7 +10,7 @@ from monitor.detectors import SENSITIVITY
 from monitor.drift import DriftResult
 from monitor.names import FEATURE_CHECKS, RECORD_CHECKS, ChangeSeries, Direction, Severity
 from monitor.report import Change, WindowSummary
-from monitor.spec import MonitorSpec, StreamSpec
+from monitor.spec import FeatureSpec, MonitorSpec, StreamSpec
 
 __all__ = ["evaluate_window", "observe_window"]
 
@@ -53,7 +53,9 @@ def observe_window(spec: MonitorSpec, stream: StreamSpec, measured: WindowSummar
     correction, with the corrected p-value as the value, alpha as the threshold and
     direction ``below`` (statistic, raw p-value and effect size in ``details``);
     change detectors raise as warnings when they flag a change.
-    "Insufficient data" gives no observation at all (it neither raises nor clears).
+    "Insufficient data" (a ratio check, freshness or drift method with fewer samples
+    than its ``min_samples``: the threshold's, else the stream's) gives an observation
+    marked ``insufficient``, which neither raises nor clears.
     """
     out: list[Observation] = []
     win = measured.window
@@ -66,13 +68,36 @@ def observe_window(spec: MonitorSpec, stream: StreamSpec, measured: WindowSummar
         out.append(Observation(stream=stream.name, feature=feature, check=check, value=value, severity=severity,
                                clear=clear, threshold=threshold, sample_size=n, window=win,
                                reference_version=measured.reference_version, summary=summary,
-                               details=details or {}, direction=direction))
+                               details=details or {}, direction=direction, time_mode=stream.time.mode))
 
+    def too_few(feature: str | None, check: str, value: float, threshold: float, n: int, least: int) -> bool:
+        if n >= least:
+            return False
+        out.append(Observation(stream=stream.name, feature=feature, check=check, value=value, severity=None,
+                               clear=False, threshold=threshold, sample_size=n, window=win,
+                               reference_version=measured.reference_version, insufficient=True,
+                               time_mode=stream.time.mode,
+                               summary=f"{stream.name}{'.' + feature if feature else ''}: insufficient data for "
+                               f"{check} in {where} ({n} < min_samples {least})",
+                               details={"min_samples": least}))
+        return True
+
+    records = measured.records
     for check in RECORD_CHECKS:
         thr = spec.threshold_for(stream, None, check)
-        value = measured.records.get(check)
+        value = records.get(check)
         if thr is None or value is None:
             continue
+        if check != "volume_deviation":  # a window's count is the volume signal itself: no minimum
+            if check == "late_ratio":
+                n = measured.count + int(records.get("late_excluded") or 0)
+            elif check == "freshness_p95_seconds":
+                n = measured.count - int(records.get("missing_event_time") or 0)
+            else:
+                n = measured.count
+            least = thr.min_samples if thr.min_samples is not None else stream.min_samples
+            if too_few(None, check, value, thr.raise_level, n, least):
+                continue
         severity, clear, level = thr.verdict(value, ratio)
         if check == "volume_deviation":
             text = (f"{measured.count} records in {where}, expected ~{measured.records['expected_records']:.0f} "
@@ -106,13 +131,19 @@ def observe_window(spec: MonitorSpec, stream: StreamSpec, measured: WindowSummar
             value = fr.ratios.get(fcheck)
             if thr is None or value is None:
                 continue
+            least = thr.min_samples if thr.min_samples is not None else stream.min_samples
+            if too_few(feature.name, fcheck, value, thr.raise_level, fr.count, least):
+                continue
             severity, clear, level = thr.verdict(value, ratio)
             add(feature.name, fcheck, value, severity, clear, level, fr.count,
                 f"{stream.name}.{feature.name}: {value:.1%} {_WHAT[fcheck]} in {where} "
                 f"(level {level:.1%}, {severity or 'ok'})")
         for method, d in drift.get(feature.name, {}).items():
             if d.drifted is None or d.statistic is None:
-                continue  # insufficient data: neither raises nor clears
+                least = _drift_min_samples(spec, stream, feature, d.method)
+                if d.statistic is None and d.sample_size < least:  # too few values: insufficient data
+                    too_few(feature.name, method, 0.0, d.threshold, d.sample_size, least)
+                continue  # neither raises nor clears
             if d.p_value is not None:  # a test, decided after the multiple-testing correction
                 verdict = "distribution drifted from reference" if d.drifted else "no drift"
                 p_adj = d.p_value if d.p_value_adjusted is None else d.p_value_adjusted
@@ -135,3 +166,9 @@ def observe_window(spec: MonitorSpec, stream: StreamSpec, measured: WindowSummar
                 f", {label} {d.statistic:.3f} in {where} (level {level}, {severity or 'ok'})",
                 {"statistic": d.statistic, "effect_size": d.effect_size})
     return out
+
+
+def _drift_min_samples(spec: MonitorSpec, stream: StreamSpec, feature: FeatureSpec, method: str) -> int:
+    """The fewest valid values a drift method needs: its threshold's ``min_samples``, else the stream's."""
+    thr = spec.threshold_for(stream, feature, method)
+    return thr.min_samples if thr is not None and thr.min_samples is not None else stream.min_samples

@@ -459,4 +459,5 @@ class ModelMonitor:
         observations = tuple(observe_model_window(self.spec, self.stream, report, decided=w.joined + w.expired))
         alerts = tuple(evaluate_window(observations))
         events = self.policy.observe(observations, now=end) if notify else []
-        return replace(report, observations=observations, alerts=alerts, events=tuple(events))
+        incidents = self.policy.incidents(observations) if notify else {}
+        return replace(report, observations=observations, alerts=alerts, events=tuple(events), incidents=incidents)

@@ -45,6 +45,10 @@ class Threshold(SpecModel):
     warning: float | None = Field(default=None, ge=0)
     critical: float | None = Field(default=None, ge=0)
     clear: float | None = Field(default=None, ge=0)
+    min_samples: int | None = Field(
+        default=None, ge=1, description="Fewest samples (the ratio's denominator: records, or valid values for "
+        "drift) a window needs for a verdict on this check; fewer is 'insufficient data', never an alert. "
+        "Default: the stream's min_samples.")
 
     @model_validator(mode="after")
     def _ordered(self) -> Threshold:

@@ -25,7 +25,7 @@ from monitor.spec.base import (
 from monitor.spec.streams import FeatureSpec, StreamSpec
 
 __all__ = ["AlertFilter", "AlertingSpec", "MonitorSpec", "OutputsSpec", "SubscriptionSpec", "format_loc",
-           "load_spec", "parse_spec"]
+           "freshness_levels", "load_spec", "out_of_order_levels", "parse_spec"]
 
 
 class OutputsSpec(SpecModel):
@@ -109,6 +109,11 @@ class AlertingSpec(SpecModel):
     renotify_seconds: float = Field(
         default=3600.0, ge=0, description="A still-firing alert is sent again at most this often (0: never); "
         "escalations are sent at once.")
+    incident_wait_seconds: float = Field(
+        default=3600.0, ge=0, description="One alert per incident: when every window spec's condition has cleared, "
+        "the alert resolves only once every window spec of the stream has closed a window ending at or after the "
+        "incident's last raised window (each has judged the incident's period), or after this long (in window "
+        "time) since that last raised window, whichever comes first. 0: resolve as soon as every condition clears.")
     subscriptions: list[SubscriptionSpec] = Field(default_factory=list)
 
     @model_validator(mode="after")
@@ -201,7 +206,45 @@ class MonitorSpec(SpecModel):
                 return None
         if check in self.thresholds:
             return self.thresholds[check]
+        if check == "freshness_p95_seconds":
+            return freshness_levels(stream)
+        if check == "out_of_order_ratio":
+            return out_of_order_levels(stream)
         return DEFAULT_THRESHOLDS.get(check)
+
+
+def freshness_levels(stream: StreamSpec) -> Threshold:
+    """Default ``freshness_p95_seconds`` levels of a stream: 2x (warning) and 10x (critical) its expected lag
+    (``time.expected_lag_seconds``, else ``time.allowed_lateness_seconds``).
+
+    >>> s = StreamSpec.model_validate({"name": "f", "windows": [{"name": "w", "kind": "count", "size": 10}],
+    ...                                "features": [{"name": "x", "type": "numeric"}]})
+    >>> freshness_levels(s).warning, freshness_levels(s).critical
+    (60.0, 300.0)
+    """
+    lag = stream.time.expected_lag
+    return Threshold(warning=2.0 * lag, critical=10.0 * lag)
+
+
+def out_of_order_levels(stream: StreamSpec) -> Threshold | None:
+    """Default ``out_of_order_ratio`` levels of a stream, relative to the share of out-of-order records it
+    normally has (``time.expected_out_of_order_ratio``; unset: 0 on one partition, and no default on several,
+    where interleaved partitions make out-of-order records normal): warning ``max(0.05, 2x)``, critical
+    ``max(0.20, 4x)``, each at most 1.
+
+    >>> s = StreamSpec.model_validate({"name": "f", "windows": [{"name": "w", "kind": "count", "size": 10}],
+    ...                                "features": [{"name": "x", "type": "numeric"}]})
+    >>> out_of_order_levels(s).warning, out_of_order_levels(s).critical
+    (0.05, 0.2)
+    >>> out_of_order_levels(s.model_copy(update={"partitions": 3})) is None
+    True
+    """
+    expected = stream.time.expected_out_of_order_ratio
+    if expected is None:
+        if stream.partitions > 1:
+            return None
+        expected = 0.0
+    return Threshold(warning=min(max(0.05, 2.0 * expected), 1.0), critical=min(max(0.20, 4.0 * expected), 1.0))
 
 
 def format_loc(loc: tuple[int | str, ...]) -> str:

@@ -145,6 +145,23 @@ class TimeSpec(SpecModel):
     idle_timeout_seconds: float = Field(
         default=30.0, gt=0, description="A partition without records for this long (wall clock) stops holding "
         "the stream's windows back; when every partition is idle, time windows close on the wall clock.")
+    expected_lag_seconds: float | None = Field(
+        default=None, gt=0, description="How far behind the present a record normally arrives (p95 of processing "
+        "time minus event time; in event-time replay, behind the stream's latest event time). Sets the default "
+        "freshness_p95_seconds levels: warning 2x, critical 10x. Default: allowed_lateness_seconds.")
+    expected_out_of_order_ratio: float | None = Field(
+        default=None, ge=0, lt=1, description="Share of records normally older than a record before them. Sets "
+        "the default out_of_order_ratio levels: warning max(0.05, 2x), critical max(0.20, 4x) (capped below 1). "
+        "Default: 0 for a one-partition stream; none for a stream of several partitions (interleaving partitions "
+        "puts records out of order normally), whose out_of_order_ratio is then only reported unless set here or "
+        "in thresholds.")
+
+    @property
+    def expected_lag(self) -> float:
+        """The stream's expected lag in seconds (``expected_lag_seconds``, else ``allowed_lateness_seconds``;
+        at least 1 s so a lateness of 0 does not make every lag an alert)."""
+        lag = self.expected_lag_seconds if self.expected_lag_seconds is not None else self.allowed_lateness_seconds
+        return max(lag, 1.0)
 
 
 class DriftSpec(SpecModel):
@@ -290,7 +307,10 @@ class StreamSpec(SpecModel):
     )
     max_message_bytes: int = Field(default=1_048_576, ge=64, le=64 * 1_048_576)
     min_samples: int = Field(
-        default=100, ge=1, description="Fewest non-missing values a window needs for drift."
+        default=100, ge=1, description="Fewest samples a window needs for a verdict on a check: valid values for "
+        "drift methods; records (the ratio's denominator) for the ratio checks and freshness. Fewer is "
+        "'insufficient data' (listed in the window's insufficient_data), never an alert. A check's threshold may set "
+        "its own min_samples. volume_deviation has none (a window's count is its own signal)."
     )
     psi_bins: int = Field(default=10, ge=2, le=100)
     time: TimeSpec = Field(default_factory=TimeSpec)

@@ -126,7 +126,7 @@ class FeatureEngine:
     --------
     >>> from monitor.spec import MonitorSpec
     >>> spec = MonitorSpec.model_validate({"version": 1, "name": "t", "streams": [{
-    ...     "name": "f", "windows": [{"name": "w3", "kind": "count", "size": 3}],
+    ...     "name": "f", "windows": [{"name": "w3", "kind": "count", "size": 3}], "min_samples": 3,
     ...     "features": [{"name": "x", "type": "numeric"}]}]})
     >>> engine = FeatureEngine(spec, clock=lambda: 0.0)
     >>> engine.process("f", [{"record_id": 1, "x": 1.0}, {"record_id": 2}])
@@ -680,7 +680,8 @@ class FeatureEngine:
         return out
 
     def _apply_policy(self, report: WindowReport) -> WindowReport:
-        return report.with_events(self.policy.observe(report.observations, now=report.end_time))
+        events = self.policy.observe(report.observations, now=report.end_time)
+        return report.with_events(events, incidents=self.policy.incidents(report.observations))
 
     def _evaluate(self, rt: _Stream, w: ClosedWindow[Pane], row: int) -> WindowReport:
         return self._report(rt, w, policy=rt.notify)

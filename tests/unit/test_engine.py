@@ -226,7 +226,7 @@ def test_count_window_reports_match_numpy(seed: int) -> None:
 
 
 def test_count_window_quality_alerts_match_ratios() -> None:
-    spec = small_spec({"name": "w", "kind": "count", "size": 40})
+    spec = small_spec({"name": "w", "kind": "count", "size": 40}, min_samples=40)  # 40 records: enough here
     engine = Monitor(spec, clock=lambda: 0.0)
     [report] = engine.process("s", messy_records(40, seed=9))
     stream = spec.streams[0]

@@ -11,7 +11,7 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[2]
 SPEC = {"version": 1, "name": "r", "streams": [{
-    "name": "f", "windows": [{"name": "w100", "kind": "count", "size": 100}],
+    "name": "f", "windows": [{"name": "w100", "kind": "count", "size": 100}], "min_samples": 50,
     "features": [{"name": "x", "type": "numeric"}]}]}
 
 

@@ -279,14 +279,20 @@ def test_time_windows_close_on_watermark_minus_lateness() -> None:
 
 
 def test_out_of_order_ratio_alerts_when_configured() -> None:
-    spec = make_spec([{"name": "c6", "kind": "count", "size": 6}], thresholds={"out_of_order_ratio": {"warning": 0.3}})
-    engine = Monitor(spec, clock=lambda: 100.0)
+    spec = make_spec([{"name": "c6", "kind": "count", "size": 6}], thresholds={"out_of_order_ratio": {"warning": 0.3}},
+                     min_samples=6)
+    engine = Monitor(spec, clock=lambda: 20.0)
     [r] = engine.process("s", timed([10.0, 12.0, 11.0, 15.0, 14.0, 16.0]))
     assert r.records["out_of_order_ratio"] == 2 / 6 and r.records["late_ratio"] == 0.0
     [a] = r.alerts
     assert (a.check, a.severity, a.value) == ("out_of_order_ratio", "warning", 2 / 6)
-    # unconfigured, the ratio is reported but raises nothing
-    plain = Monitor(make_spec([{"name": "c6", "kind": "count", "size": 6}]), clock=lambda: 100.0)
+    # unconfigured, a one-partition stream has the default levels 0.05 / 0.20 (expected share 0)...
+    plain = Monitor(make_spec([{"name": "c6", "kind": "count", "size": 6}], min_samples=6), clock=lambda: 20.0)
+    [r] = plain.process("s", timed([10.0, 12.0, 11.0, 15.0, 14.0, 16.0]))
+    assert [(a.check, a.severity) for a in r.alerts] == [("out_of_order_ratio", "critical")]
+    # ...and on several partitions (interleaved: out of order normally) the ratio is reported but raises nothing
+    plain = Monitor(make_spec([{"name": "c6", "kind": "count", "size": 6}], min_samples=6, partitions=3),
+                    clock=lambda: 20.0)
     [r] = plain.process("s", timed([10.0, 12.0, 11.0, 15.0, 14.0, 16.0]))
     assert r.records["out_of_order_ratio"] == 2 / 6 and r.alerts == ()
 

@@ -18,7 +18,7 @@ from agents.worker.ingest import Ingest
 from monitor.spec import parse_spec
 
 SPEC = {"version": 1, "name": "tc", "streams": [{
-    "name": "f", "windows": [{"name": "w3", "kind": "count", "size": 3}],
+    "name": "f", "windows": [{"name": "w3", "kind": "count", "size": 3}], "min_samples": 3,
     "features": [{"name": "x", "type": "numeric"}]}]}
 
 

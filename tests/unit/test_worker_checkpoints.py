@@ -15,7 +15,7 @@ from monitor.engine import Monitor
 from monitor.spec import parse_spec
 
 SPEC = {"version": 1, "name": "cp", "streams": [{
-    "name": "f", "windows": [{"name": "w3", "kind": "count", "size": 3}], "detectors": [],
+    "name": "f", "windows": [{"name": "w3", "kind": "count", "size": 3}], "detectors": [], "min_samples": 3,
     "features": [{"name": "x", "type": "numeric"}]}]}
 class Store:
     """Checkpoints in a dict, by manifest offset (the broker's part is in the integration test)."""
