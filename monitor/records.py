@@ -31,7 +31,7 @@ from monitor.spec import StreamSpec
 from monitor.times import MAX_EPOCH, MIN_EPOCH, iso_seconds, parse_times
 
 __all__ = ["REASONS", "SCHEMA_VERSIONS", "ColumnBatch", "Rejection", "check_record", "checked", "decode_message",
-           "decode_messages", "encode_original", "event_time_seconds"]
+           "decode_messages", "encode_original", "event_time_seconds", "future_rows"]
 
 #: Record schema versions this release reads (the ``schema_version`` key is optional).
 SCHEMA_VERSIONS = frozenset({1})
@@ -49,6 +49,7 @@ REASONS: dict[str, str] = {
     "invalid_event_time": "the event-time field is not an ISO-8601 string or epoch seconds",
     "unsupported_schema_version": "the record's schema_version is not one this release reads",
     "invalid_columns": "a columnar message whose columns are not equally long lists",
+    "event_time_in_future": "the event time is further ahead of the worker's clock than time.max_future_seconds",
     "processing_error": "the engine raised on this record (a streamdq bug: please report it)",
 }
 
@@ -384,3 +385,30 @@ def decode_message(value: bytes | None, stream: StreamSpec) -> tuple[Sequence[di
     if problem is not None:
         return [], [Rejection(problem[0], problem[1], value)]
     return [data], []
+
+
+def future_rows(records: Sequence[dict[str, Any]] | ColumnBatch, stream: StreamSpec, now: float) -> list[int]:
+    """The rows of a decoded batch whose event time is more than ``time.max_future_seconds`` ahead of ``now``
+    (a wall clock): a worker dead-letters them as ``event_time_in_future`` instead of letting one record
+    move its partition's watermark (and every window after it) into the future.
+
+    >>> from monitor.spec import StreamSpec
+    >>> s = StreamSpec.model_validate({"name": "s", "windows": [{"name": "w", "kind": "count", "size": 2}],
+    ...                                "features": [{"name": "x", "type": "numeric"}]})
+    >>> future_rows([{"record_id": 1, "event_time": 100.0}, {"record_id": 2, "event_time": 1e10}], s, now=100.0)
+    [1]
+    """
+    limit = stream.time.max_future_seconds
+    if limit is None or stream.time.mode != "event":
+        return []
+    times = getattr(records, "times", None)
+    if times is None:
+        if isinstance(records, ColumnBatch):
+            raw = records.columns.get(stream.time_field)
+            values: list[Any] = list(raw) if raw is not None else []
+        else:
+            values = [r.get(stream.time_field) for r in records]
+        parsed = [event_time_seconds(v) if v is not None else None for v in values]
+        times = np.array([np.nan if t is None else t for t in parsed], dtype=np.float64)
+    ahead = np.asarray(times, dtype=np.float64) > now + limit
+    return np.flatnonzero(ahead).tolist() if ahead.any() else []

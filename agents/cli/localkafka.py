@@ -289,10 +289,11 @@ class LocalKafka:
         if self.work_dir is None:
             self.work_dir = Path(tempfile.mkdtemp(prefix="streamdq-kafka-"))
         self.work_dir.mkdir(parents=True, exist_ok=True)
-        self.port, self.controller_port = free_port(), free_port()
-        while self.controller_port == self.port:
-            self.controller_port = free_port()
-        if self.sasl_ssl is not None:
+        if self.port is None or self.controller_port is None:  # a restart (stop(keep_data=True)) keeps its ports
+            self.port, self.controller_port = free_port(), free_port()
+            while self.controller_port == self.port:
+                self.controller_port = free_port()
+        if self.sasl_ssl is not None and self.sasl_ssl_port is None:
             self.sasl_ssl_port = free_port()
             while self.sasl_ssl_port in (self.port, self.controller_port):
                 self.sasl_ssl_port = free_port()
@@ -301,7 +302,8 @@ class LocalKafka:
         classpath = f"{libs}/*"
         java = [shutil.which("java") or "java", "-Xms256m", f"-Xmx{self.heap}", "-XX:+UseG1GC",
                 "-Djava.awt.headless=true", f"-Dlog4j2.configurationFile=file:{_LOG4J}", "-cp", classpath]
-        fmt = subprocess.run([*java, "kafka.tools.StorageTool", "format", f"--cluster-id={new_cluster_id()}",
+        self._cluster_id = getattr(self, "_cluster_id", None) or new_cluster_id()  # a restart keeps its storage
+        fmt = subprocess.run([*java, "kafka.tools.StorageTool", "format", f"--cluster-id={self._cluster_id}",
                               "-c", str(conf), "--ignore-formatted",
                               *(self.sasl_ssl.scram_args() if self.sasl_ssl is not None else [])],
                              capture_output=True, text=True, timeout=120, check=False)
@@ -336,8 +338,10 @@ class LocalKafka:
         except OSError:
             return "(no log)"
 
-    def stop(self, *, timeout: float = 20.0) -> None:
-        """SIGTERM the broker, wait up to ``timeout``, then SIGKILL; remove a temporary work dir."""
+    def stop(self, *, timeout: float = 20.0, keep_data: bool = False) -> None:
+        """SIGTERM the broker, wait up to ``timeout``, then SIGKILL; remove a temporary work dir (unless
+        ``keep_data``: then :meth:`start` brings the same broker back, on the same ports, e.g. to test an
+        outage)."""
         proc, self.proc = self.proc, None
         if proc is not None and proc.poll() is None:
             proc.terminate()
@@ -346,7 +350,7 @@ class LocalKafka:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait(timeout=10)
-        if self._own_dir and self.work_dir is not None:
+        if self._own_dir and self.work_dir is not None and not keep_data:
             shutil.rmtree(self.work_dir, ignore_errors=True)
 
     def __enter__(self) -> LocalKafka:

@@ -57,13 +57,14 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
+import orjson
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 from mode import Service
 
 from agents.kafka.connect import client_config
 from agents.worker.batch import Batch, Origin
 from agents.worker.snapshots import Checkpointer, CheckpointStore
-from monitor.records import ColumnBatch, Rejection, decode_message, decode_messages, encode_original
+from monitor.records import ColumnBatch, Rejection, decode_message, decode_messages, encode_original, future_rows
 from monitor.report import Report
 from monitor.spec import StreamSpec
 from monitor.stream.merge import PartitionUpdate
@@ -76,6 +77,14 @@ __all__ = ["CRASH_EXIT_CODE", "MAX_BATCH", "MAX_PART_BYTES", "POLL_SECONDS", "SE
            "Ingest", "Origin", "consumer_config"]
 
 log = logging.getLogger("streamdq.worker")
+
+#: How often librdkafka reports the brokers' states (for /health), in ms.
+STATS_MS = 2000
+#: /health: the ingest loop is stalled (liveness) after this long without an iteration; the worker is not
+#: ready when no broker was reachable, or records were waiting and its positions did not move, for this long.
+STALL_SECONDS = 60.0
+UNREACHABLE_SECONDS = 10.0
+NO_PROGRESS_SECONDS = 120.0
 
 #: Messages taken from the consumer at once, at most.
 MAX_BATCH = 2000
@@ -120,6 +129,8 @@ def consumer_config(settings: Settings, group_id: str, *, instance_id: str | Non
         "queued.max.messages.kbytes": QUEUE_KBYTES,
         "fetch.wait.max.ms": 100,
         "log_level": 3,
+        # librdkafka's statistics say whether any broker is reachable (for /health), every few seconds.
+        "statistics.interval.ms": STATS_MS,
     }
     if instance_id:
         extra["group.instance.id"] = instance_id
@@ -145,6 +156,7 @@ class Ingest(Service):
         self.config = consumer_config(settings, group_id, instance_id=instance_id)
         self.config["on_commit"] = self._on_commit
         self.config["error_cb"] = self._on_error
+        self.config["stats_cb"] = self._on_stats
         self._factory = consumer_factory
         #: The consumer group whose input offsets a first start adopts (the Faust group of earlier releases).
         self.legacy_group = legacy_group
@@ -188,6 +200,11 @@ class Ingest(Service):
         self._progress: dict[tuple[str, int], PartitionUpdate] = {}
         #: Partition updates sent to the merge stage (for the metrics).
         self.updates_sent = 0
+        #: For /health (monotonic clocks): the loop's last iteration; since when no broker is reachable (``None``:
+        #: one is); the last time the positions moved or nothing was waiting.
+        self.loop_at = time.monotonic()
+        self.unreachable_since: float | None = None
+        self.progress_at = time.monotonic()
 
     # -- lifecycle --------------------------------------------------------------------------------------
 
@@ -251,6 +268,7 @@ class Ingest(Service):
             self.ctx.restore_alerts()
             self.ctx.started = True
             while not self.should_stop:
+                self.loop_at = time.monotonic()
                 messages = await self._call(self.consumer.consume, MAX_BATCH, POLL_SECONDS)
                 if self._fatal is not None:  # e.g. another worker took this STREAMDQ_INSTANCE_ID: stop, loudly
                     raise KafkaException(self._fatal)
@@ -474,6 +492,7 @@ class Ingest(Service):
         for (t, p), o in ends.items():
             if (t, p) in self.assignment:  # a partition revoked meanwhile: its new owner reads it again
                 self.positions[(t, p)] = o + 1
+        self.progress_at = time.monotonic()
         self._in_batch = False
         self.messages += len(messages)
 
@@ -497,6 +516,21 @@ class Ingest(Service):
     def _run_monitor(self, batch: Batch, reports: list[Report], updates: list[PartitionUpdate], *,
                      offsets: list[int] | None) -> list[tuple[StreamSpec, Origin, Rejection]]:
         ctx, stream, records = self.ctx, batch.stream, batch.payload()
+        messages: Sequence[Message] = batch.messages
+        future: list[tuple[StreamSpec, Origin, Rejection]] = []
+        far = future_rows(records, stream, time.time())
+        if far:  # dead-lettered: one such record would move its partition's watermark into the future
+            rows = records if isinstance(records, list) else records[:]
+            drop = set(far)
+            future = [(stream, Origin.of(messages[i]), Rejection(
+                "event_time_in_future", f"field {stream.time_field!r} = {rows[i].get(stream.time_field)!r:.80} is more "
+                f"than {stream.time.max_future_seconds:g}s ahead of the worker's clock",
+                encode_original(rows[i], messages[i].value() or b""))) for i in far]
+            records = [r for i, r in enumerate(rows) if i not in drop]
+            messages = [m for i, m in enumerate(messages) if i not in drop]
+            offsets = None if offsets is None else [o for i, o in enumerate(offsets) if i not in drop]
+            if not records:
+                return future
         try:
             done, model_reports = ctx.monitor.update(stream.name, records, partition=batch.partition, offsets=offsets)
             updates += done
@@ -505,11 +539,11 @@ class Ingest(Service):
             log.exception("the monitor failed on a batch of %d records from %s", len(records), stream.topic)
             rows = records if isinstance(records, list) else records[:]
             detail = f"{type(exc).__name__}: {exc}"
-            return [(stream, Origin.of(message),
-                     Rejection("processing_error", detail, encode_original(rec, message.value() or b"")))
-                    for rec, message in zip(rows, batch.messages, strict=True)]
+            return future + [(stream, Origin.of(message),
+                              Rejection("processing_error", detail, encode_original(rec, message.value() or b"")))
+                             for rec, message in zip(rows, messages, strict=True)]
         ctx.metrics.records.labels(stream.name, "processed").inc(len(records))
-        return []
+        return future
 
     def _measure_lag(self) -> None:
         """Per assigned partition: the end offset librdkafka saw on its last fetch minus our position."""
@@ -522,6 +556,8 @@ class Ingest(Service):
                 if tp.offset >= 0 and high >= 0:
                     lag[(tp.topic, tp.partition)] = max(high - tp.offset, 0)
             self.lag = lag
+            if not any(lag.values()):
+                self.progress_at = self._lag_at  # nothing waiting: not stuck
         except Exception as exc:  # noqa: BLE001 - not fetched yet, or mid-rebalance: measured again next time
             log.debug("consumer lag not measured: %s", exc)
 
@@ -582,6 +618,35 @@ class Ingest(Service):
     def _on_commit(self, error: KafkaError | None, partitions: list[TopicPartition]) -> None:
         if error is not None and error.code() != KafkaError._NO_OFFSET:
             log.warning("committing offsets failed: %s", error.str())
+
+    def _on_stats(self, stats: str) -> None:
+        """librdkafka's statistics (on the consumer's thread): is any broker reachable?"""
+        try:
+            brokers = orjson.loads(stats).get("brokers", {})
+        except orjson.JSONDecodeError:
+            return
+        # While the cluster is away librdkafka lists only the bootstrap servers (state INIT, CONNECT, ...).
+        if any(b.get("state") == "UP" for b in brokers.values()):
+            self.unreachable_since = None
+        elif brokers and self.unreachable_since is None:
+            self.unreachable_since = time.monotonic()
+
+    def health(self) -> tuple[bool, bool, list[str]]:
+        """(live, ready, reasons): live unless the loop stalled; ready when consuming and none of the reasons."""
+        now, reasons = time.monotonic(), []
+        live = now - self.loop_at < STALL_SECONDS
+        if not live:
+            reasons.append(f"the ingest loop has not run for {now - self.loop_at:.0f}s")
+        if self._fatal is not None:
+            reasons.append(f"fatal Kafka error: {self._fatal.str()}")
+        if self.unreachable_since is not None and now - self.unreachable_since >= UNREACHABLE_SECONDS:
+            reasons.append(f"no Kafka broker reachable for {now - self.unreachable_since:.0f}s")
+        if not self.assignment:
+            reasons.append("no input partition assigned")
+        elif now - self.progress_at >= NO_PROGRESS_SECONDS and any(self.lag.values()):
+            reasons.append(f"no progress for {now - self.progress_at:.0f}s with {sum(self.lag.values())} records "
+                           "waiting")
+        return live, live and not reasons, reasons
 
     def _on_error(self, error: KafkaError) -> None:
         if error.fatal():

@@ -22,11 +22,16 @@ def register(app: faust.App, ctx: WorkerContext, registry: CollectorRegistry) ->
         return Response(body=generate_latest(registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     def worker_state() -> tuple[bool, dict[str, Any]]:
-        assignment = sorted(ctx.ingest.assignment) if ctx.ingest is not None else []
+        ingest = ctx.ingest
+        assignment = sorted(ingest.assignment) if ingest is not None else []
         tables = sorted((tp.topic, tp.partition) for tp in app.consumer.assignment()) if app.consumer else []
-        ready = ctx.started and bool(assignment)
+        live, ready, reasons = ingest.health() if ingest is not None else (True, False, ["no ingest service"])
+        if not ctx.started:
+            ready, reasons = False, ["starting"]
         return ready, {
-            "status": "ok" if ready else "starting",
+            "status": "ok" if ready else ("starting" if not ctx.started else "unavailable"),
+            "live": live,
+            "reasons": reasons,
             "app": app.conf.id,
             "assigned_partitions": [f"{t}:{p}" for t, p in assignment],  # input topics (the ingest service)
             "table_partitions": [f"{t}:{p}" for t, p in tables],  # the tables' changelogs (Faust's consumer)
@@ -35,9 +40,24 @@ def register(app: faust.App, ctx: WorkerContext, registry: CollectorRegistry) ->
 
     @app.page("/health", name="streamdq_health")
     async def health(self: faust.web.View, request: faust.web.Request) -> Any:
+        """Readiness: 200 once consuming its partitions with a reachable broker and progress; 503 with the
+        reasons otherwise (also at /health/ready)."""
         ready, body = worker_state()
         return Response(body=orjson.dumps(body), status=200 if ready else 503,
                         headers={"Content-Type": "application/json"})
+
+    @app.page("/health/ready", name="streamdq_ready")
+    async def ready(self: faust.web.View, request: faust.web.Request) -> Any:
+        ready, body = worker_state()
+        return Response(body=orjson.dumps(body), status=200 if ready else 503,
+                        headers={"Content-Type": "application/json"})
+
+    @app.page("/health/live", name="streamdq_live")
+    async def live(self: faust.web.View, request: faust.web.Request) -> Any:
+        """Liveness: 200 while the ingest loop runs (a broker outage is not a reason to restart a worker)."""
+        _, body = worker_state()
+        return Response(body=orjson.dumps({"live": body["live"], "reasons": body["reasons"]}),
+                        status=200 if body["live"] else 503, headers={"Content-Type": "application/json"})
 
     @app.page("/status", name="streamdq_status")
     async def status(self: faust.web.View, request: faust.web.Request) -> Any:

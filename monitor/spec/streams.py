@@ -142,6 +142,10 @@ class TimeSpec(SpecModel):
     allowed_lateness_seconds: float = Field(
         default=30.0, ge=0, description="A record older than the latest event time seen minus this is late: "
         "counted (late_ratio) and kept out of time windows.")
+    max_future_seconds: float | None = Field(
+        default=3600.0, gt=0, description="A worker dead-letters a record whose event time is further ahead of its "
+        "clock than this (event_time_in_future): one such record would otherwise move its partition's watermark "
+        "into the future. null: no limit. Offline replays have no wall clock and apply none.")
     idle_timeout_seconds: float = Field(
         default=30.0, gt=0, description="A partition without records for this long (wall clock) stops holding "
         "the stream's windows back; when every partition is idle, time windows close on the wall clock.")

@@ -103,8 +103,8 @@ def test_probes_and_scraping_on_the_web_port() -> None:
     [port] = container["ports"]
     env = {e["name"]: e.get("value") for e in container["env"]}
     assert int(env["STREAMDQ_WEB_PORT"]) == port["containerPort"] == 6066
-    for probe in ("readinessProbe", "livenessProbe"):
-        assert container[probe]["httpGet"] == {"path": "/health", "port": port["name"]}
+    assert container["readinessProbe"]["httpGet"] == {"path": "/health", "port": port["name"]}
+    assert container["livenessProbe"]["httpGet"] == {"path": "/health/live", "port": port["name"]}
     annotations = _one("Deployment")["spec"]["template"]["metadata"]["annotations"]
     assert annotations == {"prometheus.io/scrape": "true", "prometheus.io/port": str(port["containerPort"]),
                            "prometheus.io/path": "/metrics"}

@@ -30,6 +30,7 @@ VALIDATOR = Draft202012Validator(json.loads((ROOT / "schemas" / "status.schema.j
 SPEC = MonitorSpec.model_validate({"version": 1, "name": "t", "alerting": {"for_windows": 1, "clear_windows": 1},
                                    "streams": [{
     "name": "f", "windows": [{"name": "w4", "kind": "count", "size": 4}, {"name": "w8", "kind": "count", "size": 8}],
+    "min_samples": 1,  # windows of 4 records judge their checks (the default minimum is 100)
     "features": [{"name": "x", "type": "numeric", "range": {"min": 0, "max": 10}},
                  {"name": "colour", "type": "categorical", "categories": ["red", "blue"]}]}]})
 

@@ -7,8 +7,10 @@ a real broker."""
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
+import orjson
 import pytest
 from prometheus_client import CollectorRegistry
 
@@ -172,3 +174,38 @@ def test_consecutive_columnar_messages_are_one_engine_call_and_order_is_kept(mon
     # two columnar messages with the same columns: one call; then the row, then columns again, then other columns
     assert calls == [("ColumnBatch", 3), ("RecordBatch", 1), ("ColumnBatch", 1), ("ColumnBatch", 1)]
     assert ctx.monitor.records_processed == {"f": 6}
+
+
+def test_an_event_time_far_in_the_future_is_dead_lettered_and_moves_no_watermark(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("KAFKA_BOOTSTRAP", "127.0.0.1:9")
+    _app, ctx = create_app(parse_spec(SPEC), Settings.from_env(), references={}, registry=CollectorRegistry())
+    sent: dict[str, list[tuple[bytes, bytes]]] = {"deadletter": []}
+
+    async def send(**kw: Any) -> Any:
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        done.set_result(None)
+        return done
+
+    async def dead_letter(*, key: bytes, value: bytes) -> Any:
+        sent["deadletter"].append((key, value))
+        return await send()
+
+    for name in ("alerts_topic", "profiles_topic", "panes_topic"):
+        monkeypatch.setattr(getattr(ctx, name), "send", send)
+    monkeypatch.setattr(ctx.deadletter_topic, "send", dead_letter)
+    now = time.time()
+    values = [orjson.dumps({"record_id": 1, "x": 1.0, "event_time": now}),
+              orjson.dumps({"record_id": 2, "x": 1.0, "event_time": "2300-01-01T00:00:00Z"}),  # ~274 years ahead
+              orjson.dumps({"record_id": 3, "x": 1.0, "event_time": now + 60})]  # a minute ahead: fine
+
+    async def run() -> None:
+        ingest = Ingest(ctx, Settings.from_env(), group_id="g")
+        ingest.assignment = {("f", 0)}
+        await ingest.handle([Message(i, v) for i, v in enumerate(values)])  # type: ignore[misc]
+
+    asyncio.run(run())
+    assert [key for key, _ in sent["deadletter"]] == [b"event_time_in_future"]
+    assert b"2300-01-01" in sent["deadletter"][0][1]
+    assert ctx.monitor.records_processed == {"f": 2}
+    assert ctx.monitor.watermark("f") == pytest.approx(now + 60)
