@@ -30,8 +30,20 @@ import orjson
 from monitor.spec import StreamSpec
 from monitor.times import MAX_EPOCH, MIN_EPOCH, iso_seconds, parse_times
 
-__all__ = ["REASONS", "SCHEMA_VERSIONS", "ColumnBatch", "Rejection", "check_record", "checked", "decode_message",
-           "decode_messages", "encode_original", "event_time_seconds", "future_rows"]
+__all__ = [
+    "REASONS",
+    "SCHEMA_VERSIONS",
+    "ColumnBatch",
+    "FromPartition",
+    "Rejection",
+    "check_record",
+    "checked",
+    "decode_message",
+    "decode_messages",
+    "encode_original",
+    "event_time_seconds",
+    "future_rows",
+]
 
 #: Record schema versions this release reads (the ``schema_version`` key is optional).
 SCHEMA_VERSIONS = frozenset({1})
@@ -52,6 +64,15 @@ REASONS: dict[str, str] = {
     "event_time_in_future": "the event time is further ahead of the worker's clock than time.max_future_seconds",
     "processing_error": "the engine raised on this record (a streamdq bug: please report it)",
 }
+
+
+@dataclass(frozen=True, slots=True)
+class FromPartition:
+    """A decoded record (or its rejection) with the input partition it was read from (a replay of a Kafka topic:
+    each partition's records update that partition's windows, as in a worker)."""
+
+    partition: int
+    item: Any  # dict[str, Any] | Rejection
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,6 +181,14 @@ def checked(records: Iterable[Any], stream: StreamSpec) -> Iterator[dict[str, An
     [{'record_id': 1}, ('missing_id', b'{"x":2}')]
     """
     for rec in records:
+        if isinstance(rec, FromPartition):
+            inner = rec.item
+            if not isinstance(inner, Rejection):
+                problem = check_record(inner, stream)
+                if problem is not None:
+                    inner = Rejection(problem[0], problem[1], encode_original(inner, b""))
+            yield FromPartition(rec.partition, inner)  # type: ignore[misc]
+            continue
         if isinstance(rec, Rejection):
             yield rec
             continue

@@ -21,7 +21,7 @@ from typing import Any
 import orjson
 
 from monitor.engine import EVENT_CLOCK, Monitor
-from monitor.records import Rejection, checked
+from monitor.records import FromPartition, Rejection, checked
 from monitor.reference import ReferenceProfile
 from monitor.report import Report
 from monitor.spec import MonitorSpec, StreamSpec
@@ -55,7 +55,8 @@ class ReplaySummary:
 
 def replay(spec: MonitorSpec, inputs: Mapping[str, Iterable[dict[str, Any] | Rejection]], out_dir: str | Path,
            *, references: Mapping[str, ReferenceProfile] | None = None,
-           progress: Callable[[int], None] | None = None, close_partial: bool = False) -> ReplaySummary:
+           progress: Callable[[int], None] | None = None, close_partial: bool = False,
+           partitions: Mapping[str, int] | None = None) -> ReplaySummary:
     """Replay recorded records of one or more streams and write ``alerts.jsonl``, ``windows.jsonl`` and
     ``deadletters.jsonl`` into ``out_dir``.
 
@@ -63,7 +64,9 @@ def replay(spec: MonitorSpec, inputs: Mapping[str, Iterable[dict[str, Any] | Rej
     predictions and labels stream go together, so that they join). Several inputs are merged by event
     time (ties: the first input first; a record without an event time keeps its place after the
     previous record of its input), so a label is read after the predictions made before it, as a worker
-    that keeps up would read them; partition 0 stands for all partitions. Records may include
+    that keeps up would read them. A record is of partition 0 unless it comes as a
+    :class:`~monitor.records.FromPartition` (a replay of a Kafka topic; ``partitions`` then gives each stream's
+    partition count, so that windows hold what a worker's would). Records may include
     :class:`~monitor.records.Rejection` values (from decoding Kafka messages); plain dicts are checked
     like the worker checks them; a rejected record is a line of ``deadletters.jsonl`` (its reason,
     detail and original bytes) and the replay goes on. With several inputs each dead-letter line names
@@ -82,7 +85,7 @@ def replay(spec: MonitorSpec, inputs: Mapping[str, Iterable[dict[str, Any] | Rej
         if st.model is not None and st.model.labels not in inputs:
             raise ValueError(f"stream {st.name!r} holds a model's predictions: replay it with its labels stream "
                              f"{st.model.labels!r}")
-    monitor = Monitor(spec, references=references, clock=EVENT_CLOCK)
+    monitor = Monitor(spec, references=references, clock=EVENT_CLOCK, partitions=partitions)
     summary = ReplaySummary()
     opt = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_APPEND_NEWLINE
     inputs_checked = [checked(inputs[st.name], st) for st in streams]
@@ -102,30 +105,34 @@ def replay(spec: MonitorSpec, inputs: Mapping[str, Iterable[dict[str, Any] | Rej
                     alerts_fh.write(orjson.dumps(alert.to_event(), option=opt))
                     summary.alerts[(alert.feature or alert.model, alert.check, alert.severity, alert.status)] += 1
 
-        def flush(stream: StreamSpec, batch: list[dict[str, Any]]) -> None:
+        def flush(stream: StreamSpec, batch: list[dict[str, Any]], partition: int) -> None:
             before = summary.records
             summary.records += len(batch)
             summary.by_stream[stream.name] += len(batch)
-            emit(monitor.process(stream.name, batch))
+            emit(monitor.process(stream.name, batch, partition=partition))
             if progress is not None and summary.records // PROGRESS_EVERY != before // PROGRESS_EVERY:
                 progress(summary.records)
 
         current: StreamSpec | None = None
+        current_partition = 0
         batch: list[dict[str, Any]] = []
         for stream, item in items:
+            partition = 0
+            if isinstance(item, FromPartition):
+                partition, item = item.partition, item.item
             if isinstance(item, Rejection):
                 summary.rejected[item.reason] += 1
                 line = {"stream": stream.name} if named else {}
                 dlq_fh.write(orjson.dumps({**line, "reason": item.reason, "detail": item.detail,
                                            "original": item.original.decode("utf-8", "replace")}, option=opt))
                 continue
-            if stream is not current or len(batch) == BATCH:
+            if stream is not current or partition != current_partition or len(batch) == BATCH:
                 if batch and current is not None:
-                    flush(current, batch)
-                current, batch = stream, []
+                    flush(current, batch, current_partition)
+                current, current_partition, batch = stream, partition, []
             batch.append(item)
         if batch and current is not None:
-            flush(current, batch)
+            flush(current, batch, current_partition)
         emit(monitor.close(notify=close_partial))
     return summary
 
@@ -139,8 +146,9 @@ def _by_time(inputs: list[Iterator[dict[str, Any] | Rejection]],
               rank: int) -> Iterator[tuple[float, int, int, StreamSpec, dict[str, Any] | Rejection]]:
         last = float("-inf")
         for n, item in enumerate(items):
-            if not isinstance(item, Rejection):
-                t = float(parse_times([item.get(spec.time_field)])[0])
+            record = item.item if isinstance(item, FromPartition) else item
+            if not isinstance(record, Rejection):
+                t = float(parse_times([record.get(spec.time_field)])[0])
                 if t == t:  # not NaN
                     last = max(last, t)
             yield last, rank, n, spec, item

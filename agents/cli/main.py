@@ -228,12 +228,16 @@ def replay(spec: str, input_path: str | None, topic: str | None, from_: str | No
         if not Path(input_path).is_file():
             raise ConfigError(f"input {input_path} does not exist")
         records: Any = read_records(input_path, st)
-    else:
-        from agents.kafka.source import parse_position, topic_records
+    partitions: dict[str, int] | None = None
+    if input_path is None:
+        from agents.kafka.source import parse_position, partitioned_records, topic_partitions
 
         boot, security = _kafka(bootstrap)
-        records = topic_records(boot, st, topic, start=parse_position(from_),  # type: ignore[arg-type]
-                                end=parse_position(to), security=security)
+        # Each partition's records update that partition's windows, the partitions read side by side: the
+        # windows hold what a worker's would (a count window takes its share of every partition).
+        records = partitioned_records(boot, st, topic, start=parse_position(from_),  # type: ignore[arg-type]
+                                      end=parse_position(to), security=security)
+        partitions = {st.name: topic_partitions(boot, topic, security=security)}  # type: ignore[arg-type]
     label_records: Any = None
     if labels_input is not None and st.model is not None:
         lst = s.stream(st.model.labels)
@@ -242,11 +246,12 @@ def replay(spec: str, input_path: str | None, topic: str | None, from_: str | No
                 raise ConfigError(f"labels input {labels_input} does not exist")
             label_records = read_records(labels_input, lst)
         else:
-            from agents.kafka.source import parse_position, topic_records
+            from agents.kafka.source import parse_position, partitioned_records, topic_partitions
 
             boot, security = _kafka(bootstrap)
-            label_records = topic_records(boot, lst, labels_input, start=parse_position(from_),
-                                          end=parse_position(to), security=security)
+            label_records = partitioned_records(boot, lst, labels_input, start=parse_position(from_),
+                                                end=parse_position(to), security=security)
+            partitions = {**(partitions or {}), lst.name: topic_partitions(boot, labels_input, security=security)}
     total = None
     if input_path is not None:
         counts = [count_records(input_path), *([count_records(labels_input)] if labels_input is not None else [])]
@@ -256,7 +261,7 @@ def replay(spec: str, input_path: str | None, topic: str | None, from_: str | No
         if label_records is not None and st.model is not None:
             inputs[st.model.labels] = label_records
         summary = run_replay(s, inputs, out, references=references, progress=progress,
-                             close_partial=close_partial)
+                             close_partial=close_partial, partitions=partitions)
         progress.finish(summary.records + sum(summary.rejected.values()))
     folder = Path(out)  # "bt2/" must not print as "bt2//alerts.jsonl"
     written = [folder / "alerts.jsonl", folder / "windows.jsonl", folder / "deadletters.jsonl"]
