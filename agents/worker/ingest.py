@@ -12,21 +12,24 @@ One batch (:meth:`Ingest.handle`), in order:
 1. up to :data:`MAX_BATCH` messages are taken from the consumer (waiting at most
    :data:`POLL_SECONDS` for the first);
 2. each message is decoded and checked; rejected records go to the dead-letter topic;
-3. each stream's good records go through one :meth:`Monitor.process <monitor.Monitor.process>`
-   call; the reports of the windows that closed are published (profiles, alert events);
+3. each stream partition's good records go through one :meth:`Monitor.update <monitor.Monitor.update>`
+   call: the partition's panes are updated, and the panes that closed go to the panes topic for the
+   merge agent (:mod:`agents.worker.merge`, which evaluates each stream window once); a predictions or
+   labels stream's model windows are evaluated here and published (profiles, alert events);
 4. every send of steps 2 and 3 is **acknowledged by the broker** (``acks=all``, retried until it
    is); only then does the batch count as done (its partitions' next offsets move on).
 
-Between batches, every :data:`TICK_SECONDS` the service closes processing-time windows (and ages a
-model's pending predictions), and every ``checkpoint_seconds`` it **checkpoints**
-(:mod:`agents.worker.snapshots`): the windows of every stream and the alert policy are written to the
-checkpoints topic, then the offsets they cover are committed with a pointer to them. Offsets are
-committed nowhere else, so the committed offset never passes the checkpoint. A checkpoint is also
-taken when partitions are revoked and at shutdown.
+Between batches, every :data:`TICK_SECONDS` the service closes processing-time panes, tells the merge
+agent each partition's progress and which partitions are idle (no records for
+``time.idle_timeout_seconds``), and ages a model's pending predictions; every ``checkpoint_seconds`` it
+**checkpoints** (:mod:`agents.worker.snapshots`): each partition's state is written to the checkpoints
+topic, then the offsets they cover are committed with a pointer to them. Offsets are committed nowhere
+else, so the committed offset never passes the checkpoint. A checkpoint is also taken when partitions
+are revoked and at shutdown.
 
-Restart: a worker first given partitions whose commits all point to one checkpoint covering exactly
-them restores it and resumes at the committed offsets, so every window counts each record once through
-a crash; otherwise it starts new windows there (see :meth:`Checkpointer.restore
+Assignment (a start, a restart, a rebalance): each partition given to this worker continues from the
+state its commit's checkpoint holds for it at that offset, so every window counts each record once
+through a crash or a move; otherwise it starts new windows there (see :meth:`Checkpointer.restore
 <agents.worker.snapshots.Checkpointer.restore>`).
 
 Delivery: at least once. A crash never loses a dead letter or an alert event; what was processed
@@ -42,8 +45,8 @@ takes its partitions back at once instead of waiting for its old session to expi
 
 Memory: at most :data:`MAX_BATCH` messages in hand, plus librdkafka's prefetch queue
 (:data:`QUEUE_KBYTES` per consumer), plus one checkpoint document while it is written (its size is
-bounded by the spec: pane states and duplicate filters, see :meth:`FeatureEngine.snapshot
-<monitor.stream.FeatureEngine.snapshot>`).
+bounded by the spec: pane states and duplicate filters, see :meth:`FeatureEngine.partition_state
+<monitor.stream.FeatureEngine.partition_state>`).
 """
 
 from __future__ import annotations
