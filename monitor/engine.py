@@ -187,10 +187,6 @@ class Monitor:
         reports: list[Report] = list(model.add(stream, batch, partition=partition, offsets=offsets))
         return self.features.update(stream, batch, partition=partition), reports
 
-    def merge(self, update: PartitionUpdate) -> list[Report]:
-        """The merge stage: one partition's update in, the reports of the stream windows it closed out."""
-        return list(self.features.merge(update))
-
     def process_one(self, stream: str, record: dict[str, Any]) -> list[Report]:
         """Buffer one record of a feature stream; every :data:`MICRO_BATCH` records the buffer is
         processed as a batch (predictions and labels streams: use :meth:`process`)."""

@@ -100,27 +100,23 @@ class WorkerContext:
         """Load the open alerts from the table (after Faust recovered it, before the first batch)."""
         if self.restored:
             return
+        count = self.reload_alerts()
+        self.restored = True
+        if count:
+            log.info("restored %d open alert(s) from the alert-state table", count)
+
+    def reload_alerts(self) -> int:
+        """Take the alert-state table's states into the policy (at start, and when the merge agent moved here:
+        its streams' alerts were last written by another worker); returns how many were loaded."""
         if self.alert_state is None:
-            self.restored = True
-            return
+            return 0
         count = 0
         for fp, state in list(self.alert_state.items()):
             if state is not None:
                 self.monitor.policy.load(fp, state)
                 count += 1
-        self.restored = True
         self.metrics.open_alerts.set(len(self.monitor.policy.open_alerts()))
-        if count:
-            log.info("restored %d open alert(s) from the alert-state table", count)
-
-    def reload_alerts(self) -> None:
-        """Take the alert-state table's open alerts again (the merge agent moved here: its streams' alerts
-        were last written by another worker)."""
-        if self.alert_state is None:
-            return
-        for fp, state in list(self.alert_state.items()):
-            self.monitor.policy.load(fp, state)
-        self.metrics.open_alerts.set(len(self.monitor.policy.open_alerts()))
+        return count
 
     async def publish(self, report: Report) -> None:
         """Send a closed window's profile (feature or model window) and its alert events; checkpoint

@@ -463,7 +463,6 @@ class Ingest(Service):
             if stream is None:
                 continue
             value = message.value() or b""
-            self._last_data[(stream.name, partition)] = now
             if (stream.name, partition) != run_key:
                 flush()
                 run_stream, run_key = stream, (stream.name, partition)
@@ -473,6 +472,9 @@ class Ingest(Service):
                 flush()
                 one(message, stream)
         flush()
+        for (t, p) in ends:  # when each partition last had records (idle partitions, see _idle_updates)
+            if t in self.streams:
+                self._last_data[(self.streams[t].name, p)] = now
         self._in_batch = self._changed = True
         reports: list[Report] = []
         updates: list[PartitionUpdate] = []

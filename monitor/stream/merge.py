@@ -38,7 +38,7 @@ from __future__ import annotations
 import math
 import time
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -366,7 +366,6 @@ class StreamWindows:
         self.spec = spec
         self.ref = ref
         self.evaluate = evaluate
-        self.expected = partitions
         self.wall = wall
 
         def new_pane() -> Pane:
@@ -542,6 +541,3 @@ class StreamWindows:
         except (KeyError, TypeError, ValueError) as exc:
             raise StateError(f"malformed merge state of stream {spec.name!r}: {exc!r}") from exc
         self.assemblies, self.progress = assemblies, progress
-
-    def partitions_seen(self) -> Iterable[int]:
-        return self.progress.keys()

@@ -99,6 +99,16 @@ class WorkerProc:
         return self.proc.returncode
 
 
+def metric_total(worker: Any, name: str) -> float:
+    """The sum of a worker's /metrics samples whose line starts with ``name`` (a metric name, or a name and the
+    beginning of its labels)."""
+    total = 0.0
+    for line in worker.metrics().splitlines():
+        if line.startswith(name) and not line.startswith("#"):
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
 def wait_for(what: str, cond: Callable[[], Any], *, timeout: float = 90.0, every: float = 0.3,
              log: Callable[[], str] | None = None) -> Any:
     """Poll ``cond`` every ``every`` s until it returns something truthy, and return that; after ``timeout`` s

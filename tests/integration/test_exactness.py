@@ -25,7 +25,7 @@ import pytest
 
 from monitor.testing.synthetic import SyntheticFeatures
 
-from .conftest import consume_all, demo_spec, launch_worker, producer, wait_for
+from .conftest import consume_all, demo_spec, launch_worker, metric_total, producer, wait_for
 
 BASE = 1_700_000_000.0
 RECORDS = 16_000
@@ -34,14 +34,6 @@ EVENTS_PER_SECOND = 1_000  # event time advances 1 s per 1,000 records
 # Lateness is judged per partition, against its own watermark: a backlog read after the restart is not late.
 COUNT_WINDOW, TIME_WINDOW, LATENESS = 600, 2.0, 5.0
 PARTITIONS = 3
-
-
-def _metric(worker: Any, name: str) -> float:
-    total = 0.0
-    for line in worker.metrics().splitlines():
-        if line.startswith(name) and not line.startswith("#"):
-            total += float(line.rsplit(" ", 1)[1])
-    return total
 
 
 def _produce(bootstrap: str, topic: str, done: threading.Event) -> None:
@@ -75,8 +67,8 @@ def test_sigkill_mid_stream_then_restart_counts_every_record_once(kafka_bootstra
     feeder.start()
     try:
         wait_for("the first worker to process a third of the stream and checkpoint",
-                 lambda: _metric(first, "streamdq_records_total{outcome=\"processed\"") >= RECORDS // 3
-                 and _metric(first, "streamdq_checkpoints_total") >= 2, timeout=60, log=first.log_tail)
+                 lambda: metric_total(first, "streamdq_records_total{outcome=\"processed\"") >= RECORDS // 3
+                 and metric_total(first, "streamdq_checkpoints_total") >= 2, timeout=60, log=first.log_tail)
     finally:
         first.proc.send_signal(signal.SIGKILL)
         first.proc.wait(timeout=10)

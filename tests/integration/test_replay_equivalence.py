@@ -18,7 +18,7 @@ from monitor.replay import replay
 from monitor.spec import parse_spec
 from monitor.testing.synthetic import Scenario, SyntheticFeatures
 
-from .conftest import consume_all, demo_spec, launch_worker, make_reference, producer
+from .conftest import consume_all, demo_spec, launch_worker, make_reference, metric_total, producer, wait_for
 
 BASE_TIME = 1_750_000_000.0
 
@@ -57,14 +57,9 @@ def test_replay_and_worker_raise_the_same_alerts(kafka_bootstrap: str, tmp_path:
                 i += 1
             p.poll(0)
         assert p.flush(30) == 0
-        deadline = time.monotonic() + 90
-        while time.monotonic() < deadline:
-            if f'streamdq_records_total{{outcome="processed",stream="features"}} {float(len(records))}' \
-                    in worker.metrics():
-                break
-            time.sleep(0.5)
-        else:
-            pytest.fail("the worker did not process every record:\n" + worker.log_tail())
+        wait_for("the worker to process every record",
+                 lambda: metric_total(worker, 'streamdq_records_total{outcome="processed",stream="features"}')
+                 == len(records), log=worker.log_tail)
         live = [orjson.loads(m.value()) for m in consume_all(kafka_bootstrap, spec["outputs"]["alerts_topic"],
                                                              expect=1, idle=3.0)]
     finally:
@@ -122,14 +117,9 @@ def test_replay_of_a_multi_partition_topic_equals_the_worker(kafka_bootstrap: st
             p.produce(topic, orjson.dumps(rec), key=str(rec["record_id"]).encode())
             p.poll(0)
         assert p.flush(30) == 0
-        deadline = time.monotonic() + 90
-        while time.monotonic() < deadline:
-            if f'streamdq_records_total{{outcome="processed",stream="features"}} {float(len(records))}' \
-                    in worker.metrics():
-                break
-            time.sleep(0.5)
-        else:
-            pytest.fail("the worker did not process every record:\n" + worker.log_tail())
+        wait_for("the worker to process every record",
+                 lambda: metric_total(worker, 'streamdq_records_total{outcome="processed",stream="features"}')
+                 == len(records), log=worker.log_tail)
         time.sleep(3)  # the merge agent's last windows
         live = [orjson.loads(m.value()) for m in consume_all(kafka_bootstrap, spec["outputs"]["alerts_topic"],
                                                              expect=1, idle=3.0)]

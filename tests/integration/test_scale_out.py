@@ -22,19 +22,11 @@ import pytest
 
 from monitor.testing.synthetic import SyntheticFeatures
 
-from .conftest import consume_all, demo_spec, launch_worker, producer, wait_for
+from .conftest import consume_all, demo_spec, launch_worker, metric_total, producer, wait_for
 
 BASE = 1_700_000_000.0
 EVENTS_PER_SECOND = 1_000
 TIME_WINDOW = 2.0
-
-
-def _metric(worker: Any, name: str) -> float:
-    total = 0.0
-    for line in worker.metrics().splitlines():
-        if line.startswith(name) and not line.startswith("#"):
-            total += float(line.rsplit(" ", 1)[1])
-    return total
 
 
 def _spec(uid: str, partitions: int, count_window: int) -> dict[str, Any]:
@@ -112,7 +104,7 @@ def test_two_workers_evaluate_each_window_once_and_send_each_alert_once(kafka_bo
                for i in range(2)]
     try:
         wait_for("both workers to hold input partitions",
-                 lambda: all(_metric(w, "streamdq_assigned_partitions") >= 1 for w in workers), timeout=60,
+                 lambda: all(metric_total(w, "streamdq_assigned_partitions") >= 1 for w in workers), timeout=60,
                  log=workers[0].log_tail)
         done = threading.Event()
         _produce(kafka_bootstrap, topic, records, partitions, 4_000, done, missing=range(4_000, 6_000))
@@ -121,7 +113,7 @@ def test_two_workers_evaluate_each_window_once_and_send_each_alert_once(kafka_bo
         profiles = wait_for("every window closed",
                             lambda: _profiles(kafka_bootstrap, spec, count_windows, time_windows, f"w{size}"),
                             timeout=120, log=workers[0].log_tail)
-        processed = [_metric(w, 'streamdq_records_total{outcome="processed"') for w in workers]
+        processed = [metric_total(w, 'streamdq_records_total{outcome="processed"') for w in workers]
     finally:
         for w in workers:
             w.stop()
@@ -152,7 +144,7 @@ def test_a_worker_killed_for_good_hands_over_and_every_window_stays_exact(kafka_
                              env={**env, "STREAMDQ_INSTANCE_ID": f"k{i}-{uid}"}) for i in range(3)]
     try:
         wait_for("every worker to hold input partitions",
-                 lambda: all(_metric(w, "streamdq_assigned_partitions") >= 1 for w in workers), timeout=90,
+                 lambda: all(metric_total(w, "streamdq_assigned_partitions") >= 1 for w in workers), timeout=90,
                  log=workers[0].log_tail)
         done = threading.Event()
         feeder = threading.Thread(target=_produce, args=(kafka_bootstrap, topic, records, partitions, 2_000, done),
@@ -160,15 +152,15 @@ def test_a_worker_killed_for_good_hands_over_and_every_window_stays_exact(kafka_
         feeder.start()
         victim = workers[1]
         wait_for("a third of the stream processed and checkpointed",
-                 lambda: sum(_metric(w, 'streamdq_records_total{outcome="processed"') for w in workers)
-                 >= records // 3 and _metric(victim, "streamdq_checkpoints_total") >= 2, timeout=60,
+                 lambda: sum(metric_total(w, 'streamdq_records_total{outcome="processed"') for w in workers)
+                 >= records // 3 and metric_total(victim, "streamdq_checkpoints_total") >= 2, timeout=60,
                  log=victim.log_tail)
         victim.proc.send_signal(signal.SIGKILL)  # never comes back: its partitions move after its session
         victim.proc.wait(timeout=10)
         survivors = [workers[0], workers[2]]
         assert done.wait(90), "the producer did not finish"
         wait_for("the survivors to take every partition",
-                 lambda: sum(_metric(w, "streamdq_assigned_partitions") for w in survivors) >= partitions,
+                 lambda: sum(metric_total(w, "streamdq_assigned_partitions") for w in survivors) >= partitions,
                  timeout=60, log=survivors[0].log_tail)
         _far_ahead(kafka_bootstrap, topic, partitions)
         count_windows, time_windows = records // size, int(records / EVENTS_PER_SECOND // TIME_WINDOW)
