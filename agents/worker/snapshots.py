@@ -20,7 +20,7 @@ Examples
 --------
 >>> p = Pointer(key="a1b2.7", offset=1234, chunks=3)
 >>> p.encode()
-'streamdq-ckpt:1:a1b2.7:1234:3'
+'streamdq-ckpt:2:a1b2.7:1234:3'
 >>> Pointer.decode(p.encode()) == p, Pointer.decode(""), Pointer.decode("other metadata")
 (True, None, None)
 >>> len(chunks(b"x" * 10, 4)), b"".join(chunks(b"abcdefghij", 4))

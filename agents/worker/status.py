@@ -15,7 +15,7 @@ Examples
 >>> from monitor.engine import Monitor
 >>> from monitor.spec import MonitorSpec
 >>> spec = MonitorSpec.model_validate({"version": 1, "name": "t", "streams": [{
-...     "name": "f", "windows": [{"name": "w3", "kind": "count", "size": 3}],
+...     "name": "f", "windows": [{"name": "w3", "kind": "count", "size": 3}], "min_samples": 3,
 ...     "features": [{"name": "x", "type": "numeric"}]}]})
 >>> monitor = Monitor(spec, clock=lambda: 0.0)
 >>> board = StatusBoard()

@@ -184,15 +184,17 @@ class FeatureEngine:
     def window_fill(self, stream: str) -> dict[str, float | None]:
         """Read-only: for each window of ``stream`` (by name), how full the window that closes next is,
         0..1, as the merge stage sees it (:meth:`StreamWindows.fill <monitor.stream.merge.StreamWindows.fill>`;
-        ``None`` before any record, and on a worker that does not run the merge stage). Count windows add
-        the records in this engine's partitions' open panes (all of them offline; a worker's own)."""
+        ``None`` before any record, and on a worker that does not run the merge stage). A count window adds
+        the records of this engine's partitions whose open pane is the one the window waits for (all of them
+        offline; a worker's own)."""
         rt = self._streams[stream]
         out = rt.merge.fill()
+        waiting = {a.spec.name: a.next_to_close for a in rt.merge.assemblies if not a.time}
         for w in rt.spec.windows:
             if w.kind != "count":
                 continue
             filled = sum(t.filled for ps in rt.parts.values() for t in ps.tracks
-                         if isinstance(t, CountTrack) and t.spec.name == w.name)
+                         if isinstance(t, CountTrack) and t.spec.name == w.name and t.pane_index == waiting[w.name])
             if filled:
                 out[w.name] = min((out.get(w.name) or 0.0) + filled / w.span, 1.0)
         return out

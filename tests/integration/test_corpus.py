@@ -164,7 +164,7 @@ def _run(bootstrap: str, spec: dict[str, Any], topics: dict[str, str], worker: A
         assert worker.proc.poll() is None, f"the worker exited:\n{worker.log_tail()}"
         time.sleep(0.5)
     # at least what the corpus documents; processing_error ones (the known bug) come on top of it
-    expected_dl = sum(len(c.deadletters) for c in CASES)
+    expected_dl = sum(len(c.worker_letters) for c in CASES)
     letters = [orjson.loads(m.value()) for m in consume_all(bootstrap, spec["outputs"]["deadletter_topic"],
                                                             expect=expected_dl, idle=3.0, timeout=90)]
     at: dict[tuple[str, int], list[dict[str, Any]]] = {}
@@ -184,7 +184,7 @@ def _params() -> list[Any]:
 def test_case_gets_its_documented_outcome(corpus_run: dict[str, Any], case: Case) -> None:
     where = corpus_run["positions"][case.name]
     got = sorted(corpus_run["at"].get(where, []), key=lambda e: (e["array_index"] is None, e["array_index"] or 0))
-    assert [e["reason"] for e in got] == list(case.deadletters), [(e["reason"], e["detail"]) for e in got]
+    assert [e["reason"] for e in got] == list(case.worker_letters), [(e["reason"], e["detail"]) for e in got]
     for env in got:
         assert env["stream"] == case.stream and env["reason_text"]
         if env["array_index"] is None:  # the whole message: its original bytes (cut at 256 KiB)
@@ -199,7 +199,7 @@ def test_case_gets_its_documented_outcome(corpus_run: dict[str, Any], case: Case
         assert stream_letters == got, [(e["reason"], e["detail"][:200]) for e in stream_letters]
         s = corpus_run["samples"]
         assert _counter(s, "streamdq_records_total", stream=case.stream, outcome="processed") == \
-            corpus_run["goods"][case.stream] + case.processed
+            corpus_run["goods"][case.stream] + case.worker_processed
 
 
 def test_processed_plus_deadlettered_equals_produced(corpus_run: dict[str, Any]) -> None:
@@ -210,8 +210,8 @@ def test_processed_plus_deadlettered_equals_produced(corpus_run: dict[str, Any])
         assert processed + dead == produced[stream], (stream, processed, dead, corpus_run["worker"].log_tail())
     main = [c for c in CASES if c.stream == "features"]
     assert _counter(s, "streamdq_records_total", stream="features", outcome="processed") == \
-        corpus_run["goods"]["features"] + sum(c.processed for c in main)
-    want = Counter(r for c in main for r in c.deadletters)
+        corpus_run["goods"]["features"] + sum(c.worker_processed for c in main)
+    want = Counter(r for c in main for r in c.worker_letters)
     for reason, n in want.items():
         assert _counter(s, "streamdq_deadletter_records_total", stream="features", reason=reason) == n, reason
     assert _counter(s, "streamdq_deadletter_records_total", stream="features", reason="processing_error") == 0
@@ -224,7 +224,7 @@ def test_no_good_record_is_lost(corpus_run: dict[str, Any]) -> None:
     lost = [corpus_run["at"][pos] for pos in goods if pos in corpus_run["at"]]
     assert not lost, lost
     main_letters = [e for e in corpus_run["letters"] if e["stream"] == "features"]
-    assert len(main_letters) == sum(len(c.deadletters) for c in CASES if c.stream == "features")
+    assert len(main_letters) == sum(len(c.worker_letters) for c in CASES if c.stream == "features")
 
 
 def test_health_was_ok_throughout_and_the_worker_is_alive(corpus_run: dict[str, Any]) -> None:
@@ -242,7 +242,8 @@ def test_corpus_messages_fit_the_documented_limits() -> None:
 def test_reference_build_from_the_topic_excludes_what_the_worker_dead_lettered(corpus_run: dict[str, Any],
                                                                                tmp_path: Path) -> None:
     """``reference build --topic`` decodes and checks like the worker: it leaves out (and counts, per reason)
-    exactly the records the worker dead-lettered, and profiles exactly those it processed."""
+    exactly the records the worker's decoder dead-lettered, and profiles those it decoded (a reference build has
+    no clock: a far-future event time, which a worker refuses, is profiled)."""
     spec_path = tmp_path / "spec.yaml"
     spec_path.write_text(yaml.safe_dump(corpus_run["spec"], sort_keys=False))
     res = subprocess.run([sys.executable, "-m", "agents.cli", "reference", "build", str(spec_path),

@@ -43,6 +43,18 @@ class Case:
     compression: str | None = None
     stream: str = "features"
     note: str = ""
+    #: What a worker dead-letters beyond the decoder (checks against its clock), taken from ``processed``.
+    worker_deadletters: tuple[str, ...] = ()
+
+    @property
+    def worker_processed(self) -> int:
+        """Records a worker processes."""
+        return self.processed - len(self.worker_deadletters)
+
+    @property
+    def worker_letters(self) -> tuple[str, ...]:
+        """A worker's dead-letter reasons for the message."""
+        return self.deadletters + self.worker_deadletters
 
     @property
     def records(self) -> int:
@@ -153,7 +165,8 @@ def _cases() -> list[Case]:
         Case("event_time_month_13", _j(good("c-et4") | {"event_time": "2026-13-01T00:00:00Z"}),
              deadletters=("invalid_event_time",)),
         Case("event_time_far_future", _j(good("c-et5") | {"event_time": "9999-12-31T23:59:59Z"}), processed=1,
-             note="a valid time: processed; later records are late (counted) in event-time windows"),
+             worker_deadletters=("event_time_in_future",),
+             note="a valid time (decoded); a worker dead-letters it: more than time.max_future_seconds ahead"),
         # -- size
         Case("oversized_2mb", _j(good("c-2mb") | {"device": "x" * 2_000_000}), deadletters=("oversized",),
              detail="bytes > max_message_bytes 1048576", note="the dead letter keeps the first 256 KiB"),
